@@ -1,0 +1,24 @@
+//! The DICOM network layer that `dicom-ul` lacks: DIMSE.
+//!
+//! Owns typed DIMSE messages and their command-set encoding ([`command`], [`status`]),
+//! association negotiation ([`assoc`]), the acceptor over TCP or DICOM TLS with its
+//! timeouts, limits and graceful shutdown ([`server`]), streaming receive of data sets
+//! into any async sink ([`scp`]), and the requestor side ([`scu`]). It does no policy:
+//! who may associate ([`server::Policy`]) and what happens to a received instance
+//! ([`scp::Service`]) are decided by the caller's implementations. No SQL, HTTP or
+//! configuration here.
+
+pub mod assoc;
+pub mod command;
+pub mod error;
+pub mod part10;
+pub mod pdu_io;
+pub mod scp;
+pub mod scu;
+pub mod server;
+pub mod sop;
+pub mod status;
+pub mod tls;
+
+pub use error::DimseError;
+pub use status::Status;

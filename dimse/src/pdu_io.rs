@@ -1,0 +1,188 @@
+//! PDU framing over any async byte stream (TCP or TLS).
+//!
+//! Reads whole PDUs with `dicom_ul::read_pdu` from a bounded buffer (never larger than
+//! the negotiated maximum PDU plus its header), and writes P-DATA-TF PDUs directly from
+//! borrowed slices so that sending a data set copies nothing into an intermediate PDU.
+//! Every read has a timeout. No DIMSE semantics here.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use dicom_ul::Pdu;
+use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDU_HEADER_SIZE};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::DimseError;
+
+/// A bidirectional byte stream an association runs over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Size of a PDV item header: item length (4), presentation context id (1), control (1).
+pub const PDV_HEADER_LEN: usize = 6;
+
+/// A PDU-level connection.
+pub struct PduConn {
+    stream: Box<dyn Io>,
+    read_buf: BytesMut,
+    write_buf: Vec<u8>,
+    /// Largest PDU (variable part) we accept from the peer.
+    max_receive: u32,
+    read_timeout: Duration,
+}
+
+impl std::fmt::Debug for PduConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PduConn")
+            .field("max_receive", &self.max_receive)
+            .field("read_timeout", &self.read_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PduConn {
+    /// Wraps `stream`; PDUs longer than `max_receive` are refused.
+    pub fn new(stream: Box<dyn Io>, max_receive: u32, read_timeout: Duration) -> Self {
+        let max_receive = max_receive.clamp(dicom_ul::pdu::MINIMUM_PDU_SIZE, 64 * 1024 * 1024);
+        PduConn {
+            stream,
+            read_buf: BytesMut::with_capacity(64 * 1024),
+            write_buf: Vec::with_capacity(1024),
+            max_receive,
+            read_timeout,
+        }
+    }
+
+    /// Changes the largest PDU accepted from now on (after negotiation).
+    pub fn set_max_receive(&mut self, max: u32) {
+        self.max_receive = max.clamp(dicom_ul::pdu::MINIMUM_PDU_SIZE, 64 * 1024 * 1024);
+    }
+
+    /// Changes the time allowed for each read.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = timeout;
+    }
+
+    /// The largest PDU accepted from the peer.
+    pub fn max_receive(&self) -> u32 {
+        self.max_receive
+    }
+
+    /// The underlying stream (to inspect TLS state, for instance).
+    pub fn stream_mut(&mut self) -> &mut dyn Io {
+        &mut *self.stream
+    }
+
+    /// Reads the next PDU, waiting at most the read timeout for it to start and finish.
+    pub async fn read_pdu(&mut self) -> Result<Pdu, DimseError> {
+        let timeout = self.read_timeout;
+        match tokio::time::timeout(timeout, self.read_pdu_inner()).await {
+            Ok(result) => result,
+            Err(_) => Err(DimseError::Timeout(timeout)),
+        }
+    }
+
+    async fn read_pdu_inner(&mut self) -> Result<Pdu, DimseError> {
+        loop {
+            if self.read_buf.len() >= PDU_HEADER_SIZE as usize {
+                let declared = u32::from_be_bytes([
+                    self.read_buf[2],
+                    self.read_buf[3],
+                    self.read_buf[4],
+                    self.read_buf[5],
+                ]);
+                if declared > self.max_receive {
+                    return Err(DimseError::PduTooLarge {
+                        length: declared,
+                        max: self.max_receive,
+                    });
+                }
+                let total = declared as usize + PDU_HEADER_SIZE as usize;
+                if self.read_buf.len() >= total {
+                    let mut cursor = Cursor::new(&self.read_buf[..total]);
+                    let parsed = dicom_ul::read_pdu(&mut cursor, self.max_receive, true);
+                    self.read_buf.advance(total);
+                    return match parsed {
+                        Ok(Some(pdu)) => Ok(pdu),
+                        Ok(None) => Err(DimseError::Malformed("incomplete PDU".into())),
+                        Err(e) => Err(DimseError::Malformed(e.to_string())),
+                    };
+                }
+                self.read_buf.reserve(total - self.read_buf.len());
+            }
+            let n = self.stream.read_buf(&mut self.read_buf).await?;
+            if n == 0 {
+                return Err(if self.read_buf.is_empty() {
+                    DimseError::Closed
+                } else {
+                    DimseError::Malformed("connection closed in the middle of a PDU".into())
+                });
+            }
+        }
+    }
+
+    /// Encodes and sends a whole PDU.
+    pub async fn write_pdu(&mut self, pdu: &Pdu) -> Result<(), DimseError> {
+        self.write_buf.clear();
+        dicom_ul::write_pdu(&mut self.write_buf, pdu)
+            .map_err(|e| DimseError::Encode(e.to_string()))?;
+        self.stream.write_all(&self.write_buf).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Sends one P-DATA-TF PDU carrying one PDV with `data`.
+    pub async fn write_pdv(
+        &mut self,
+        context_id: u8,
+        command: bool,
+        last: bool,
+        data: &[u8],
+    ) -> Result<(), DimseError> {
+        let item_len = data.len() + 2;
+        let pdu_len = item_len + 4;
+        let (Ok(item_len), Ok(pdu_len)) = (u32::try_from(item_len), u32::try_from(pdu_len)) else {
+            return Err(DimseError::Encode("PDV larger than 4 GiB".into()));
+        };
+        let control = u8::from(command) | (u8::from(last) << 1);
+        let mut header = [0u8; 12];
+        header[0] = 0x04;
+        header[2..6].copy_from_slice(&pdu_len.to_be_bytes());
+        header[6..10].copy_from_slice(&item_len.to_be_bytes());
+        header[10] = context_id;
+        header[11] = control;
+        self.stream.write_all(&header).await?;
+        self.stream.write_all(data).await?;
+        Ok(())
+    }
+
+    /// Flushes buffered writes (TLS records).
+    pub async fn flush(&mut self) -> Result<(), DimseError> {
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Sends an A-ABORT from the service provider and closes the stream.
+    pub async fn abort(&mut self, reason: AbortRQServiceProviderReason) {
+        let pdu = Pdu::AbortRQ {
+            source: AbortRQSource::ServiceProvider(reason),
+        };
+        let _ = self.write_pdu(&pdu).await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Sends an A-ABORT from the service user and closes the stream.
+    pub async fn abort_as_user(&mut self) {
+        let pdu = Pdu::AbortRQ {
+            source: AbortRQSource::ServiceUser,
+        };
+        let _ = self.write_pdu(&pdu).await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Closes the write side of the stream.
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}

@@ -1,0 +1,192 @@
+//! Wiring and lifecycle: from a [`Config`] to bound listeners, an open index and blob
+//! store, and the DICOM servers running until shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use dimse::server::{Policy, ServerOptions, serve};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::blobs::BlobStore;
+use crate::config::Config;
+use crate::db::Index;
+use crate::domain::FacilityName;
+use crate::ingest::Ingest;
+use crate::pki;
+use crate::scp::{AeAllowList, CertificatePolicy, GatewayService};
+
+/// Certificates in effect: configured, or the dev PKI in `data_dir/certs`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Server certificate chain.
+    pub server_cert: PathBuf,
+    /// Server key.
+    pub server_key: PathBuf,
+    /// CA that issues facility certificates.
+    pub ca_cert: PathBuf,
+    /// That CA's key, if available here.
+    pub ca_key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Resolves the certificate files, creating the dev PKI on first use.
+    pub fn resolve(config: &Config) -> anyhow::Result<TlsFiles> {
+        let tls = &config.tls;
+        if let (Some(cert), Some(key), Some(ca)) = (&tls.cert, &tls.key, &tls.ca_cert) {
+            return Ok(TlsFiles {
+                server_cert: cert.clone(),
+                server_key: key.clone(),
+                ca_cert: ca.clone(),
+                ca_key: tls.ca_key.clone(),
+            });
+        }
+        let dir = config.data_dir.join("certs");
+        let dev = pki::ensure_dev_pki(&dir, &tls.dev_hostnames)?;
+        if dev.created {
+            info!(dir = %dir.display(), "created a development CA and server certificate; replace them for production");
+        }
+        Ok(TlsFiles {
+            server_cert: dev.server_cert,
+            server_key: dev.server_key,
+            ca_cert: dev.ca_cert,
+            ca_key: Some(dir.join("ca.key")),
+        })
+    }
+
+    /// The CA, for issuing facility certificates.
+    pub fn load_ca(&self) -> anyhow::Result<pki::Ca> {
+        let Some(key) = &self.ca_key else {
+            bail!("tls.ca_key is not configured: the CA key is needed to issue facility certificates");
+        };
+        Ok(pki::Ca::load(&self.ca_cert, key)?)
+    }
+
+    fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let chain = dimse::tls::load_certs_file(&self.server_cert)?;
+        let key = dimse::tls::load_private_key_file(&self.server_key)?;
+        let roots = dimse::tls::load_certs_file(&self.ca_cert)?;
+        Ok(dimse::tls::server_config(chain, key, roots)?)
+    }
+}
+
+/// Opens the index named by the config, creating the data dir.
+pub async fn open_index(config: &Config) -> anyhow::Result<Index> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    Ok(Index::open(&config.database_url()).await?)
+}
+
+/// A built gateway, listeners bound, ready to run.
+#[derive(Debug)]
+pub struct Application {
+    index: Index,
+    ingest: Arc<Ingest>,
+    options: ServerOptions,
+    ae_title: String,
+    allow_list: HashMap<String, FacilityName>,
+    tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    plain: Option<TcpListener>,
+}
+
+async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    Ok(Some(listener))
+}
+
+impl Application {
+    /// Opens storage, resolves certificates and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let index = open_index(&config).await?;
+        let blobs = BlobStore::open(&config.data_dir.join("blobs"))?;
+        let ingest = Ingest::new(index.clone(), blobs, config.ingest.duplicate_policy);
+        let mut allow_list = HashMap::new();
+        for (ae, facility) in &config.dicom.plain_ae {
+            let name = FacilityName::parse(facility).map_err(anyhow::Error::msg)?;
+            allow_list.insert(ae.trim().to_string(), name);
+        }
+        let tls = match bind(&config.dicom.tls_listen, "DICOM TLS").await? {
+            Some(listener) => Some((listener, TlsFiles::resolve(&config)?.server_config()?)),
+            None => None,
+        };
+        let plain = bind(&config.dicom.plain_listen, "plain DICOM").await?;
+        let d = &config.dicom;
+        let options = ServerOptions {
+            max_pdu: d.max_pdu,
+            handshake_timeout: Duration::from_secs(d.handshake_timeout_secs),
+            read_timeout: Duration::from_secs(d.read_timeout_secs),
+            max_associations: d.max_associations,
+            ..ServerOptions::default()
+        };
+        Ok(Application { index, ingest, options, ae_title: d.ae_title.trim().to_string(), allow_list, tls, plain })
+    }
+
+    /// Port of the DICOM TLS listener.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port())
+    }
+
+    /// Port of the plain DICOM listener.
+    pub fn plain_port(&self) -> Option<u16> {
+        self.plain.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Blob store root.
+    pub fn blob_root(&self) -> &Path {
+        self.ingest.blobs.root()
+    }
+
+    /// Serves until `shutdown` completes, then drains running associations.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let service = Arc::new(GatewayService { ingest: self.ingest.clone() });
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some((listener, config)) = self.tls {
+            info!(addr = %listener.local_addr()?, ae_title = %self.ae_title, "DICOM TLS listening");
+            let policy = CertificatePolicy { index: self.index.clone(), ae_title: self.ae_title.clone() };
+            let options = ServerOptions { tls: Some(config), ..self.options.clone() };
+            tasks.spawn(run_server(listener, options, policy, service.clone(), stop.clone()));
+        }
+        if let Some(listener) = self.plain {
+            info!(addr = %listener.local_addr()?, allowed_aes = self.allow_list.len(), "plain DICOM listening");
+            let policy = AeAllowList { index: self.index.clone(), ae_title: self.ae_title.clone(), allowed: self.allow_list };
+            tasks.spawn(run_server(listener, self.options.clone(), policy, service.clone(), stop.clone()));
+        }
+        if tasks.is_empty() {
+            bail!("no listener configured: set dicom.tls_listen or dicom.plain_listen");
+        }
+        shutdown.await;
+        info!("shutting down");
+        stop.cancel();
+        while tasks.join_next().await.is_some() {}
+        self.index.close().await;
+        Ok(())
+    }
+}
+
+async fn run_server<P>(
+    listener: TcpListener,
+    options: ServerOptions,
+    policy: P,
+    service: Arc<GatewayService>,
+    stop: CancellationToken,
+) where
+    P: Policy<Session = crate::db::Facility>,
+{
+    serve(listener, options, policy, service, async move { stop.cancelled().await }).await;
+}

@@ -1,0 +1,176 @@
+//! The blob store: stored instances as Part-10 files, under keys built only from
+//! validated values, written through `object_store` (local filesystem).
+//!
+//! Incoming data sets stream into `incoming/` inside the store root; once complete,
+//! fsynced and accepted, they are renamed into place (atomic on one filesystem) and
+//! the parent directory is fsynced, so a key either holds a whole instance or nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+
+use crate::domain::{FacilityId, Uid};
+
+const INCOMING: &str = "incoming";
+
+/// Blob store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Local I/O failed.
+    #[error("blob store I/O failed on {path}: {source}")]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The object store refused an operation.
+    #[error("object store operation failed: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// Where a stored instance lives: `f<facility>/<study uid>/<sop uid>.<sha256 prefix>.dcm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// The key for an instance with this content hash.
+    pub fn new(facility: FacilityId, study: &Uid, sop_instance: &Uid, sha256_hex: &str) -> Self {
+        let prefix: String = sha256_hex.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+        BlobKey(format!("f{}/{}/{}.{}.dcm", facility.0, study, sop_instance, prefix))
+    }
+
+    /// Rebuilds a key read back from the index (it was made by [`BlobKey::new`]).
+    pub fn from_index(key: String) -> Self {
+        BlobKey(key)
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file being received, inside the store's `incoming/` area.
+#[derive(Debug)]
+pub struct TempBlob {
+    object: ObjectPath,
+    /// Filesystem path of the temp file.
+    pub path: PathBuf,
+}
+
+/// Handle on the blob store.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    store: Arc<LocalFileSystem>,
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens the store rooted at `root`, creating it, and removes temp files left by
+    /// an earlier run (their transfers never got a success response).
+    pub fn open(root: &Path) -> Result<BlobStore, BlobError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BlobError::Io { path, source }
+        };
+        let incoming = root.join(INCOMING);
+        std::fs::create_dir_all(&incoming).map_err(io(&incoming))?;
+        let root = root.canonicalize().map_err(io(root))?;
+        let mut removed = 0usize;
+        for entry in std::fs::read_dir(&incoming).map_err(io(&incoming))?.flatten() {
+            if std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed incomplete transfers left by an earlier run");
+        }
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        Ok(BlobStore { store: Arc::new(store), root })
+    }
+
+    /// A fresh temp location for an incoming data set.
+    pub fn temp(&self) -> TempBlob {
+        let name = format!("{}.part", uuid::Uuid::new_v4().simple());
+        TempBlob {
+            object: ObjectPath::from(format!("{INCOMING}/{name}")),
+            path: self.root.join(INCOMING).join(name),
+        }
+    }
+
+    /// Moves a complete, fsynced temp file to `key` and makes the rename durable.
+    pub async fn commit(&self, temp: &TempBlob, key: &BlobKey) -> Result<(), BlobError> {
+        let target = self.path_of(key);
+        let parent = target.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let new_dirs = first_missing_ancestor(&parent, &self.root);
+        self.store.rename(&temp.object, &ObjectPath::from(key.as_str())).await?;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || sync_dirs(&parent, new_dirs.as_deref(), &root))
+            .await
+            .map_err(|e| BlobError::Io { path: PathBuf::new(), source: std::io::Error::other(e) })?
+    }
+
+    /// Removes a temp file (ignores one already gone).
+    pub async fn discard(&self, temp: &TempBlob) {
+        if let Err(e) = tokio::fs::remove_file(&temp.path).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %temp.path.display(), error = %e, "cannot remove temp file");
+        }
+    }
+
+    /// Deletes a stored blob.
+    pub async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        match self.store.delete(&ObjectPath::from(key.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Filesystem path of a key (for local readers and tests).
+    pub fn path_of(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// The highest directory between `root` and `dir` that does not exist yet.
+fn first_missing_ancestor(dir: &Path, root: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    let mut current = dir;
+    while current != root && !current.exists() {
+        missing = Some(current.to_path_buf());
+        current = current.parent()?;
+    }
+    missing
+}
+
+/// fsyncs `dir` and, if directories were created down from `created`, each of them and
+/// the one above it, so that the new entries survive a crash.
+fn sync_dirs(dir: &Path, created: Option<&Path>, root: &Path) -> Result<(), BlobError> {
+    let sync = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| BlobError::Io { path: p.to_path_buf(), source })
+    };
+    sync(dir)?;
+    if let Some(created) = created {
+        let stop = created.parent().unwrap_or(root);
+        let mut current = dir;
+        while current != stop && current.starts_with(root) {
+            let Some(parent) = current.parent() else { break };
+            sync(parent)?;
+            current = parent;
+        }
+    }
+    Ok(())
+}

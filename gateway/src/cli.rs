@@ -1,0 +1,173 @@
+//! The `pacs-gateway` command line: `serve`, and the operator's `facility` commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::app::{Application, TlsFiles, open_index};
+use crate::config::Config;
+use crate::domain::FacilityName;
+
+/// The central PACS gateway: stores and indexes de-identified images from enrolled
+/// facilities, received over DICOM TLS.
+#[derive(Debug, Parser)]
+#[command(name = "pacs-gateway", version)]
+pub struct Cli {
+    /// Configuration file (TOML); every key is optional, see schemas/gateway.toml.
+    #[arg(long, short, global = true, env = "PACS_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (DICOM TLS and plain listeners) until Ctrl-C or SIGTERM.
+    Serve,
+    /// Manage facilities (operator).
+    #[command(subcommand)]
+    Facility(FacilityCommand),
+}
+
+/// `facility ...`
+#[derive(Debug, Subcommand)]
+pub enum FacilityCommand {
+    /// Enroll a facility.
+    Add {
+        /// Facility name (letters, digits, '-', '_', '.').
+        name: String,
+        /// Accept instances that are not de-identified (only until the facility runs
+        /// the facility client).
+        #[arg(long)]
+        accept_identified: bool,
+    },
+    /// List facilities.
+    List,
+    /// Change a facility's settings.
+    Set {
+        /// Facility name.
+        name: String,
+        /// Accept instances that are not de-identified.
+        #[arg(long)]
+        accept_identified: bool_flag::Flag,
+    },
+    /// Issue a client certificate for a facility: writes facility.crt, facility.key
+    /// and ca.crt into DIR and enrolls the certificate.
+    IssueCert {
+        /// Facility name.
+        name: String,
+        /// Output directory (created; existing key files are not overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// A `true`/`false` value for `--flag VALUE`.
+pub mod bool_flag {
+    /// Parsed boolean.
+    #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+    pub enum Flag {
+        /// Yes.
+        True,
+        /// No.
+        False,
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Facility(cmd) => facility(config, cmd).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn facility_name(name: &str) -> anyhow::Result<FacilityName> {
+    FacilityName::parse(name).map_err(anyhow::Error::msg)
+}
+
+async fn facility(config: Config, cmd: FacilityCommand) -> anyhow::Result<()> {
+    let index = open_index(&config).await?;
+    match cmd {
+        FacilityCommand::Add { name, accept_identified } => {
+            let facility = index.create_facility(&facility_name(&name)?, accept_identified).await?;
+            println!("facility {} added (id {})", facility.name, facility.id);
+            println!("next: pacs-gateway facility issue-cert {} --out DIR", facility.name);
+        }
+        FacilityCommand::List => {
+            println!("{:<6} {:<32} accept_identified", "id", "name");
+            for f in index.facilities().await? {
+                println!("{:<6} {:<32} {}", f.id, f.name, f.accept_identified);
+            }
+        }
+        FacilityCommand::Set { name, accept_identified } => {
+            let facility = lookup(&index, &name).await?;
+            let accept = matches!(accept_identified, bool_flag::Flag::True);
+            index.set_accept_identified(facility.id, accept).await?;
+            println!("facility {}: accept_identified = {accept}", facility.name);
+        }
+        FacilityCommand::IssueCert { name, out } => issue_cert(&config, &index, &name, &out).await?,
+    }
+    index.close().await;
+    Ok(())
+}
+
+async fn lookup(index: &crate::db::Index, name: &str) -> anyhow::Result<crate::db::Facility> {
+    match index.facility_by_name(&facility_name(name)?).await? {
+        Some(f) => Ok(f),
+        None => bail!("no facility named {name}; add it with `pacs-gateway facility add {name}`"),
+    }
+}
+
+async fn issue_cert(config: &Config, index: &crate::db::Index, name: &str, out: &Path) -> anyhow::Result<()> {
+    let facility = lookup(index, name).await?;
+    let files = TlsFiles::resolve(config)?;
+    let ca = files.load_ca()?;
+    let issued = ca.issue_client(facility.name.as_str(), Some("facility"))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (cert, key) = issued.write(out, "facility")?;
+    let ca_path = out.join("ca.crt");
+    std::fs::write(&ca_path, ca.cert_pem()).with_context(|| format!("cannot write {}", ca_path.display()))?;
+    index
+        .add_certificate(facility.id, &issued.fingerprint(), &format!("CN={}", facility.name))
+        .await?;
+    println!("issued a client certificate for facility {}", facility.name);
+    println!("  certificate: {}", cert.display());
+    println!("  private key: {} (keep it secret)", key.display());
+    println!("  CA bundle:   {}", ca_path.display());
+    println!("  fingerprint: sha256:{}", issued.fingerprint());
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The gateway's TOML configuration. Every key is optional; `schemas/gateway.toml`
+//! documents each one with its default. Unknown keys are refused so that a typo does
+//! not silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where blobs, the SQLite index, temp files and dev certificates live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: SQLite file `index.db` in `data_dir`.
+    pub database_url: Option<String>,
+    /// DICOM listeners.
+    pub dicom: DicomConfig,
+    /// HTTPS listener (reserved for the admin API).
+    pub https: HttpsConfig,
+    /// Certificates; when absent, a dev CA is created in `data_dir/certs`.
+    pub tls: TlsConfig,
+    /// The ingest path.
+    pub ingest: IngestConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./pacs-data"),
+            database_url: None,
+            dicom: DicomConfig::default(),
+            https: HttpsConfig::default(),
+            tls: TlsConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+/// `[dicom]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Our AE title; requests calling another title are rejected.
+    pub ae_title: String,
+    /// DICOM TLS listener; empty string disables it.
+    pub tls_listen: String,
+    /// Plain DICOM listener (keep it on loopback); empty string disables it.
+    pub plain_listen: String,
+    /// Calling AE title -> facility name, for the plain port only.
+    pub plain_ae: BTreeMap<String, String>,
+    /// Largest PDU accepted, in bytes.
+    pub max_pdu: u32,
+    /// Associations served at once.
+    pub max_associations: usize,
+    /// Seconds allowed for the TLS handshake and association request.
+    pub handshake_timeout_secs: u64,
+    /// Seconds allowed between PDUs.
+    pub read_timeout_secs: u64,
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        DicomConfig {
+            ae_title: "PACS_GATEWAY".into(),
+            tls_listen: "0.0.0.0:2762".into(),
+            plain_listen: "127.0.0.1:11112".into(),
+            plain_ae: BTreeMap::new(),
+            max_pdu: 256 * 1024,
+            max_associations: 64,
+            handshake_timeout_secs: 10,
+            read_timeout_secs: 60,
+        }
+    }
+}
+
+/// `[https]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// Reserved for the admin API and DICOMweb (not served yet).
+    pub listen: String,
+}
+
+impl Default for HttpsConfig {
+    fn default() -> Self {
+        HttpsConfig { listen: "0.0.0.0:8443".into() }
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA certificate that issues facility client certificates (PEM).
+    pub ca_cert: Option<PathBuf>,
+    /// That CA's private key, needed only by `facility issue-cert`.
+    pub ca_key: Option<PathBuf>,
+    /// Extra host names / addresses for the generated dev server certificate.
+    pub dev_hostnames: Vec<String>,
+}
+
+/// What to do when an instance arrives again with different bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicatePolicy {
+    /// Refuse the new copy with a failure status (default).
+    Reject,
+    /// Keep the stored copy, answer success.
+    KeepFirst,
+    /// Store the new copy in place of the old one.
+    Replace,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Same SOP Instance UID, different bytes: `reject`, `keep-first` or `replace`.
+    pub duplicate_policy: DuplicatePolicy,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { duplicate_policy: DuplicatePolicy::Reject }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value that is valid TOML but makes no sense.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path`, or returns the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ae = self.dicom.ae_title.trim();
+        if ae.is_empty() || ae.len() > 16 || !ae.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err(ConfigError::Invalid(format!(
+                "dicom.ae_title {ae:?} must be 1 to 16 printable ASCII characters"
+            )));
+        }
+        if self.dicom.max_associations == 0 {
+            return Err(ConfigError::Invalid("dicom.max_associations must be at least 1".into()));
+        }
+        if !(4096..=16 * 1024 * 1024).contains(&self.dicom.max_pdu) {
+            return Err(ConfigError::Invalid("dicom.max_pdu must be between 4096 and 16777216".into()));
+        }
+        let tls = &self.tls;
+        if tls.cert.is_some() != tls.key.is_some() || (tls.cert.is_some() && tls.ca_cert.is_none()) {
+            return Err(ConfigError::Invalid(
+                "tls.cert, tls.key and tls.ca_cert go together: set all three, or none for dev certificates"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("index.db").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../../schemas/gateway.toml");
+        let parsed: Config = toml::from_str(text).expect("schemas/gateway.toml must parse");
+        parsed.validate().unwrap();
+        let defaults = Config::default();
+        assert_eq!(parsed.data_dir, defaults.data_dir);
+        assert_eq!(parsed.dicom.tls_listen, defaults.dicom.tls_listen);
+        assert_eq!(parsed.dicom.plain_listen, defaults.dicom.plain_listen);
+        assert_eq!(parsed.dicom.max_pdu, defaults.dicom.max_pdu);
+        assert_eq!(parsed.ingest.duplicate_policy, DuplicatePolicy::Reject);
+    }
+
+    #[test]
+    fn typos_and_nonsense_are_refused() {
+        assert!(toml::from_str::<Config>("[dicom]\nae_tittle = \"X\"").is_err());
+        let cfg: Config = toml::from_str("[dicom]\nae_title = \"WAY_TOO_LONG_AE_TITLE\"").unwrap();
+        assert!(cfg.validate().is_err());
+        let cfg: Config = toml::from_str("[tls]\ncert = \"a.pem\"").unwrap();
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! Index rows for studies, series and instances: one transaction per stored instance,
+//! keeping the study and series counters and the modalities-in-study list current.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{DbError, Index};
+use crate::domain::{FacilityId, Uid};
+
+/// Study-level attributes of an instance, as received (pseudonymous).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StudyFields {
+    /// Patient ID (the facility's pseudonym).
+    pub patient_id: Option<String>,
+    /// Study Date, `YYYYMMDD`.
+    pub study_date: Option<String>,
+    /// Study Time.
+    pub study_time: Option<String>,
+    /// Accession Number.
+    pub accession_number: Option<String>,
+    /// Study Description.
+    pub description: Option<String>,
+}
+
+/// Series-level attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesFields {
+    /// Modality.
+    pub modality: Option<String>,
+    /// Series Description.
+    pub description: Option<String>,
+    /// Series Number.
+    pub number: Option<i64>,
+}
+
+/// Everything indexed for one stored instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// Owning facility.
+    pub facility: FacilityId,
+    /// SOP Instance UID.
+    pub sop_instance_uid: Uid,
+    /// SOP Class UID.
+    pub sop_class_uid: Uid,
+    /// Study Instance UID.
+    pub study_uid: Uid,
+    /// Series Instance UID.
+    pub series_uid: Uid,
+    /// Transfer syntax of the stored bytes.
+    pub transfer_syntax: Uid,
+    /// Instance Number.
+    pub instance_number: Option<i64>,
+    /// Number of Frames.
+    pub number_of_frames: Option<i64>,
+    /// Size of the data set as received, in bytes.
+    pub size_bytes: i64,
+    /// SHA-256 (hex) of the data set bytes as received.
+    pub sha256: String,
+    /// Blob key.
+    pub blob_key: String,
+    /// Calling AE title of the sender.
+    pub calling_ae: String,
+    /// Reception time, ms since the epoch.
+    pub received_at: i64,
+    /// Study attributes.
+    pub study: StudyFields,
+    /// Series attributes.
+    pub series: SeriesFields,
+}
+
+/// The index's view of an already stored instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    /// SHA-256 of its data set.
+    pub sha256: String,
+    /// Where its blob is.
+    pub blob_key: String,
+    /// Its study.
+    pub study_uid: String,
+    /// Its series.
+    pub series_uid: String,
+}
+
+impl Index {
+    /// The stored instance with this UID in this facility, if any.
+    pub async fn find_instance(&self, facility: FacilityId, sop: &Uid) -> Result<Option<StoredInstance>, DbError> {
+        let row = sqlx::query(
+            "SELECT sha256, blob_key, study_uid, series_uid FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2",
+        )
+        .bind(facility.0)
+        .bind(sop.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredInstance {
+                sha256: r.try_get(0)?,
+                blob_key: r.try_get(1)?,
+                study_uid: r.try_get(2)?,
+                series_uid: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Indexes a new instance. Returns `false`, changing nothing, when the facility
+    /// already has an instance with this UID (a concurrent store won the race).
+    pub async fn insert_instance(&self, record: &InstanceRecord) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        if !insert_instance_row(&mut tx, record).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        add_to_series_and_study(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Replaces the stored instance with the same UID by `record`, in one transaction.
+    pub async fn replace_instance(&self, record: &InstanceRecord) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        remove_instance(&mut tx, record.facility, &record.sop_instance_uid).await?;
+        insert_instance_row(&mut tx, record).await?;
+        add_to_series_and_study(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_instance_row(tx: &mut Transaction<'_, Any>, r: &InstanceRecord) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "INSERT INTO instances (facility_id, sop_instance_uid, series_uid, study_uid, sop_class_uid, transfer_syntax, \
+         instance_number, number_of_frames, size_bytes, sha256, blob_key, calling_ae, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (facility_id, sop_instance_uid) DO NOTHING",
+    )
+    .bind(r.facility.0)
+    .bind(r.sop_instance_uid.as_str())
+    .bind(r.series_uid.as_str())
+    .bind(r.study_uid.as_str())
+    .bind(r.sop_class_uid.as_str())
+    .bind(r.transfer_syntax.as_str())
+    .bind(r.instance_number)
+    .bind(r.number_of_frames)
+    .bind(r.size_bytes)
+    .bind(&r.sha256)
+    .bind(&r.blob_key)
+    .bind(&r.calling_ae)
+    .bind(r.received_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn add_to_series_and_study(tx: &mut Transaction<'_, Any>, r: &InstanceRecord) -> Result<(), DbError> {
+    let s = &r.study;
+    sqlx::query(
+        "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
+         study_description, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (facility_id, study_uid) DO UPDATE SET updated_at = excluded.updated_at, \
+         patient_id = COALESCE(studies.patient_id, excluded.patient_id), \
+         study_date = COALESCE(studies.study_date, excluded.study_date), \
+         study_time = COALESCE(studies.study_time, excluded.study_time), \
+         accession_number = COALESCE(studies.accession_number, excluded.accession_number), \
+         study_description = COALESCE(studies.study_description, excluded.study_description)",
+    )
+    .bind(r.facility.0)
+    .bind(r.study_uid.as_str())
+    .bind(&s.patient_id)
+    .bind(&s.study_date)
+    .bind(&s.study_time)
+    .bind(&s.accession_number)
+    .bind(&s.description)
+    .bind(r.received_at)
+    .execute(&mut **tx)
+    .await?;
+    let new_series = sqlx::query(
+        "INSERT INTO series (facility_id, series_uid, study_uid, modality, series_description, series_number) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (facility_id, series_uid) DO NOTHING",
+    )
+    .bind(r.facility.0)
+    .bind(r.series_uid.as_str())
+    .bind(r.study_uid.as_str())
+    .bind(&r.series.modality)
+    .bind(&r.series.description)
+    .bind(r.series.number)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64;
+    sqlx::query("UPDATE series SET num_instances = num_instances + 1 WHERE facility_id = $1 AND series_uid = $2")
+        .bind(r.facility.0)
+        .bind(r.series_uid.as_str())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE studies SET num_instances = num_instances + 1, num_series = num_series + $1 \
+         WHERE facility_id = $2 AND study_uid = $3",
+    )
+    .bind(new_series)
+    .bind(r.facility.0)
+    .bind(r.study_uid.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if let Some(modality) = &r.series.modality {
+        add_modality(tx, r, modality).await?;
+    }
+    Ok(())
+}
+
+async fn add_modality(tx: &mut Transaction<'_, Any>, r: &InstanceRecord, modality: &str) -> Result<(), DbError> {
+    let added = sqlx::query(
+        "INSERT INTO study_modalities (facility_id, study_uid, modality, study_date) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (facility_id, study_uid, modality) DO NOTHING",
+    )
+    .bind(r.facility.0)
+    .bind(r.study_uid.as_str())
+    .bind(modality)
+    .bind(&r.study.study_date)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if added == 1 {
+        refresh_modalities(tx, r.facility, r.study_uid.as_str()).await?;
+    }
+    Ok(())
+}
+
+/// Rewrites `studies.modalities` (backslash-separated, sorted) from `study_modalities`.
+async fn refresh_modalities(tx: &mut Transaction<'_, Any>, facility: FacilityId, study: &str) -> Result<(), DbError> {
+    let rows = sqlx::query("SELECT modality FROM study_modalities WHERE facility_id = $1 AND study_uid = $2 ORDER BY modality")
+        .bind(facility.0)
+        .bind(study)
+        .fetch_all(&mut **tx)
+        .await?;
+    let list: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+    sqlx::query("UPDATE studies SET modalities = $1 WHERE facility_id = $2 AND study_uid = $3")
+        .bind(list.join("\\"))
+        .bind(facility.0)
+        .bind(study)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Removes an instance row and its contribution to the counters; a series or study
+/// left empty is removed with it.
+async fn remove_instance(tx: &mut Transaction<'_, Any>, facility: FacilityId, sop: &Uid) -> Result<(), DbError> {
+    let row = sqlx::query("SELECT study_uid, series_uid FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2")
+        .bind(facility.0)
+        .bind(sop.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let (study, series): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    let exec = |sql: &'static str| sqlx::query(sql).bind(facility.0);
+    exec("DELETE FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2")
+        .bind(sop.as_str())
+        .execute(&mut **tx)
+        .await?;
+    exec("UPDATE series SET num_instances = num_instances - 1 WHERE facility_id = $1 AND series_uid = $2")
+        .bind(&series)
+        .execute(&mut **tx)
+        .await?;
+    let emptied = exec("DELETE FROM series WHERE facility_id = $1 AND series_uid = $2 AND num_instances <= 0")
+        .bind(&series)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected() as i64;
+    exec("UPDATE studies SET num_instances = num_instances - 1, num_series = num_series - $2 WHERE facility_id = $1 AND study_uid = $3")
+        .bind(emptied)
+        .bind(&study)
+        .execute(&mut **tx)
+        .await?;
+    let study_gone = exec("DELETE FROM studies WHERE facility_id = $1 AND study_uid = $2 AND num_instances <= 0")
+        .bind(&study)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if study_gone == 1 {
+        exec("DELETE FROM study_modalities WHERE facility_id = $1 AND study_uid = $2")
+            .bind(&study)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

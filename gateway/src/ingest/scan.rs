@@ -1,0 +1,1353 @@
+//! Structural check of a received DICOM data set, and extraction of the few
+//! top-level attributes the index needs.
+//!
+//! Owns: walking every element header of a data set (the bytes after the Part-10
+//! meta header, in the negotiated transfer syntax) from the first byte to the last,
+//! in one streaming pass. A data set passes only if it ends exactly after a whole
+//! element, every defined length fits inside its parent, every sequence and item is
+//! closed, tags ascend at each level and sequences nest at most [`MAX_DEPTH`] deep.
+//!
+//! Must not: read a value into memory unless it is one of the indexed top-level
+//! attributes (and then at most [`VALUE_CAP`] bytes, on the stack), allocate from a
+//! length read off the wire, panic on any input, validate UIDs, or decide policy
+//! (whether de-identified or encrypted instances are accepted is the caller's call).
+//!
+//! Decisions where the standard leaves room:
+//! - Odd value lengths are accepted (PS3.5 7.1.1 wants even ones): the length is
+//!   still unambiguous, so the check stays exact, and some modalities get it wrong.
+//! - An unknown explicit VR is rejected: its header layout cannot be known.
+//! - Pixel Data (7FE0,0010) with undefined length is read as encapsulated fragments
+//!   whatever its VR and transfer syntax; UN with undefined length holds Implicit VR
+//!   Little Endian items (PS3.5 6.2.2); in Implicit VR, an element of defined length
+//!   is a sequence when the standard dictionary says SQ, otherwise opaque bytes.
+//! - Deflated data sets must end with the deflate stream's final block; one zero
+//!   pad byte after it is tolerated (writers pad the stream to an even length).
+//! - Text: (0008,0005) may be multi-valued; values dicom-encoding does not know make
+//!   the text fall back to lossy UTF-8, otherwise the first value that is not the
+//!   default repertoire decodes it (ISO 2022 escapes are not interpreted). A
+//!   value that is empty after trimming is `None`.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use dicom_encoding::Decode;
+use dicom_encoding::decode::implicit_le::ImplicitVRLittleEndianDecoder;
+use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
+use flate2::{Decompress, FlushDecompress, Status};
+
+/// Largest value read into memory: only indexed top-level attributes are read.
+pub const VALUE_CAP: u32 = 4096;
+/// Deepest sequence nesting accepted.
+pub const MAX_DEPTH: u32 = 64;
+
+type Tag = (u16, u16);
+
+const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
+const ITEM: Tag = (0xFFFE, 0xE000);
+const ITEM_DELIMITER: Tag = (0xFFFE, 0xE00D);
+const SEQUENCE_DELIMITER: Tag = (0xFFFE, 0xE0DD);
+const PIXEL_DATA: Tag = (0x7FE0, 0x0010);
+/// Float Pixel Data, Double Float Pixel Data and Pixel Data all set `has_pixel_data`.
+const PIXEL_TAGS: [Tag; 3] = [(0x7FE0, 0x0008), (0x7FE0, 0x0009), PIXEL_DATA];
+const ENCRYPTED_ATTRIBUTES: Tag = (0x0400, 0x0500);
+
+const SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005);
+const SOP_CLASS_UID: Tag = (0x0008, 0x0016);
+const SOP_INSTANCE_UID: Tag = (0x0008, 0x0018);
+const STUDY_DATE: Tag = (0x0008, 0x0020);
+const STUDY_TIME: Tag = (0x0008, 0x0030);
+const ACCESSION_NUMBER: Tag = (0x0008, 0x0050);
+const MODALITY: Tag = (0x0008, 0x0060);
+const STUDY_DESCRIPTION: Tag = (0x0008, 0x1030);
+const SERIES_DESCRIPTION: Tag = (0x0008, 0x103E);
+const PATIENT_NAME: Tag = (0x0010, 0x0010);
+const PATIENT_ID: Tag = (0x0010, 0x0020);
+const PATIENT_IDENTITY_REMOVED: Tag = (0x0012, 0x0062);
+const STUDY_INSTANCE_UID: Tag = (0x0020, 0x000D);
+const SERIES_INSTANCE_UID: Tag = (0x0020, 0x000E);
+const SERIES_NUMBER: Tag = (0x0020, 0x0011);
+const INSTANCE_NUMBER: Tag = (0x0020, 0x0013);
+const NUMBER_OF_FRAMES: Tag = (0x0028, 0x0008);
+#[rustfmt::skip]
+const WANTED: [Tag; 17] = [
+    SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_DATE, STUDY_TIME,
+    ACCESSION_NUMBER, MODALITY, STUDY_DESCRIPTION, SERIES_DESCRIPTION, PATIENT_NAME,
+    PATIENT_ID, PATIENT_IDENTITY_REMOVED, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID,
+    SERIES_NUMBER, INSTANCE_NUMBER, NUMBER_OF_FRAMES,
+];
+
+const KNOWN_VRS: [&[u8; 2]; 34] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB",
+    b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM",
+    b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
+];
+/// VRs with two reserved bytes and a 4-byte length in explicit VR.
+const LONG_VRS: [&[u8; 2]; 13] = [
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+];
+
+/// Explicit VR Little Endian syntaxes besides 1.2.840.10008.1.2.1 itself: Encapsulated
+/// Uncompressed, RLE, Deflated Image Frame, SMPTE ST 2110.
+#[rustfmt::skip]
+const EXPLICIT_LITTLE_UIDS: [&str; 7] = [
+    "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.98", "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.8.1", "1.2.840.10008.1.2.7.1", "1.2.840.10008.1.2.7.2",
+    "1.2.840.10008.1.2.7.3",
+];
+/// Suffixes after `1.2.840.10008.1.2.4.`: JPEG, JPEG-LS, JPEG 2000, JPIP, MPEG/HEVC,
+/// JPEG XL and HTJ2K, all Explicit VR Little Endian.
+const JPEG_FAMILY_SUFFIXES: [&str; 48] = [
+    "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63", "64", "65",
+    "66", "70", "80", "81", "90", "91", "92", "93", "94", "100", "100.1", "101", "101.1", "102",
+    "102.1", "103", "103.1", "104", "104.1", "105", "105.1", "106", "106.1", "107", "108", "110",
+    "111", "112", "201", "202", "203", "204",
+];
+/// Deflated Explicit VR Little Endian, JPIP Referenced Deflate, JPIP HTJ2K Referenced Deflate.
+#[rustfmt::skip]
+const DEFLATED_UIDS: [&str; 3] =
+    ["1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"];
+
+/// How the data set bytes are laid out, derived from the transfer syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    ExplicitLittle,
+    ImplicitLittle,
+    ExplicitBig,
+    DeflatedExplicitLittle,
+}
+
+impl Encoding {
+    /// The layout of a transfer syntax; `None` for one this gateway does not know,
+    /// so that the caller refuses it. Trailing NUL and space padding is ignored.
+    pub fn from_transfer_syntax(uid: &str) -> Option<Encoding> {
+        let uid = uid.trim_end_matches(['\0', ' ']);
+        let jpeg_family = uid
+            .strip_prefix("1.2.840.10008.1.2.4.")
+            .is_some_and(|suffix| JPEG_FAMILY_SUFFIXES.contains(&suffix));
+        match uid {
+            "1.2.840.10008.1.2" => Some(Encoding::ImplicitLittle),
+            "1.2.840.10008.1.2.2" => Some(Encoding::ExplicitBig),
+            _ if DEFLATED_UIDS.contains(&uid) => Some(Encoding::DeflatedExplicitLittle),
+            _ if jpeg_family || EXPLICIT_LITTLE_UIDS.contains(&uid) => {
+                Some(Encoding::ExplicitLittle)
+            }
+            _ => None,
+        }
+    }
+
+    fn syntax(self) -> Syntax {
+        match self {
+            Encoding::ImplicitLittle => Syntax::IMPLICIT_LE,
+            Encoding::ExplicitBig => Syntax::EXPLICIT_BE,
+            _ => Syntax::EXPLICIT_LE,
+        }
+    }
+}
+
+/// The indexed top-level attributes of a data set. Text is trimmed; absent or
+/// empty attributes are `None`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub specific_character_set: Option<String>,
+    pub sop_class_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub accession_number: Option<String>,
+    pub modality: Option<String>,
+    pub study_description: Option<String>,
+    pub series_description: Option<String>,
+    pub series_number: Option<i64>,
+    pub instance_number: Option<i64>,
+    pub number_of_frames: Option<i64>,
+    /// (0012,0062) Patient Identity Removed is "YES".
+    pub patient_identity_removed: bool,
+    /// (0400,0500) Encrypted Attributes Sequence is present with at least one item.
+    pub has_encrypted_attributes: bool,
+    /// Pixel Data, Float Pixel Data or Double Float Pixel Data is present at top level.
+    pub has_pixel_data: bool,
+}
+
+/// Why a data set was refused. Offsets count bytes of the (inflated) data set.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("the data set is empty: no bytes were received")]
+    Empty,
+    #[error(
+        "the data set is truncated: it ends at byte {offset} inside an element, \
+         item or sequence; the sender must send the complete data set"
+    )]
+    Truncated { offset: u64 },
+    #[error("the data set is malformed at byte {offset}: {reason}")]
+    Malformed { offset: u64, reason: String },
+    #[error(
+        "top-level attribute {} has a {len}-byte value, more than the \
+         {VALUE_CAP} bytes the index accepts",
+        tag_text(*.tag)
+    )]
+    ValueTooLong { tag: (u16, u16), len: u32 },
+    #[error("cannot read the received data set")]
+    Io(#[source] io::Error),
+}
+
+/// Check that `reader` holds one complete, well-formed data set in `encoding`, and
+/// return its indexed top-level attributes. Reads the reader to its end.
+#[tracing::instrument(level = "debug", skip_all, fields(?encoding), err(Display, level = "debug"))]
+pub fn scan<R: Read>(reader: R, encoding: Encoding) -> Result<Header, ScanError> {
+    if encoding != Encoding::DeflatedExplicitLittle {
+        let mut scanner = Scanner::new(reader, false);
+        scanner.walk(encoding.syntax())?;
+        return Ok(scanner.found.header);
+    }
+    let mut input = BufReader::new(reader);
+    if input.fill_buf().map_err(ScanError::Io)?.is_empty() {
+        return Err(ScanError::Empty);
+    }
+    let mut scanner = Scanner::new(Inflate::new(input), true);
+    scanner.walk(encoding.syntax())?;
+    match scanner.reader.trailing().map_err(ScanError::Io)?.as_slice() {
+        [] | [0] => Ok(scanner.found.header),
+        _ => Err(malformed(
+            scanner.offset,
+            "bytes follow the end of the deflate stream",
+        )),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Syntax {
+    explicit: bool,
+    big_endian: bool,
+}
+
+impl Syntax {
+    const IMPLICIT_LE: Syntax = Syntax {
+        explicit: false,
+        big_endian: false,
+    };
+    const EXPLICIT_LE: Syntax = Syntax {
+        explicit: true,
+        big_endian: false,
+    };
+    const EXPLICIT_BE: Syntax = Syntax {
+        explicit: true,
+        big_endian: true,
+    };
+
+    fn u16(self, bytes: [u8; 2]) -> u16 {
+        if self.big_endian {
+            u16::from_be_bytes(bytes)
+        } else {
+            u16::from_le_bytes(bytes)
+        }
+    }
+
+    fn u32(self, bytes: [u8; 4]) -> u32 {
+        if self.big_endian {
+            u32::from_be_bytes(bytes)
+        } else {
+            u32::from_le_bytes(bytes)
+        }
+    }
+}
+
+/// One element, item or delimiter header; `start` is the offset of its tag.
+struct Element {
+    tag: Tag,
+    vr: Option<[u8; 2]>,
+    len: u32,
+    start: u64,
+}
+
+#[derive(Default)]
+struct Found {
+    header: Header,
+    charset: Option<SpecificCharacterSet>,
+}
+
+struct Scanner<R> {
+    reader: R,
+    offset: u64,
+    deflated: bool,
+    found: Found,
+}
+
+impl<R: Read> Scanner<R> {
+    fn new(reader: R, deflated: bool) -> Self {
+        Scanner {
+            reader,
+            offset: 0,
+            deflated,
+            found: Found::default(),
+        }
+    }
+
+    fn walk(&mut self, syntax: Syntax) -> Result<(), ScanError> {
+        self.top_level(syntax)?;
+        if self.offset == 0 {
+            return Err(ScanError::Empty);
+        }
+        tracing::debug!(bytes = self.offset, "data set is well-formed");
+        Ok(())
+    }
+
+    fn top_level(&mut self, syntax: Syntax) -> Result<(), ScanError> {
+        let mut previous = None;
+        loop {
+            let start = self.offset;
+            let element = match self.read_header(syntax) {
+                Ok(Some(element)) => element,
+                Ok(None) => return Ok(()),
+                // A reader reporting UnexpectedEof at a boundary is a truncation.
+                Err(ScanError::Truncated { offset }) if offset > start => {
+                    let reason = format!(
+                        "the last {} bytes do not form a whole element header",
+                        offset - start
+                    );
+                    return Err(malformed(start, reason));
+                }
+                Err(other) => return Err(other),
+            };
+            if element.tag.0 == 0x0002 {
+                let reason = "file meta information (group 0002) inside the data set";
+                return Err(malformed(start, reason));
+            }
+            check_order(&mut previous, &element)?;
+            if PIXEL_TAGS.contains(&element.tag) {
+                self.found.header.has_pixel_data = true;
+            }
+            self.element(&element, syntax, 0)?;
+        }
+    }
+
+    /// The elements of an item, up to `end` or, if undefined, its item delimiter.
+    fn item(&mut self, syntax: Syntax, end: Option<u64>, depth: u32) -> Result<(), ScanError> {
+        let mut previous = None;
+        while !self.at_end(end)? {
+            let element = self.nested_header(syntax)?;
+            if element.tag == ITEM_DELIMITER && end.is_none() {
+                if element.len != 0 {
+                    return Err(malformed(
+                        element.start,
+                        "item delimiter with a non-zero length",
+                    ));
+                }
+                return Ok(());
+            }
+            check_order(&mut previous, &element)?;
+            if element.len != UNDEFINED_LENGTH {
+                self.bounded_end(&element, end)?;
+            }
+            self.element(&element, syntax, depth)?;
+        }
+        Ok(())
+    }
+
+    /// The value of one element whose header was just read; `depth` is its level.
+    fn element(&mut self, element: &Element, syntax: Syntax, depth: u32) -> Result<(), ScanError> {
+        if element.len == UNDEFINED_LENGTH {
+            return self.undefined_length(element, syntax, depth);
+        }
+        let is_sequence = match element.vr {
+            Some(vr) => &vr == b"SQ",
+            None => dictionary_says_sequence(element.tag),
+        };
+        if is_sequence {
+            let end = self.offset + u64::from(element.len);
+            let items = self.sequence(syntax, Some(end), depth + 1)?;
+            self.note_sequence(element.tag, depth, items);
+            return Ok(());
+        }
+        if depth == 0 && WANTED.contains(&element.tag) {
+            return self.read_wanted(element);
+        }
+        if depth == 0 && element.tag == ENCRYPTED_ATTRIBUTES {
+            // Opaque (explicit UN of defined length): any content is at least one item.
+            self.found.header.has_encrypted_attributes = element.len > 0;
+        }
+        self.skip(u64::from(element.len))
+    }
+
+    fn undefined_length(
+        &mut self,
+        element: &Element,
+        syntax: Syntax,
+        depth: u32,
+    ) -> Result<(), ScanError> {
+        if element.tag == PIXEL_DATA {
+            return self.fragments(syntax);
+        }
+        let contents = match element.vr.as_ref() {
+            None | Some(b"SQ") => syntax,
+            Some(b"UN") => Syntax::IMPLICIT_LE,
+            Some(vr) => {
+                let reason = format!(
+                    "{} has VR {} with undefined length; only SQ, UN and Pixel Data may",
+                    tag_text(element.tag),
+                    vr.escape_ascii()
+                );
+                return Err(malformed(element.start, reason));
+            }
+        };
+        let items = self.sequence(contents, None, depth + 1)?;
+        self.note_sequence(element.tag, depth, items);
+        Ok(())
+    }
+
+    /// Items up to `end` or, if undefined, the sequence delimiter; returns their count.
+    fn sequence(
+        &mut self,
+        syntax: Syntax,
+        end: Option<u64>,
+        depth: u32,
+    ) -> Result<usize, ScanError> {
+        if depth > MAX_DEPTH {
+            let reason = format!("sequences are nested more than {MAX_DEPTH} deep");
+            return Err(malformed(self.offset, reason));
+        }
+        let mut items = 0;
+        while !self.at_end(end)? {
+            let item = self.nested_header(syntax)?;
+            match (item.tag, item.len) {
+                (ITEM, UNDEFINED_LENGTH) => self.item(syntax, None, depth)?,
+                (ITEM, _) => {
+                    let item_end = self.bounded_end(&item, end)?;
+                    self.item(syntax, Some(item_end), depth)?;
+                }
+                (SEQUENCE_DELIMITER, 0) if end.is_none() => return Ok(items),
+                (tag, _) => {
+                    let reason = format!("expected an item in a sequence, found {}", describe(tag));
+                    return Err(malformed(item.start, reason));
+                }
+            }
+            items += 1;
+        }
+        Ok(items)
+    }
+
+    /// Encapsulated pixel data: defined-length fragments up to a sequence delimiter.
+    fn fragments(&mut self, syntax: Syntax) -> Result<(), ScanError> {
+        loop {
+            let fragment = self.nested_header(syntax)?;
+            match (fragment.tag, fragment.len) {
+                (SEQUENCE_DELIMITER, 0) => return Ok(()),
+                (ITEM, UNDEFINED_LENGTH) => {
+                    let reason = "pixel data fragment with undefined length";
+                    return Err(malformed(fragment.start, reason));
+                }
+                (ITEM, len) => self.skip(u64::from(len))?,
+                (tag, _) => {
+                    let reason = format!("expected a pixel data fragment, found {}", describe(tag));
+                    return Err(malformed(fragment.start, reason));
+                }
+            }
+        }
+    }
+
+    fn note_sequence(&mut self, tag: Tag, depth: u32, items: usize) {
+        if depth == 0 && tag == ENCRYPTED_ATTRIBUTES {
+            self.found.header.has_encrypted_attributes = items > 0;
+        }
+    }
+
+    fn read_wanted(&mut self, element: &Element) -> Result<(), ScanError> {
+        if element.len > VALUE_CAP {
+            return Err(ScanError::ValueTooLong {
+                tag: element.tag,
+                len: element.len,
+            });
+        }
+        let mut buffer = [0u8; VALUE_CAP as usize];
+        let value = &mut buffer[..element.len as usize];
+        self.read_exact(value)?;
+        self.found.store(element.tag, value);
+        Ok(())
+    }
+
+    /// Whether a level with this `end` is complete; an overrun is malformed.
+    fn at_end(&self, end: Option<u64>) -> Result<bool, ScanError> {
+        match end {
+            Some(end) if self.offset > end => Err(malformed(
+                end,
+                "an element runs past the end of its item or sequence",
+            )),
+            Some(end) => Ok(self.offset == end),
+            None => Ok(false),
+        }
+    }
+
+    /// End of a defined-length value, which must fit in the enclosing `end`.
+    fn bounded_end(&self, element: &Element, end: Option<u64>) -> Result<u64, ScanError> {
+        let value_end = self.offset + u64::from(element.len);
+        if end.is_some_and(|end| value_end > end) {
+            let reason = format!(
+                "{} has length {} which runs past the end of its item or sequence",
+                describe(element.tag),
+                element.len
+            );
+            return Err(malformed(element.start, reason));
+        }
+        Ok(value_end)
+    }
+
+    /// A header inside a sequence or item, where the data must not end.
+    fn nested_header(&mut self, syntax: Syntax) -> Result<Element, ScanError> {
+        self.read_header(syntax)?.ok_or_else(|| self.truncated())
+    }
+
+    /// The next header, or `None` if the data ends cleanly before it.
+    fn read_header(&mut self, syntax: Syntax) -> Result<Option<Element>, ScanError> {
+        let start = self.offset;
+        let mut tag = [0u8; 4];
+        match self.read_full(&mut tag)? {
+            0 => return Ok(None),
+            4 => {}
+            _ => return Err(self.truncated()),
+        }
+        let tag = (syntax.u16([tag[0], tag[1]]), syntax.u16([tag[2], tag[3]]));
+        let (vr, len) = if syntax.explicit && tag.0 != 0xFFFE {
+            self.read_vr_and_length(syntax)?
+        } else {
+            (None, self.read_u32(syntax)?)
+        };
+        Ok(Some(Element {
+            tag,
+            vr,
+            len,
+            start,
+        }))
+    }
+
+    fn read_vr_and_length(&mut self, syntax: Syntax) -> Result<(Option<[u8; 2]>, u32), ScanError> {
+        let mut vr = [0u8; 2];
+        self.read_exact(&mut vr)?;
+        if !KNOWN_VRS.contains(&&vr) {
+            let reason = format!("unknown value representation \"{}\"", vr.escape_ascii());
+            return Err(malformed(self.offset - 2, reason));
+        }
+        if LONG_VRS.contains(&&vr) {
+            self.skip(2)?;
+            return Ok((Some(vr), self.read_u32(syntax)?));
+        }
+        let mut len = [0u8; 2];
+        self.read_exact(&mut len)?;
+        Ok((Some(vr), u32::from(syntax.u16(len))))
+    }
+
+    fn read_u32(&mut self, syntax: Syntax) -> Result<u32, ScanError> {
+        let mut bytes = [0u8; 4];
+        self.read_exact(&mut bytes)?;
+        Ok(syntax.u32(bytes))
+    }
+
+    fn read_exact(&mut self, buffer: &mut [u8]) -> Result<(), ScanError> {
+        if self.read_full(buffer)? < buffer.len() {
+            return Err(self.truncated());
+        }
+        Ok(())
+    }
+
+    /// Discard `len` bytes through a fixed scratch buffer.
+    fn skip(&mut self, mut len: u64) -> Result<(), ScanError> {
+        let mut scratch = [0u8; 16 * 1024];
+        while len > 0 {
+            let want = scratch
+                .len()
+                .min(usize::try_from(len).unwrap_or(usize::MAX));
+            self.read_exact(&mut scratch[..want])?;
+            len -= want as u64;
+        }
+        Ok(())
+    }
+
+    /// Fill `buffer` unless the data ends first; returns the bytes read.
+    fn read_full(&mut self, buffer: &mut [u8]) -> Result<usize, ScanError> {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match self.reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let n = n.min(buffer.len() - filled);
+                    filled += n;
+                    self.offset += n as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(self.read_error(error)),
+            }
+        }
+        Ok(filled)
+    }
+
+    fn truncated(&self) -> ScanError {
+        ScanError::Truncated {
+            offset: self.offset,
+        }
+    }
+
+    fn read_error(&self, error: io::Error) -> ScanError {
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof => self.truncated(),
+            io::ErrorKind::InvalidData if self.deflated => malformed(
+                self.offset,
+                format!("the deflate stream is corrupt: {error}"),
+            ),
+            _ => ScanError::Io(error),
+        }
+    }
+}
+
+impl Found {
+    fn store(&mut self, tag: Tag, raw: &[u8]) {
+        if tag == SPECIFIC_CHARACTER_SET {
+            self.header.specific_character_set = trim_text(&String::from_utf8_lossy(raw));
+            self.charset = self
+                .header
+                .specific_character_set
+                .as_deref()
+                .and_then(charset_for);
+            return;
+        }
+        let header = &mut self.header;
+        let ascii = || trim_text(&String::from_utf8_lossy(raw));
+        let uid = || non_empty(String::from_utf8_lossy(raw).trim_end_matches([' ', '\0']));
+        let text = || decode_text(self.charset.as_ref(), raw);
+        match tag {
+            SOP_CLASS_UID => header.sop_class_uid = uid(),
+            SOP_INSTANCE_UID => header.sop_instance_uid = uid(),
+            STUDY_INSTANCE_UID => header.study_instance_uid = uid(),
+            SERIES_INSTANCE_UID => header.series_instance_uid = uid(),
+            STUDY_DATE => header.study_date = ascii(),
+            STUDY_TIME => header.study_time = ascii(),
+            MODALITY => header.modality = ascii(),
+            PATIENT_IDENTITY_REMOVED => {
+                header.patient_identity_removed = ascii().as_deref() == Some("YES");
+            }
+            PATIENT_ID => header.patient_id = text(),
+            PATIENT_NAME => header.patient_name = text(),
+            ACCESSION_NUMBER => header.accession_number = text(),
+            STUDY_DESCRIPTION => header.study_description = text(),
+            SERIES_DESCRIPTION => header.series_description = text(),
+            SERIES_NUMBER => header.series_number = ascii().and_then(|v| v.parse().ok()),
+            INSTANCE_NUMBER => header.instance_number = ascii().and_then(|v| v.parse().ok()),
+            NUMBER_OF_FRAMES => header.number_of_frames = ascii().and_then(|v| v.parse().ok()),
+            _ => {}
+        }
+    }
+}
+
+/// The character set decoding text under this (0008,0005) value; see the module doc.
+fn charset_for(value: &str) -> Option<SpecificCharacterSet> {
+    let mut chosen = None;
+    for code in value
+        .split('\\')
+        .map(str::trim)
+        .filter(|code| !code.is_empty())
+    {
+        let charset = SpecificCharacterSet::from_code(code)?;
+        if chosen.is_none() || chosen == Some(SpecificCharacterSet::ISO_IR_6) {
+            chosen = Some(charset);
+        }
+    }
+    chosen
+}
+
+fn decode_text(charset: Option<&SpecificCharacterSet>, raw: &[u8]) -> Option<String> {
+    let decoded = charset
+        .and_then(|charset| charset.decode(raw).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned());
+    trim_text(&decoded)
+}
+
+fn trim_text(text: &str) -> Option<String> {
+    non_empty(text.trim_end_matches([' ', '\0']).trim_start_matches(' '))
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Whether the standard dictionary gives `tag` the VR SQ. `dicom-core` (which names
+/// the `DataDictionary` trait) is not a dependency, so ask the implicit VR decoder,
+/// which resolves VRs through the standard dictionary.
+fn dictionary_says_sequence(tag: Tag) -> bool {
+    let mut bytes = [0u8; 8];
+    bytes[..2].copy_from_slice(&tag.0.to_le_bytes());
+    bytes[2..4].copy_from_slice(&tag.1.to_le_bytes());
+    ImplicitVRLittleEndianDecoder::with_std_dict()
+        .decode_header(&mut &bytes[..])
+        .is_ok_and(|(header, _)| header.vr.to_string() == "SQ")
+}
+
+/// Tags ascend within a level; items and delimiters are handled by the caller.
+fn check_order(previous: &mut Option<Tag>, element: &Element) -> Result<(), ScanError> {
+    if element.tag.0 == 0xFFFE {
+        let reason = format!("{} is not allowed here", describe(element.tag));
+        return Err(malformed(element.start, reason));
+    }
+    if let Some(before) = *previous
+        && element.tag <= before
+    {
+        let reason = format!(
+            "element {} follows {}: tags must ascend without repeats",
+            tag_text(element.tag),
+            tag_text(before)
+        );
+        return Err(malformed(element.start, reason));
+    }
+    *previous = Some(element.tag);
+    Ok(())
+}
+
+fn describe(tag: Tag) -> String {
+    match tag {
+        ITEM => "an item (FFFE,E000)".to_owned(),
+        ITEM_DELIMITER => "an item delimiter (FFFE,E00D)".to_owned(),
+        SEQUENCE_DELIMITER => "a sequence delimiter (FFFE,E0DD)".to_owned(),
+        _ => format!("element {}", tag_text(tag)),
+    }
+}
+
+fn tag_text(tag: Tag) -> String {
+    format!("({:04X},{:04X})", tag.0, tag.1)
+}
+
+fn malformed(offset: u64, reason: impl Into<String>) -> ScanError {
+    ScanError::Malformed {
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// Raw deflate that, unlike `flate2::read::DeflateDecoder`, reports input ending
+/// before the final block as `UnexpectedEof` and leaves what follows it unread.
+struct Inflate<R> {
+    input: R,
+    state: Decompress,
+    finished: bool,
+}
+
+impl<R: BufRead> Inflate<R> {
+    fn new(input: R) -> Self {
+        Inflate {
+            input,
+            state: Decompress::new(false),
+            finished: false,
+        }
+    }
+
+    /// Up to two bytes of input after the end of the deflate stream.
+    fn trailing(&mut self) -> io::Result<Vec<u8>> {
+        let mut rest = Vec::with_capacity(2);
+        self.input.by_ref().take(2).read_to_end(&mut rest)?;
+        Ok(rest)
+    }
+}
+
+impl<R: BufRead> Read for Inflate<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while !self.finished && !out.is_empty() {
+            let input = self.input.fill_buf()?;
+            let at_eof = input.is_empty();
+            let (before_in, before_out) = (self.state.total_in(), self.state.total_out());
+            let status = self
+                .state
+                .decompress(input, out, FlushDecompress::None)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+            let consumed = (self.state.total_in() - before_in) as usize;
+            let produced = (self.state.total_out() - before_out) as usize;
+            self.input.consume(consumed);
+            self.finished = status == Status::StreamEnd;
+            if produced > 0 {
+                return Ok(produced);
+            }
+            if at_eof {
+                let message = "the deflate stream ends before its final block";
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
+            }
+            if consumed == 0 {
+                let message = "the deflate stream makes no progress";
+                return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+            }
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
+    use dicom_core::{DataElement, Length, PrimitiveValue, VR};
+    use dicom_encoding::{Codec, Endianness, TransferSyntax};
+    use dicom_object::{InMemDicomObject, mem::InMemElement};
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    use Encoding::{DeflatedExplicitLittle, ExplicitBig, ExplicitLittle, ImplicitLittle};
+    const ALL: [Encoding; 4] = [
+        ExplicitLittle,
+        ImplicitLittle,
+        ExplicitBig,
+        DeflatedExplicitLittle,
+    ];
+    const UNDEFINED: u32 = UNDEFINED_LENGTH;
+
+    /// Deflated data sets are laid out in Explicit VR Little Endian, then compressed.
+    fn layout(encoding: Encoding) -> Encoding {
+        if encoding == DeflatedExplicitLittle {
+            ExplicitLittle
+        } else {
+            encoding
+        }
+    }
+
+    fn write(object: &InMemDicomObject, encoding: Encoding) -> Vec<u8> {
+        let (uid, order, explicit) = match layout(encoding) {
+            ImplicitLittle => ("1.2.840.10008.1.2", Endianness::Little, false),
+            ExplicitBig => ("1.2.840.10008.1.2.2", Endianness::Big, true),
+            _ => ("1.2.840.10008.1.2.1", Endianness::Little, true),
+        };
+        let ts = TransferSyntax::new(uid, uid, order, explicit, Codec::None);
+        let mut out = Vec::new();
+        object
+            .write_dataset_with_ts(&mut out, &ts)
+            .expect("test data set");
+        out
+    }
+
+    fn finish(raw: Vec<u8>, encoding: Encoding) -> Vec<u8> {
+        if encoding != DeflatedExplicitLittle {
+            return raw;
+        }
+        let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), Default::default());
+        deflate.write_all(&raw).expect("deflate");
+        deflate.finish().expect("deflate")
+    }
+
+    fn object(elements: Vec<InMemElement>) -> InMemDicomObject {
+        InMemDicomObject::from_element_iter(elements)
+    }
+
+    fn el(tag: Tag, vr: VR, value: impl Into<PrimitiveValue>) -> InMemElement {
+        DataElement::new(dicom_core::Tag(tag.0, tag.1), vr, value.into())
+    }
+
+    /// A sequence that dicom-object writes with undefined lengths.
+    fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> InMemElement {
+        let value = DataSetSequence::new(items, Length::UNDEFINED);
+        DataElement::new(dicom_core::Tag(tag.0, tag.1), VR::SQ, value)
+    }
+
+    /// A hand-made element, item or delimiter header.
+    fn header(tag: Tag, vr: Option<&[u8; 2]>, len: u32, big: bool) -> Vec<u8> {
+        let short: fn(u16) -> [u8; 2] = if big {
+            u16::to_be_bytes
+        } else {
+            u16::to_le_bytes
+        };
+        let long: fn(u32) -> [u8; 4] = if big {
+            u32::to_be_bytes
+        } else {
+            u32::to_le_bytes
+        };
+        let start = [short(tag.0), short(tag.1)].concat();
+        match vr {
+            Some(vr) if LONG_VRS.contains(&vr) => [&start[..], vr, &[0, 0], &long(len)].concat(),
+            Some(vr) => [&start[..], vr, &short(len as u16)].concat(),
+            None => [&start[..], &long(len)].concat(),
+        }
+    }
+
+    /// An Explicit VR Little Endian element.
+    fn le(tag: Tag, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        [
+            header(tag, Some(vr), value.len() as u32, false),
+            value.to_vec(),
+        ]
+        .concat()
+    }
+
+    /// A sequence of defined length around items of defined length.
+    fn defined_sequence(tag: Tag, items: &[Vec<u8>], encoding: Encoding) -> Vec<u8> {
+        let big = encoding == ExplicitBig;
+        let body: Vec<u8> = items
+            .iter()
+            .flat_map(|item| [header(ITEM, None, item.len() as u32, big), item.clone()].concat())
+            .collect();
+        let vr = (layout(encoding) != ImplicitLittle).then_some(b"SQ");
+        [header(tag, vr, body.len() as u32, big), body].concat()
+    }
+
+    fn head() -> InMemDicomObject {
+        let instance = object(vec![
+            el((0x0008, 0x1150), VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+            el((0x0008, 0x1155), VR::UI, "2.25.1001"),
+        ]);
+        let series = object(vec![
+            sequence((0x0008, 0x114A), vec![instance]),
+            el(SERIES_INSTANCE_UID, VR::UI, "2.25.3003"),
+        ]);
+        object(vec![
+            el(SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+            el(SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+            el(SOP_INSTANCE_UID, VR::UI, "2.25.1001"),
+            el(STUDY_DATE, VR::DA, "20240131"),
+            el(STUDY_TIME, VR::TM, "101500"),
+            el(ACCESSION_NUMBER, VR::SH, "ACC123"),
+            el(MODALITY, VR::CS, "CT"),
+            el(STUDY_DESCRIPTION, VR::LO, "Thorax"),
+            el(SERIES_DESCRIPTION, VR::LO, "  Axial 1mm"),
+            sequence((0x0008, 0x1115), vec![series]),
+            el(PATIENT_NAME, VR::PN, "Müller^Hans"),
+            el(PATIENT_ID, VR::LO, "PID-42"),
+            el(PATIENT_IDENTITY_REMOVED, VR::CS, "YES"),
+            el(STUDY_INSTANCE_UID, VR::UI, "2.25.2002"),
+            el(SERIES_INSTANCE_UID, VR::UI, "2.25.3003"),
+            el(SERIES_NUMBER, VR::IS, "7"),
+            el(INSTANCE_NUMBER, VR::IS, " 12"),
+            el(NUMBER_OF_FRAMES, VR::IS, "3"),
+        ])
+    }
+
+    /// Holds indexed tags that must not be taken: they are not at top level.
+    fn request_item() -> InMemDicomObject {
+        let code = object(vec![
+            el((0x0008, 0x0100), VR::SH, "X1"),
+            el((0x0008, 0x0102), VR::SH, "99LOCAL"),
+        ]);
+        object(vec![
+            el(MODALITY, VR::CS, "MR"),
+            el(PATIENT_NAME, VR::PN, "Nested^Name"),
+            el((0x0040, 0x0007), VR::LO, "Plan"),
+            sequence((0x0040, 0x0008), vec![code]),
+        ])
+    }
+
+    fn tail() -> InMemDicomObject {
+        let encrypted = object(vec![
+            el((0x0400, 0x0510), VR::UI, "1.2.840.10008.1.2.1"),
+            el((0x0400, 0x0520), VR::OB, vec![0xA5u8; 16]),
+        ]);
+        object(vec![
+            sequence(ENCRYPTED_ATTRIBUTES, vec![encrypted]),
+            el(PIXEL_DATA, VR::OW, vec![1u8, 2, 3, 4]),
+        ])
+    }
+
+    /// Top-level elements, a defined-length sequence holding an undefined-length
+    /// one, undefined-length sequences two deep, encrypted attributes, pixel data.
+    fn rich(encoding: Encoding) -> Vec<u8> {
+        let mut raw = write(&head(), encoding);
+        let item = write(&request_item(), encoding);
+        raw.extend(defined_sequence((0x0040, 0x0275), &[item], encoding));
+        raw.extend(write(&tail(), encoding));
+        finish(raw, encoding)
+    }
+
+    fn some(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+
+    fn expected() -> Header {
+        Header {
+            specific_character_set: some("ISO_IR 100"),
+            sop_class_uid: some("1.2.840.10008.5.1.4.1.1.2"),
+            sop_instance_uid: some("2.25.1001"),
+            study_instance_uid: some("2.25.2002"),
+            series_instance_uid: some("2.25.3003"),
+            patient_id: some("PID-42"),
+            patient_name: some("Müller^Hans"),
+            study_date: some("20240131"),
+            study_time: some("101500"),
+            accession_number: some("ACC123"),
+            modality: some("CT"),
+            study_description: some("Thorax"),
+            series_description: some("Axial 1mm"),
+            series_number: Some(7),
+            instance_number: Some(12),
+            number_of_frames: Some(3),
+            patient_identity_removed: true,
+            has_encrypted_attributes: true,
+            has_pixel_data: true,
+        }
+    }
+
+    fn is_malformed(result: &Result<Header, ScanError>) -> bool {
+        matches!(result, Err(ScanError::Malformed { .. }))
+    }
+
+    #[test]
+    fn every_encoding_yields_every_indexed_field() {
+        for encoding in ALL {
+            let header = scan(&rich(encoding)[..], encoding);
+            assert_eq!(header.expect("well-formed"), expected(), "{encoding:?}");
+        }
+    }
+
+    #[test]
+    fn latin1_patient_name_is_decoded_with_the_specific_character_set() {
+        let raw = rich(ExplicitLittle);
+        let contains = |needle: &[u8]| raw.windows(needle.len()).any(|window| window == needle);
+        assert!(
+            contains(b"M\xFCller^Hans"),
+            "the test must send Latin-1 bytes"
+        );
+        assert!(!contains("Müller".as_bytes()));
+        let latin1 = SpecificCharacterSet::from_code("ISO_IR 100");
+        assert_eq!(decode_text(latin1.as_ref(), b"M\xFCller "), some("Müller"));
+        assert_eq!(decode_text(None, b"M\xFCller"), some("M\u{FFFD}ller"));
+        assert_eq!(charset_for("ISO_IR 999"), None, "unknown: lossy UTF-8");
+        let extended = charset_for("ISO 2022 IR 6\\ISO 2022 IR 100");
+        assert_eq!(extended, latin1, "the first non-default value decodes");
+    }
+
+    #[test]
+    fn encapsulated_pixel_data_is_walked_fragment_by_fragment() {
+        let fragments = vec![
+            vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4],
+            vec![5, 6, 0xFF, 0xD9],
+        ];
+        let pixels = PixelFragmentSequence::new(vec![0u32, 8], fragments);
+        let pixel_data = DataElement::new(dicom_core::Tag(0x7FE0, 0x0010), VR::OB, pixels);
+        let set = object(vec![el(SOP_INSTANCE_UID, VR::UI, "2.25.1001"), pixel_data]);
+        let jpeg = Codec::EncapsulatedPixelData(None, None);
+        let ts = TransferSyntax::new_ele("1.2.840.10008.1.2.4.50", "JPEG Baseline", jpeg);
+        let mut raw = Vec::new();
+        set.write_dataset_with_ts(&mut raw, &ts)
+            .expect("test data set");
+        let encapsulated = header(PIXEL_DATA, Some(b"OB"), UNDEFINED, false);
+        let start = raw
+            .windows(12)
+            .position(|w| w == encapsulated)
+            .expect("undefined length");
+
+        let encoding = Encoding::from_transfer_syntax(ts.uid()).expect("known syntax");
+        let header = scan(&raw[..], encoding).expect("well-formed");
+        assert!(header.has_pixel_data);
+        assert_eq!(header.sop_instance_uid, some("2.25.1001"));
+        for cut in start + 1..raw.len() {
+            assert!(
+                scan(&raw[..cut], encoding).is_err(),
+                "cut at {cut} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn every_cut_of_a_single_sequence_data_set_is_refused() {
+        for encoding in ALL {
+            let set = object(vec![sequence((0x0040, 0x0275), vec![request_item()])]);
+            let item = write(&request_item(), encoding);
+            let defined = defined_sequence((0x0040, 0x0275), &[item], encoding);
+            for raw in [write(&set, encoding), defined] {
+                let data = finish(raw, encoding);
+                assert!(scan(&data[..], encoding).is_ok(), "{encoding:?}");
+                for cut in 0..data.len() {
+                    let result = scan(&data[..cut], encoding);
+                    assert!(result.is_err(), "{encoding:?} cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_cut_of_the_rich_data_set_passes_as_the_whole() {
+        for encoding in ALL {
+            let data = rich(encoding);
+            for cut in 0..data.len() {
+                let result = scan(&data[..cut], encoding);
+                let whole = matches!(&result, Ok(header) if *header == expected());
+                assert!(!whole, "{encoding:?} cut at {cut}");
+                if encoding == DeflatedExplicitLittle {
+                    assert!(result.is_err(), "deflate stream cut at {cut} accepted");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_data_set_is_refused() {
+        for encoding in [ExplicitLittle, ImplicitLittle, ExplicitBig] {
+            let big = encoding == ExplicitBig;
+            let garbage = [
+                vec![0],
+                vec![0xFF; 3],
+                vec![0; 8],
+                header(SEQUENCE_DELIMITER, None, 0, big),
+                header(ITEM_DELIMITER, None, 0, big),
+                header(ITEM, None, UNDEFINED, big),
+            ];
+            for extra in garbage {
+                let data = [rich(encoding), extra.clone()].concat();
+                let result = scan(&data[..], encoding);
+                assert!(is_malformed(&result), "{encoding:?} {extra:?}");
+            }
+        }
+        let inside = finish(
+            [rich(ExplicitLittle), vec![0; 8]].concat(),
+            DeflatedExplicitLittle,
+        );
+        assert!(is_malformed(&scan(&inside[..], DeflatedExplicitLittle)));
+        for (extra, accepted) in [(vec![0], true), (vec![0, 0], false), (vec![1], false)] {
+            let data = [rich(DeflatedExplicitLittle), extra].concat();
+            assert_eq!(scan(&data[..], DeflatedExplicitLittle).is_ok(), accepted);
+        }
+    }
+
+    #[test]
+    fn huge_length_on_a_plain_element_is_truncated_without_reading_it() {
+        let cases = [
+            (ExplicitLittle, Some(b"OB")),
+            (ExplicitBig, Some(b"OB")),
+            (ImplicitLittle, None),
+        ];
+        for (encoding, vr) in cases {
+            let big = encoding == ExplicitBig;
+            let data = [header((0x0042, 0x0011), vr, 0xFFFF_FFF0, big), vec![0; 16]].concat();
+            let result = scan(&data[..], encoding);
+            let end = data.len() as u64;
+            assert!(matches!(result, Err(ScanError::Truncated { offset }) if offset == end));
+        }
+    }
+
+    #[test]
+    fn oversized_indexed_attribute_is_refused_before_it_is_read() {
+        let data = header(PATIENT_NAME, None, 0xFFFF_FFF0, false);
+        let error = scan(&data[..], ImplicitLittle).expect_err("too long");
+        let expected = ScanError::ValueTooLong {
+            tag: (0x0010, 0x0010),
+            len: 0xFFFF_FFF0,
+        };
+        assert_eq!(error.to_string(), expected.to_string());
+        assert!(error.to_string().contains("(0010,0010)"), "{error}");
+        let data = le(STUDY_DESCRIPTION, b"LO", &[b'A'; VALUE_CAP as usize + 2]);
+        let result = scan(&data[..], ExplicitLittle);
+        assert!(matches!(result, Err(ScanError::ValueTooLong { .. })));
+    }
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let sq = header((0x0040, 0xA730), Some(b"SQ"), UNDEFINED, false);
+        let open = [sq, header(ITEM, None, UNDEFINED, false)].concat();
+        let close = [
+            header(ITEM_DELIMITER, None, 0, false),
+            header(SEQUENCE_DELIMITER, None, 0, false),
+        ];
+        [open.repeat(depth), close.concat().repeat(depth)].concat()
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let ok = scan(&nested(MAX_DEPTH as usize)[..], ExplicitLittle);
+        assert!(ok.is_ok(), "{ok:?}");
+        for depth in [MAX_DEPTH as usize + 1, 100_000] {
+            match scan(&nested(depth)[..], ExplicitLittle) {
+                Err(ScanError::Malformed { reason, .. }) => assert!(reason.contains("nested")),
+                other => panic!("depth {depth}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn structural_rules_are_enforced() {
+        let item = |len| header(ITEM, None, len, false);
+        let sq = |len| header((0x0040, 0x0275), Some(b"SQ"), len, false);
+        let plan = le((0x0040, 0x0007), b"LO", b"Plan");
+        let end_item = header(ITEM_DELIMITER, None, 0, false);
+        let (id, name) = (
+            le(PATIENT_ID, b"LO", b"P1"),
+            le(PATIENT_NAME, b"PN", b"A^B "),
+        );
+        let meta = le((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0");
+        let pixels = header(PIXEL_DATA, Some(b"OB"), UNDEFINED, false);
+        let cases = [
+            ("descending tags", [id.clone(), name].concat()),
+            ("repeated tag", [id.clone(), id].concat()),
+            ("meta group", meta),
+            ("stray item delimiter", end_item.clone()),
+            (
+                "item overruns sequence",
+                [sq(16), item(16), plan.clone()].concat(),
+            ),
+            (
+                "element overruns item",
+                [sq(20), item(10), plan.clone()].concat(),
+            ),
+            (
+                "delimiter in defined item",
+                [sq(16), item(8), end_item].concat(),
+            ),
+            ("not an item", [sq(UNDEFINED), plan].concat()),
+            ("unknown VR", le((0x0010, 0x4000), b"ZZ", b"ab")),
+            (
+                "undefined UT",
+                header((0x0010, 0x4000), Some(b"UT"), UNDEFINED, false),
+            ),
+            ("undefined fragment", [pixels, item(UNDEFINED)].concat()),
+        ];
+        for (name, data) in cases {
+            assert!(is_malformed(&scan(&data[..], ExplicitLittle)), "{name}");
+        }
+        let odd = scan(&le(MODALITY, b"CS", b"CT ")[..], ExplicitLittle);
+        assert_eq!(odd.expect("odd lengths are tolerated").modality, some("CT"));
+    }
+
+    #[test]
+    fn implicit_vr_defined_sequences_are_checked_through_the_dictionary() {
+        let not_an_item = [header((0x0040, 0x0007), None, 4, false), b"Plan".to_vec()].concat();
+        let wrap = |tag| [header(tag, None, 12, false), not_an_item.clone()].concat();
+        let sequence = scan(&wrap((0x0040, 0x0275))[..], ImplicitLittle);
+        assert!(is_malformed(&sequence), "(0040,0275) is SQ: {sequence:?}");
+        let private = scan(&wrap((0x0009, 0x1010))[..], ImplicitLittle);
+        assert!(private.is_ok(), "a private element is opaque: {private:?}");
+    }
+
+    #[test]
+    fn un_with_undefined_length_holds_implicit_little_endian_items() {
+        let un = header((0x0040, 0x0275), Some(b"UN"), UNDEFINED, true);
+        let item = header(ITEM, None, UNDEFINED, false);
+        let plan = [header((0x0040, 0x0007), None, 4, false), b"Plan".to_vec()].concat();
+        let open = [un, item, plan, header(ITEM_DELIMITER, None, 0, false)].concat();
+        let closed = [open.clone(), header(SEQUENCE_DELIMITER, None, 0, false)].concat();
+        assert!(scan(&closed[..], ExplicitBig).is_ok());
+        let result = scan(&open[..], ExplicitBig);
+        assert!(
+            matches!(result, Err(ScanError::Truncated { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn large_pixel_data_is_streamed_not_buffered() {
+        const SIZE: u64 = 64 * 1024 * 1024;
+        let first = write(
+            &object(vec![el(SOP_INSTANCE_UID, VR::UI, "2.25.1001")]),
+            ExplicitLittle,
+        );
+        let head = [first, header(PIXEL_DATA, Some(b"OW"), SIZE as u32, false)].concat();
+        // The header bytes, then zeros generated on demand: nothing holds 64 MiB.
+        let stream = |zeros| head.as_slice().chain(io::repeat(0).take(zeros));
+        let header = scan(stream(SIZE), ExplicitLittle).expect("well-formed");
+        assert!(header.has_pixel_data);
+        assert_eq!(header.sop_instance_uid, some("2.25.1001"));
+        let result = scan(stream(SIZE - 1), ExplicitLittle);
+        let end = head.len() as u64 + SIZE - 1;
+        let truncated = matches!(result, Err(ScanError::Truncated { offset }) if offset == end);
+        assert!(truncated, "{result:?}");
+    }
+
+    #[test]
+    fn transfer_syntax_uids_map_to_encodings() {
+        let cases = [
+            ("1.2.840.10008.1.2", Some(ImplicitLittle)),
+            ("1.2.840.10008.1.2\0", Some(ImplicitLittle)),
+            ("1.2.840.10008.1.2.1", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.2", Some(ExplicitBig)),
+            ("1.2.840.10008.1.2.1.99", Some(DeflatedExplicitLittle)),
+            ("1.2.840.10008.1.2.4.95", Some(DeflatedExplicitLittle)),
+            ("1.2.840.10008.1.2.1.98", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.4.50", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.4.80", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.4.90", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.4.107", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.4.201", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.5", Some(ExplicitLittle)),
+            ("1.2.840.10008.1.2.4.050", None),
+            ("1.2.840.10008.1.2.4.", None),
+            ("1.2.3.4", None),
+        ];
+        for (uid, encoding) in cases {
+            assert_eq!(Encoding::from_transfer_syntax(uid), encoding, "{uid:?}");
+        }
+    }
+
+    #[test]
+    fn empty_input_is_reported_as_empty() {
+        let nothing = finish(Vec::new(), DeflatedExplicitLittle);
+        for (data, encoding) in ALL
+            .map(|e| (&[][..], e))
+            .into_iter()
+            .chain([(&nothing[..], DeflatedExplicitLittle)])
+        {
+            let result = scan(data, encoding);
+            assert!(
+                matches!(result, Err(ScanError::Empty)),
+                "{encoding:?} {result:?}"
+            );
+        }
+    }
+
+    /// Fails every read with this kind of error.
+    struct Fails(io::ErrorKind);
+
+    impl Read for Fails {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(self.0.into())
+        }
+    }
+
+    #[test]
+    fn reader_failures_are_io_errors_and_eof_is_truncation() {
+        let data = rich(ExplicitLittle);
+        let reset = data[..100].chain(Fails(io::ErrorKind::ConnectionReset));
+        assert!(matches!(scan(reset, ExplicitLittle), Err(ScanError::Io(_))));
+        let result = scan(
+            data[..100].chain(Fails(io::ErrorKind::UnexpectedEof)),
+            ExplicitLittle,
+        );
+        assert!(
+            matches!(result, Err(ScanError::Truncated { offset: 100 })),
+            "{result:?}"
+        );
+        let corrupt = scan(&[0xFF; 16][..], DeflatedExplicitLittle);
+        assert!(is_malformed(&corrupt), "{corrupt:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..600), which in 0..4usize) {
+            let _ = scan(&data[..], ALL[which]);
+        }
+
+        #[test]
+        fn mutated_data_sets_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            which in 0..4usize,
+        ) {
+            let mut data = rich(ALL[which]);
+            for (index, value) in edits {
+                let at = index.index(data.len());
+                data[at] = value;
+            }
+            let _ = scan(&data[..], ALL[which]);
+        }
+
+        #[test]
+        fn written_attributes_read_back(
+            patient_id in "[A-Z0-9]{1,16}",
+            name in "[A-Z]{1,12}\\^[A-Z]{1,12}",
+            modality in "[A-Z]{2}",
+            series in 0i64..1_000_000,
+            frames in 1i64..5000,
+            which in 0..4usize,
+        ) {
+            let encoding = ALL[which];
+            let set = object(vec![
+                el(MODALITY, VR::CS, modality.as_str()),
+                el(PATIENT_NAME, VR::PN, name.as_str()),
+                el(PATIENT_ID, VR::LO, patient_id.as_str()),
+                el(SERIES_NUMBER, VR::IS, series.to_string()),
+                el(NUMBER_OF_FRAMES, VR::IS, frames.to_string()),
+            ]);
+            let data = finish(write(&set, encoding), encoding);
+            let header = scan(&data[..], encoding).expect("well-formed");
+            prop_assert_eq!(header.patient_id, Some(patient_id));
+            prop_assert_eq!(header.patient_name, Some(name));
+            prop_assert_eq!(header.modality, Some(modality));
+            prop_assert_eq!(header.series_number, Some(series));
+            prop_assert_eq!(header.number_of_frames, Some(frames));
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The central gateway (`pacs-gateway`): the image database server.
+//!
+//! It accepts DICOM associations from enrolled facilities (mutual TLS, or an AE
+//! allow-list on the loopback plain port), stores every instance exactly as received in
+//! the blob store, and indexes it by facility, patient pseudonym, modality and date.
+//! It never holds a key that can reveal a patient: everything it stores is pseudonymous
+//! or sealed by the facility.
+//!
+//! Layers, top to bottom: [`cli`] and [`app`] (wiring and lifecycle) -> [`scp`] (the
+//! DIMSE service and admission policies) -> [`ingest`] (validation and the durable
+//! write path) -> [`db`] (index) and [`blobs`] (object store). [`pki`] issues and
+//! checks certificates; [`config`] reads the TOML file; [`domain`] holds the validated
+//! newtypes every layer shares.
+
+pub mod app;
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod ingest;
+pub mod pki;
+pub mod scp;
+pub mod telemetry;
