@@ -92,7 +92,7 @@ pub fn parse_meta(bytes: &[u8]) -> Result<FileMeta, MetaError> {
             .get(at + header..at + header + len)
             .ok_or(MetaError::Truncated)?;
         match element {
-            0x0000 => end = Some(at + header + le32(value, 0)? as usize),
+            0x0000 => end = Some(at + header + len + le32(value, 0)? as usize),
             0x0002 => class = Some(text(value)),
             0x0003 => instance = Some(text(value)),
             0x0010 => ts = Some(text(value)),

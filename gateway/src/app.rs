@@ -62,7 +62,9 @@ impl TlsFiles {
     /// The CA, for issuing facility certificates.
     pub fn load_ca(&self) -> anyhow::Result<pki::Ca> {
         let Some(key) = &self.ca_key else {
-            bail!("tls.ca_key is not configured: the CA key is needed to issue facility certificates");
+            bail!(
+                "tls.ca_key is not configured: the CA key is needed to issue facility certificates"
+            );
         };
         Ok(pki::Ca::load(&self.ca_cert, key)?)
     }
@@ -128,17 +130,31 @@ impl Application {
             max_associations: d.max_associations,
             ..ServerOptions::default()
         };
-        Ok(Application { index, ingest, options, ae_title: d.ae_title.trim().to_string(), allow_list, tls, plain })
+        Ok(Application {
+            index,
+            ingest,
+            options,
+            ae_title: d.ae_title.trim().to_string(),
+            allow_list,
+            tls,
+            plain,
+        })
     }
 
     /// Port of the DICOM TLS listener.
     pub fn tls_port(&self) -> Option<u16> {
-        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port())
+        self.tls
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// Port of the plain DICOM listener.
     pub fn plain_port(&self) -> Option<u16> {
-        self.plain.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+        self.plain
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// The index.
@@ -152,20 +168,47 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains running associations.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let service = Arc::new(GatewayService { ingest: self.ingest.clone() });
+        let service = Arc::new(GatewayService {
+            ingest: self.ingest.clone(),
+        });
         let mut tasks = tokio::task::JoinSet::new();
         if let Some((listener, config)) = self.tls {
             info!(addr = %listener.local_addr()?, ae_title = %self.ae_title, "DICOM TLS listening");
-            let policy = CertificatePolicy { index: self.index.clone(), ae_title: self.ae_title.clone() };
-            let options = ServerOptions { tls: Some(config), ..self.options.clone() };
-            tasks.spawn(run_server(listener, options, policy, service.clone(), stop.clone()));
+            let policy = CertificatePolicy {
+                index: self.index.clone(),
+                ae_title: self.ae_title.clone(),
+            };
+            let options = ServerOptions {
+                tls: Some(config),
+                ..self.options.clone()
+            };
+            tasks.spawn(run_server(
+                listener,
+                options,
+                policy,
+                service.clone(),
+                stop.clone(),
+            ));
         }
         if let Some(listener) = self.plain {
             info!(addr = %listener.local_addr()?, allowed_aes = self.allow_list.len(), "plain DICOM listening");
-            let policy = AeAllowList { index: self.index.clone(), ae_title: self.ae_title.clone(), allowed: self.allow_list };
-            tasks.spawn(run_server(listener, self.options.clone(), policy, service.clone(), stop.clone()));
+            let policy = AeAllowList {
+                index: self.index.clone(),
+                ae_title: self.ae_title.clone(),
+                allowed: self.allow_list,
+            };
+            tasks.spawn(run_server(
+                listener,
+                self.options.clone(),
+                policy,
+                service.clone(),
+                stop.clone(),
+            ));
         }
         if tasks.is_empty() {
             bail!("no listener configured: set dicom.tls_listen or dicom.plain_listen");
@@ -188,5 +231,8 @@ async fn run_server<P>(
 ) where
     P: Policy<Session = crate::db::Facility>,
 {
-    serve(listener, options, policy, service, async move { stop.cancelled().await }).await;
+    serve(listener, options, policy, service, async move {
+        stop.cancelled().await
+    })
+    .await;
 }

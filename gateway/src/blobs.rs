@@ -40,8 +40,15 @@ pub struct BlobKey(String);
 impl BlobKey {
     /// The key for an instance with this content hash.
     pub fn new(facility: FacilityId, study: &Uid, sop_instance: &Uid, sha256_hex: &str) -> Self {
-        let prefix: String = sha256_hex.chars().filter(char::is_ascii_hexdigit).take(16).collect();
-        BlobKey(format!("f{}/{}/{}.{}.dcm", facility.0, study, sop_instance, prefix))
+        let prefix: String = sha256_hex
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(16)
+            .collect();
+        BlobKey(format!(
+            "f{}/{}/{}.{}.dcm",
+            facility.0, study, sop_instance, prefix
+        ))
     }
 
     /// Rebuilds a key read back from the index (it was made by [`BlobKey::new`]).
@@ -82,16 +89,25 @@ impl BlobStore {
         std::fs::create_dir_all(&incoming).map_err(io(&incoming))?;
         let root = root.canonicalize().map_err(io(root))?;
         let mut removed = 0usize;
-        for entry in std::fs::read_dir(&incoming).map_err(io(&incoming))?.flatten() {
+        for entry in std::fs::read_dir(&incoming)
+            .map_err(io(&incoming))?
+            .flatten()
+        {
             if std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
         if removed > 0 {
-            tracing::info!(removed, "removed incomplete transfers left by an earlier run");
+            tracing::info!(
+                removed,
+                "removed incomplete transfers left by an earlier run"
+            );
         }
         let store = LocalFileSystem::new_with_prefix(&root)?;
-        Ok(BlobStore { store: Arc::new(store), root })
+        Ok(BlobStore {
+            store: Arc::new(store),
+            root,
+        })
     }
 
     /// A fresh temp location for an incoming data set.
@@ -106,13 +122,21 @@ impl BlobStore {
     /// Moves a complete, fsynced temp file to `key` and makes the rename durable.
     pub async fn commit(&self, temp: &TempBlob, key: &BlobKey) -> Result<(), BlobError> {
         let target = self.path_of(key);
-        let parent = target.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let parent = target
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
         let new_dirs = first_missing_ancestor(&parent, &self.root);
-        self.store.rename(&temp.object, &ObjectPath::from(key.as_str())).await?;
+        self.store
+            .rename(&temp.object, &ObjectPath::from(key.as_str()))
+            .await?;
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || sync_dirs(&parent, new_dirs.as_deref(), &root))
             .await
-            .map_err(|e| BlobError::Io { path: PathBuf::new(), source: std::io::Error::other(e) })?
+            .map_err(|e| BlobError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })?
     }
 
     /// Removes a temp file (ignores one already gone).
@@ -160,14 +184,19 @@ fn sync_dirs(dir: &Path, created: Option<&Path>, root: &Path) -> Result<(), Blob
     let sync = |p: &Path| {
         std::fs::File::open(p)
             .and_then(|f| f.sync_all())
-            .map_err(|source| BlobError::Io { path: p.to_path_buf(), source })
+            .map_err(|source| BlobError::Io {
+                path: p.to_path_buf(),
+                source,
+            })
     };
     sync(dir)?;
     if let Some(created) = created {
         let stop = created.parent().unwrap_or(root);
         let mut current = dir;
         while current != stop && current.starts_with(root) {
-            let Some(parent) = current.parent() else { break };
+            let Some(parent) = current.parent() else {
+                break;
+            };
             sync(parent)?;
             current = parent;
         }

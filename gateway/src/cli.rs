@@ -99,13 +99,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -122,10 +123,18 @@ fn facility_name(name: &str) -> anyhow::Result<FacilityName> {
 async fn facility(config: Config, cmd: FacilityCommand) -> anyhow::Result<()> {
     let index = open_index(&config).await?;
     match cmd {
-        FacilityCommand::Add { name, accept_identified } => {
-            let facility = index.create_facility(&facility_name(&name)?, accept_identified).await?;
+        FacilityCommand::Add {
+            name,
+            accept_identified,
+        } => {
+            let facility = index
+                .create_facility(&facility_name(&name)?, accept_identified)
+                .await?;
             println!("facility {} added (id {})", facility.name, facility.id);
-            println!("next: pacs-gateway facility issue-cert {} --out DIR", facility.name);
+            println!(
+                "next: pacs-gateway facility issue-cert {} --out DIR",
+                facility.name
+            );
         }
         FacilityCommand::List => {
             println!("{:<6} {:<32} accept_identified", "id", "name");
@@ -133,13 +142,18 @@ async fn facility(config: Config, cmd: FacilityCommand) -> anyhow::Result<()> {
                 println!("{:<6} {:<32} {}", f.id, f.name, f.accept_identified);
             }
         }
-        FacilityCommand::Set { name, accept_identified } => {
+        FacilityCommand::Set {
+            name,
+            accept_identified,
+        } => {
             let facility = lookup(&index, &name).await?;
             let accept = matches!(accept_identified, bool_flag::Flag::True);
             index.set_accept_identified(facility.id, accept).await?;
             println!("facility {}: accept_identified = {accept}", facility.name);
         }
-        FacilityCommand::IssueCert { name, out } => issue_cert(&config, &index, &name, &out).await?,
+        FacilityCommand::IssueCert { name, out } => {
+            issue_cert(&config, &index, &name, &out).await?
+        }
     }
     index.close().await;
     Ok(())
@@ -152,7 +166,12 @@ async fn lookup(index: &crate::db::Index, name: &str) -> anyhow::Result<crate::d
     }
 }
 
-async fn issue_cert(config: &Config, index: &crate::db::Index, name: &str, out: &Path) -> anyhow::Result<()> {
+async fn issue_cert(
+    config: &Config,
+    index: &crate::db::Index,
+    name: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
     let facility = lookup(index, name).await?;
     let files = TlsFiles::resolve(config)?;
     let ca = files.load_ca()?;
@@ -160,9 +179,14 @@ async fn issue_cert(config: &Config, index: &crate::db::Index, name: &str, out: 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (cert, key) = issued.write(out, "facility")?;
     let ca_path = out.join("ca.crt");
-    std::fs::write(&ca_path, ca.cert_pem()).with_context(|| format!("cannot write {}", ca_path.display()))?;
+    std::fs::write(&ca_path, ca.cert_pem())
+        .with_context(|| format!("cannot write {}", ca_path.display()))?;
     index
-        .add_certificate(facility.id, &issued.fingerprint(), &format!("CN={}", facility.name))
+        .add_certificate(
+            facility.id,
+            &issued.fingerprint(),
+            &format!("CN={}", facility.name),
+        )
         .await?;
     println!("issued a client certificate for facility {}", facility.name);
     println!("  certificate: {}", cert.display());

@@ -85,7 +85,9 @@ pub struct HttpsConfig {
 
 impl Default for HttpsConfig {
     fn default() -> Self {
-        HttpsConfig { listen: "0.0.0.0:8443".into() }
+        HttpsConfig {
+            listen: "0.0.0.0:8443".into(),
+        }
     }
 }
 
@@ -127,7 +129,9 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { duplicate_policy: DuplicatePolicy::Reject }
+        IngestConfig {
+            duplicate_policy: DuplicatePolicy::Reject,
+        }
     }
 }
 
@@ -162,10 +166,14 @@ impl Config {
         let config = match path {
             None => Config::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-                toml::from_str(&text)
-                    .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
             }
         };
         config.validate()?;
@@ -174,19 +182,25 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let ae = self.dicom.ae_title.trim();
-        if ae.is_empty() || ae.len() > 16 || !ae.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        if ae.is_empty() || ae.len() > 16 || !ae.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        {
             return Err(ConfigError::Invalid(format!(
                 "dicom.ae_title {ae:?} must be 1 to 16 printable ASCII characters"
             )));
         }
         if self.dicom.max_associations == 0 {
-            return Err(ConfigError::Invalid("dicom.max_associations must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "dicom.max_associations must be at least 1".into(),
+            ));
         }
         if !(4096..=16 * 1024 * 1024).contains(&self.dicom.max_pdu) {
-            return Err(ConfigError::Invalid("dicom.max_pdu must be between 4096 and 16777216".into()));
+            return Err(ConfigError::Invalid(
+                "dicom.max_pdu must be between 4096 and 16777216".into(),
+            ));
         }
         let tls = &self.tls;
-        if tls.cert.is_some() != tls.key.is_some() || (tls.cert.is_some() && tls.ca_cert.is_none()) {
+        if tls.cert.is_some() != tls.key.is_some() || (tls.cert.is_some() && tls.ca_cert.is_none())
+        {
             return Err(ConfigError::Invalid(
                 "tls.cert, tls.key and tls.ca_cert go together: set all three, or none for dev certificates"
                     .into(),
@@ -199,7 +213,10 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("index.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("index.db").display()
+            ),
         }
     }
 }

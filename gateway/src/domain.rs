@@ -23,7 +23,10 @@ impl FacilityName {
     /// Validates a facility name.
     pub fn parse(name: &str) -> Result<FacilityName, String> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let first_ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         if name.len() > 64 || !first_ok || !name.chars().all(ok_char) {
             return Err(format!(
                 "invalid facility name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
@@ -52,7 +55,11 @@ pub struct Uid(String);
 impl Uid {
     /// Validates a UID.
     pub fn parse(uid: &str) -> Result<Uid, String> {
-        let shown: String = uid.chars().take(80).filter(|c| c.is_ascii_graphic()).collect();
+        let shown: String = uid
+            .chars()
+            .take(80)
+            .filter(|c| c.is_ascii_graphic())
+            .collect();
         let bad = || format!("invalid UID {shown:?}: UIDs are 1 to 64 digits and dots");
         if uid.is_empty() || uid.len() > 64 {
             return Err(bad());
@@ -86,7 +93,17 @@ mod tests {
     fn uids_are_checked() {
         assert!(Uid::parse("1.2.840.10008.5.1.4.1.1.2").is_ok());
         assert!(Uid::parse("2.25.0").is_ok());
-        for bad in ["", "1..2", "1.2.", ".1", "1.02", "../etc/passwd", "1.2.3/4", "1.2 ", &"1.".repeat(40)] {
+        for bad in [
+            "",
+            "1..2",
+            "1.2.",
+            ".1",
+            "1.02",
+            "../etc/passwd",
+            "1.2.3/4",
+            "1.2 ",
+            &"1.".repeat(40),
+        ] {
             assert!(Uid::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }

@@ -11,7 +11,11 @@ async fn main() {
     gateway::telemetry::init(cli.verbose);
     if let Err(e) = run(cli).await {
         eprintln!("pacs-gateway: {e:#}");
-        let code = if e.downcast_ref::<ConfigError>().is_some() { 64 } else { 1 };
+        let code = if e.downcast_ref::<ConfigError>().is_some() {
+            64
+        } else {
+            1
+        };
         std::process::exit(code);
     }
 }

@@ -82,7 +82,10 @@ impl Policy for AeAllowList {
     async fn admit(&self, request: &AssociateRequest<'_>) -> Result<Facility, Rejection> {
         check_called_ae(&self.ae_title, request)?;
         let Some(name) = self.allowed.get(request.calling_ae) else {
-            warn!(calling_ae = request.calling_ae, "calling AE title not in the allow-list");
+            warn!(
+                calling_ae = request.calling_ae,
+                "calling AE title not in the allow-list"
+            );
             return Err(Rejection::CallingAeNotRecognized);
         };
         match self.index.facility_by_name(name).await {

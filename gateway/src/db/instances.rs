@@ -82,7 +82,11 @@ pub struct StoredInstance {
 
 impl Index {
     /// The stored instance with this UID in this facility, if any.
-    pub async fn find_instance(&self, facility: FacilityId, sop: &Uid) -> Result<Option<StoredInstance>, DbError> {
+    pub async fn find_instance(
+        &self,
+        facility: FacilityId,
+        sop: &Uid,
+    ) -> Result<Option<StoredInstance>, DbError> {
         let row = sqlx::query(
             "SELECT sha256, blob_key, study_uid, series_uid FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2",
         )
@@ -125,7 +129,10 @@ impl Index {
     }
 }
 
-async fn insert_instance_row(tx: &mut Transaction<'_, Any>, r: &InstanceRecord) -> Result<bool, DbError> {
+async fn insert_instance_row(
+    tx: &mut Transaction<'_, Any>,
+    r: &InstanceRecord,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
         "INSERT INTO instances (facility_id, sop_instance_uid, series_uid, study_uid, sop_class_uid, transfer_syntax, \
          instance_number, number_of_frames, size_bytes, sha256, blob_key, calling_ae, received_at) \
@@ -150,7 +157,10 @@ async fn insert_instance_row(tx: &mut Transaction<'_, Any>, r: &InstanceRecord) 
     Ok(done.rows_affected() == 1)
 }
 
-async fn add_to_series_and_study(tx: &mut Transaction<'_, Any>, r: &InstanceRecord) -> Result<(), DbError> {
+async fn add_to_series_and_study(
+    tx: &mut Transaction<'_, Any>,
+    r: &InstanceRecord,
+) -> Result<(), DbError> {
     let s = &r.study;
     sqlx::query(
         "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
@@ -205,7 +215,11 @@ async fn add_to_series_and_study(tx: &mut Transaction<'_, Any>, r: &InstanceReco
     Ok(())
 }
 
-async fn add_modality(tx: &mut Transaction<'_, Any>, r: &InstanceRecord, modality: &str) -> Result<(), DbError> {
+async fn add_modality(
+    tx: &mut Transaction<'_, Any>,
+    r: &InstanceRecord,
+    modality: &str,
+) -> Result<(), DbError> {
     let added = sqlx::query(
         "INSERT INTO study_modalities (facility_id, study_uid, modality, study_date) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (facility_id, study_uid, modality) DO NOTHING",
@@ -224,13 +238,20 @@ async fn add_modality(tx: &mut Transaction<'_, Any>, r: &InstanceRecord, modalit
 }
 
 /// Rewrites `studies.modalities` (backslash-separated, sorted) from `study_modalities`.
-async fn refresh_modalities(tx: &mut Transaction<'_, Any>, facility: FacilityId, study: &str) -> Result<(), DbError> {
+async fn refresh_modalities(
+    tx: &mut Transaction<'_, Any>,
+    facility: FacilityId,
+    study: &str,
+) -> Result<(), DbError> {
     let rows = sqlx::query("SELECT modality FROM study_modalities WHERE facility_id = $1 AND study_uid = $2 ORDER BY modality")
         .bind(facility.0)
         .bind(study)
         .fetch_all(&mut **tx)
         .await?;
-    let list: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+    let list: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
     sqlx::query("UPDATE studies SET modalities = $1 WHERE facility_id = $2 AND study_uid = $3")
         .bind(list.join("\\"))
         .bind(facility.0)
@@ -242,7 +263,11 @@ async fn refresh_modalities(tx: &mut Transaction<'_, Any>, facility: FacilityId,
 
 /// Removes an instance row and its contribution to the counters; a series or study
 /// left empty is removed with it.
-async fn remove_instance(tx: &mut Transaction<'_, Any>, facility: FacilityId, sop: &Uid) -> Result<(), DbError> {
+async fn remove_instance(
+    tx: &mut Transaction<'_, Any>,
+    facility: FacilityId,
+    sop: &Uid,
+) -> Result<(), DbError> {
     let row = sqlx::query("SELECT study_uid, series_uid FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2")
         .bind(facility.0)
         .bind(sop.as_str())
@@ -259,21 +284,25 @@ async fn remove_instance(tx: &mut Transaction<'_, Any>, facility: FacilityId, so
         .bind(&series)
         .execute(&mut **tx)
         .await?;
-    let emptied = exec("DELETE FROM series WHERE facility_id = $1 AND series_uid = $2 AND num_instances <= 0")
-        .bind(&series)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected() as i64;
+    let emptied = exec(
+        "DELETE FROM series WHERE facility_id = $1 AND series_uid = $2 AND num_instances <= 0",
+    )
+    .bind(&series)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64;
     exec("UPDATE studies SET num_instances = num_instances - 1, num_series = num_series - $2 WHERE facility_id = $1 AND study_uid = $3")
         .bind(emptied)
         .bind(&study)
         .execute(&mut **tx)
         .await?;
-    let study_gone = exec("DELETE FROM studies WHERE facility_id = $1 AND study_uid = $2 AND num_instances <= 0")
-        .bind(&study)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let study_gone = exec(
+        "DELETE FROM studies WHERE facility_id = $1 AND study_uid = $2 AND num_instances <= 0",
+    )
+    .bind(&study)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     if study_gone == 1 {
         exec("DELETE FROM study_modalities WHERE facility_id = $1 AND study_uid = $2")
             .bind(&study)

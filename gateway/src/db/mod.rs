@@ -10,6 +10,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
 pub mod instances;
+pub mod read;
 
 use crate::domain::{FacilityId, FacilityName};
 
@@ -73,7 +74,9 @@ pub fn now_millis() -> i64 {
 
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://[redacted]{}", &url[..scheme], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://[redacted]{}", &url[..scheme], &url[at..])
+        }
         _ => url.to_string(),
     }
 }
@@ -87,7 +90,8 @@ impl Index {
         } else {
             Backend::Sqlite
         };
-        let options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 8 } else { 16 });
+        let options =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 8 } else { 16 });
         let options = options.after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
@@ -99,13 +103,21 @@ impl Index {
                 Ok(())
             })
         });
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|source| DbError::Open { url: redact(url), source })?;
+        let pool = options.connect(url).await.map_err(|source| DbError::Open {
+            url: redact(url),
+            source,
+        })?;
         match backend {
-            Backend::Sqlite => sqlx::migrate!("../schemas/gateway/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("../schemas/gateway/postgres").run(&pool).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("../schemas/gateway/sqlite")
+                    .run(&pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("../schemas/gateway/postgres")
+                    .run(&pool)
+                    .await?
+            }
         }
         Ok(Index { pool, backend })
     }
@@ -121,7 +133,11 @@ impl Index {
     }
 
     /// Creates a facility.
-    pub async fn create_facility(&self, name: &FacilityName, accept_identified: bool) -> Result<Facility, DbError> {
+    pub async fn create_facility(
+        &self,
+        name: &FacilityName,
+        accept_identified: bool,
+    ) -> Result<Facility, DbError> {
         if self.facility_by_name(name).await?.is_some() {
             return Err(DbError::Exists(format!("facility {name}")));
         }
@@ -131,7 +147,11 @@ impl Index {
             .bind(now_millis())
             .fetch_one(&self.pool)
             .await?;
-        Ok(Facility { id: FacilityId(row.try_get(0)?), name: name.clone(), accept_identified })
+        Ok(Facility {
+            id: FacilityId(row.try_get(0)?),
+            name: name.clone(),
+            accept_identified,
+        })
     }
 
     /// Changes whether a facility may send identified instances.
@@ -162,7 +182,12 @@ impl Index {
     }
 
     /// Records a client certificate issued to a facility.
-    pub async fn add_certificate(&self, facility: FacilityId, fingerprint: &str, subject: &str) -> Result<(), DbError> {
+    pub async fn add_certificate(
+        &self,
+        facility: FacilityId,
+        fingerprint: &str,
+        subject: &str,
+    ) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO devices (facility_id, kind, cert_fingerprint, cert_subject, created_at) \
              VALUES ($1, 'certificate', $2, $3, $4)",
@@ -177,7 +202,10 @@ impl Index {
     }
 
     /// The facility owning a (non-revoked) client certificate.
-    pub async fn facility_by_certificate(&self, fingerprint: &str) -> Result<Option<Facility>, DbError> {
+    pub async fn facility_by_certificate(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<Facility>, DbError> {
         let row = sqlx::query(
             "SELECT f.id, f.name, f.accept_identified FROM devices d JOIN facilities f ON f.id = d.facility_id \
              WHERE d.cert_fingerprint = $1 AND d.kind = 'certificate' AND d.revoked_at IS NULL",
@@ -191,8 +219,8 @@ impl Index {
 
 fn facility_from_row(row: &sqlx::any::AnyRow) -> Result<Facility, DbError> {
     let name: String = row.try_get(1)?;
-    let name = FacilityName::parse(&name)
-        .map_err(|e| DbError::Query(sqlx::Error::Decode(e.into())))?;
+    let name =
+        FacilityName::parse(&name).map_err(|e| DbError::Query(sqlx::Error::Decode(e.into())))?;
     Ok(Facility {
         id: FacilityId(row.try_get(0)?),
         name,
@@ -206,7 +234,10 @@ mod tests {
 
     #[test]
     fn passwords_never_appear_in_errors() {
-        assert_eq!(redact("postgres://user:secret@db:5432/x"), "postgres://[redacted]@db:5432/x");
+        assert_eq!(
+            redact("postgres://user:secret@db:5432/x"),
+            "postgres://[redacted]@db:5432/x"
+        );
         assert_eq!(redact("sqlite://./a.db"), "sqlite://./a.db");
     }
 }

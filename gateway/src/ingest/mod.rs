@@ -35,7 +35,11 @@ pub struct Ingest {
 impl Ingest {
     /// Builds the ingest path.
     pub fn new(index: Index, blobs: BlobStore, duplicate_policy: DuplicatePolicy) -> Arc<Self> {
-        Arc::new(Ingest { index, blobs, duplicate_policy })
+        Arc::new(Ingest {
+            index,
+            blobs,
+            duplicate_policy,
+        })
     }
 }
 
@@ -48,7 +52,9 @@ fn cannot_understand(comment: impl Into<String>) -> StoreOutcome {
 }
 
 fn required_uid(value: &Option<String>, name: &str) -> Result<Uid, StoreOutcome> {
-    let value = value.as_deref().ok_or_else(|| cannot_understand(format!("{name} missing")))?;
+    let value = value
+        .as_deref()
+        .ok_or_else(|| cannot_understand(format!("{name} missing")))?;
     Uid::parse(value).map_err(|_| cannot_understand(format!("{name} is not a valid UID")))
 }
 
@@ -83,11 +89,16 @@ pub(crate) fn validate(
 ) -> Result<InstanceRecord, StoreOutcome> {
     let instance = required_uid(&header.sop_instance_uid, "SOP Instance UID")?;
     if instance != received.sop_instance_uid {
-        return Err(cannot_understand("SOP Instance UID differs from the C-STORE request"));
+        return Err(cannot_understand(
+            "SOP Instance UID differs from the C-STORE request",
+        ));
     }
     let class = required_uid(&header.sop_class_uid, "SOP Class UID")?;
     if class != received.sop_class_uid {
-        return Err(refuse(Status::DataSetDoesNotMatchSopClass, "SOP Class UID differs from the C-STORE request"));
+        return Err(refuse(
+            Status::DataSetDoesNotMatchSopClass,
+            "SOP Class UID differs from the C-STORE request",
+        ));
     }
     let study_uid = required_uid(&header.study_instance_uid, "Study Instance UID")?;
     let series_uid = required_uid(&header.series_instance_uid, "Series Instance UID")?;

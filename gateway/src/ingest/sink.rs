@@ -40,12 +40,18 @@ pub struct IngestSink {
 
 fn out_of_resources(what: &str, e: impl std::fmt::Display) -> StoreOutcome {
     warn!(error = %e, "{what}");
-    refuse(Status::OutOfResources, format!("{what}; see the gateway log"))
+    refuse(
+        Status::OutOfResources,
+        format!("{what}; see the gateway log"),
+    )
 }
 
 fn processing_failure(what: &str, e: impl std::fmt::Display) -> StoreOutcome {
     warn!(error = %e, "{what}");
-    refuse(Status::ProcessingFailure, format!("{what}; see the gateway log"))
+    refuse(
+        Status::ProcessingFailure,
+        format!("{what}; see the gateway log"),
+    )
 }
 
 impl IngestSink {
@@ -70,7 +76,12 @@ impl IngestSink {
             .await
             .map_err(|e| out_of_resources("cannot create temp file", e))?;
         let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
-        let meta = dimse::part10::encode_meta(sop_class.as_str(), sop_instance.as_str(), transfer_syntax.as_str(), calling_ae);
+        let meta = dimse::part10::encode_meta(
+            sop_class.as_str(),
+            sop_instance.as_str(),
+            transfer_syntax.as_str(),
+            calling_ae,
+        );
         if let Err(e) = file.write_all(&meta).await {
             ingest.blobs.discard(&temp).await;
             return Err(out_of_resources("cannot write temp file", e));
@@ -93,14 +104,24 @@ impl IngestSink {
 
     /// Makes the temp file durable and scans it, both at once.
     async fn sync_and_scan(&mut self) -> Result<Header, StoreOutcome> {
-        self.file.flush().await.map_err(|e| out_of_resources("cannot write temp file", e))?;
-        let file = self.file.get_ref().try_clone().await.map_err(|e| out_of_resources("cannot sync temp file", e))?;
+        self.file
+            .flush()
+            .await
+            .map_err(|e| out_of_resources("cannot write temp file", e))?;
+        let file = self
+            .file
+            .get_ref()
+            .try_clone()
+            .await
+            .map_err(|e| out_of_resources("cannot sync temp file", e))?;
         let sync = async move { file.sync_all().await };
         let (path, offset, encoding) = (self.temp.path.clone(), self.meta_len, self.encoding);
         let scan = tokio::task::spawn_blocking(move || -> Result<Header, String> {
             let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-            file.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
-            scan::scan(BufReader::with_capacity(256 * 1024, file), encoding).map_err(|e| e.to_string())
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| e.to_string())?;
+            scan::scan(BufReader::with_capacity(256 * 1024, file), encoding)
+                .map_err(|e| e.to_string())
         });
         let (synced, scanned) = tokio::join!(sync, scan);
         synced.map_err(|e| out_of_resources("cannot sync temp file", e))?;
@@ -130,7 +151,10 @@ impl DataSink for IngestSink {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreOutcome> {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
-        self.file.write_all(chunk).await.map_err(|e| out_of_resources("cannot write temp file", e))
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| out_of_resources("cannot write temp file", e))
     }
 
     async fn finish(mut self) -> StoreOutcome {
@@ -168,12 +192,26 @@ fn audit(record: &InstanceRecord, facility: &Facility, event: &str) {
 }
 
 /// Resolves duplicates, commits the blob and writes the index rows.
-async fn store(ingest: &Ingest, mut record: InstanceRecord, temp: &TempBlob, facility: &Facility) -> StoreOutcome {
-    let key = BlobKey::new(record.facility, &record.study_uid, &record.sop_instance_uid, &record.sha256);
+async fn store(
+    ingest: &Ingest,
+    mut record: InstanceRecord,
+    temp: &TempBlob,
+    facility: &Facility,
+) -> StoreOutcome {
+    let key = BlobKey::new(
+        record.facility,
+        &record.study_uid,
+        &record.sop_instance_uid,
+        &record.sha256,
+    );
     record.blob_key = key.as_str().to_string();
     let mut committed = false;
     for _ in 0..3 {
-        let existing = match ingest.index.find_instance(record.facility, &record.sop_instance_uid).await {
+        let existing = match ingest
+            .index
+            .find_instance(record.facility, &record.sop_instance_uid)
+            .await
+        {
             Ok(existing) => existing,
             Err(e) => return processing_failure("index unavailable", e),
         };
@@ -203,17 +241,34 @@ async fn store(ingest: &Ingest, mut record: InstanceRecord, temp: &TempBlob, fac
             DuplicatePolicy::Reject => {
                 drop_ours().await;
                 audit(&record, facility, "rejected");
-                refuse(Status::DuplicateSopInstance, "SOP Instance UID already stored with different content")
+                refuse(
+                    Status::DuplicateSopInstance,
+                    "SOP Instance UID already stored with different content",
+                )
             }
             DuplicatePolicy::KeepFirst => {
                 drop_ours().await;
                 audit(&record, facility, "kept-first");
                 StoreOutcome::success()
             }
-            DuplicatePolicy::Replace => replace(ingest, &record, temp, &key, committed, &existing.blob_key, facility).await,
+            DuplicatePolicy::Replace => {
+                replace(
+                    ingest,
+                    &record,
+                    temp,
+                    &key,
+                    committed,
+                    &existing.blob_key,
+                    facility,
+                )
+                .await
+            }
         };
     }
-    refuse(Status::ProcessingFailure, "concurrent stores of the same instance; retry")
+    refuse(
+        Status::ProcessingFailure,
+        "concurrent stores of the same instance; retry",
+    )
 }
 
 async fn replace(
@@ -232,7 +287,10 @@ async fn replace(
         return processing_failure("index write failed", e);
     }
     if old_key != key.as_str() {
-        let _ = ingest.blobs.delete(&BlobKey::from_index(old_key.to_string())).await;
+        let _ = ingest
+            .blobs
+            .delete(&BlobKey::from_index(old_key.to_string()))
+            .await;
     }
     audit(record, facility, "replaced");
     StoreOutcome::success()
