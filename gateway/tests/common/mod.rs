@@ -1,0 +1,382 @@
+//! Test harness for the gateway's integration tests: a gateway on ephemeral ports in a
+//! temp dir (in-process or as the real binary), an enrolled facility with an issued
+//! client certificate, DCMTK tools, and DICOM files generated at test time.
+//!
+//! Tests are silent unless `TEST_LOG=1`.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod data;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+use gateway::app::Application;
+use gateway::config::{Config, DuplicatePolicy};
+use gateway::db::{Facility, Index};
+use gateway::domain::FacilityName;
+use gateway::pki::Ca;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The facility every harness gateway has enrolled.
+pub const FACILITY: &str = "st-mary";
+/// The AE title allow-listed on the plain port for [`FACILITY`].
+pub const PLAIN_AE: &str = "MODALITY1";
+/// The gateway's AE title in tests.
+pub const GATEWAY_AE: &str = "PACS_GATEWAY";
+
+/// Which index database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file in the temp dir.
+    Sqlite,
+    /// A fresh database on the server named by `PACS_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// Declares `mod NAME { sqlite, postgres }` tests running `NAME(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if $crate::common::postgres_base_url().is_none() {
+                    eprintln!(
+                        "SKIPPED {}::postgres: PACS_TEST_DATABASE_URL is not set",
+                        stringify!($name)
+                    );
+                    return;
+                }
+                super::$name($crate::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// Installs a log subscriber when `TEST_LOG` is set.
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            gateway::telemetry::init(1);
+        }
+    });
+}
+
+/// `PACS_TEST_DATABASE_URL`, if set and not empty.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("PACS_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let base = postgres_base_url().expect("PACS_TEST_DATABASE_URL");
+    let name = format!("pacs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to PACS_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{name}")
+}
+
+/// Files a facility needs to talk TLS to the gateway.
+#[derive(Debug, Clone)]
+pub struct FacilityCert {
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
+    /// Gateway CA (verifies the server).
+    pub ca: PathBuf,
+}
+
+/// Test configuration knobs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Whether the facility may send identified instances.
+    pub accept_identified: bool,
+    /// Duplicate policy.
+    pub duplicate_policy: DuplicatePolicy,
+    /// Seconds between PDUs before abort.
+    pub read_timeout_secs: u64,
+    /// Largest PDU accepted.
+    pub max_pdu: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            accept_identified: true,
+            duplicate_policy: DuplicatePolicy::Reject,
+            read_timeout_secs: 30,
+            max_pdu: 256 * 1024,
+        }
+    }
+}
+
+/// Temp dir, config and enrolled facility, shared by in-process and process gateways.
+pub struct Setup {
+    /// Keeps the temp dir alive.
+    pub dir: tempfile::TempDir,
+    /// The config in effect (ports may be 0).
+    pub config: Config,
+    /// The facility.
+    pub facility: Facility,
+    /// Its certificate files.
+    pub cert: FacilityCert,
+}
+
+impl Setup {
+    /// Creates a data dir with an index, the facility and its certificate.
+    pub async fn new(backend: Backend, options: &Options) -> Setup {
+        init_logging();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::default();
+        config.data_dir = dir.path().join("data");
+        config.database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_postgres_database().await),
+        };
+        config.dicom.ae_title = GATEWAY_AE.into();
+        config.dicom.tls_listen = "127.0.0.1:0".into();
+        config.dicom.plain_listen = "127.0.0.1:0".into();
+        config
+            .dicom
+            .plain_ae
+            .insert(PLAIN_AE.into(), FACILITY.into());
+        config.dicom.read_timeout_secs = options.read_timeout_secs;
+        config.dicom.max_pdu = options.max_pdu;
+        config.ingest.duplicate_policy = options.duplicate_policy;
+        let index = gateway::app::open_index(&config).await.expect("open index");
+        let name = FacilityName::parse(FACILITY).unwrap();
+        let facility = index
+            .create_facility(&name, options.accept_identified)
+            .await
+            .expect("facility");
+        let files = gateway::app::TlsFiles::resolve(&config).expect("dev PKI");
+        let ca = files.load_ca().expect("CA");
+        let issued = ca
+            .issue_client(FACILITY, Some("facility"))
+            .expect("client cert");
+        let cert_dir = dir.path().join("facility-cert");
+        std::fs::create_dir_all(&cert_dir).unwrap();
+        let (cert, key) = issued.write(&cert_dir, "facility").expect("write cert");
+        index
+            .add_certificate(facility.id, &issued.fingerprint(), FACILITY)
+            .await
+            .expect("enroll cert");
+        index.close().await;
+        let cert = FacilityCert {
+            cert,
+            key,
+            ca: files.ca_cert.clone(),
+        };
+        Setup {
+            dir,
+            config,
+            facility,
+            cert,
+        }
+    }
+
+    /// Opens the index (for assertions).
+    pub async fn index(&self) -> Index {
+        gateway::app::open_index(&self.config)
+            .await
+            .expect("open index")
+    }
+
+    /// Root of the blob store.
+    pub fn blob_root(&self) -> PathBuf {
+        self.config.data_dir.join("blobs")
+    }
+
+    /// A certificate from a different CA (same facility name), written to a new dir.
+    pub fn foreign_cert(&self) -> FacilityCert {
+        let other = Ca::create("Some Other CA").unwrap();
+        let issued = other.issue_client(FACILITY, Some("facility")).unwrap();
+        let dir = self.dir.path().join("foreign-cert");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = issued.write(&dir, "facility").unwrap();
+        FacilityCert {
+            cert,
+            key,
+            ca: self.cert.ca.clone(),
+        }
+    }
+
+    /// Stored blob files (excluding temp files), sorted.
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.blob_root(), &mut out);
+        out.retain(|p| !p.starts_with(self.blob_root().join("incoming")));
+        out.sort();
+        out
+    }
+
+    /// Temp files left in the incoming area.
+    pub fn temp_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.blob_root().join("incoming"), &mut out);
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    /// Its setup.
+    pub setup: Setup,
+    /// DICOM TLS port.
+    pub tls_port: u16,
+    /// Plain DICOM port.
+    pub plain_port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway with default options.
+    pub async fn spawn(backend: Backend) -> TestGateway {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    /// Starts a gateway with `options`.
+    pub async fn spawn_with(backend: Backend, options: Options) -> TestGateway {
+        let setup = Setup::new(backend, &options).await;
+        Self::start(setup).await
+    }
+
+    /// Starts a gateway on an existing setup (e.g. after a restart).
+    pub async fn start(setup: Setup) -> TestGateway {
+        let app = Application::build(setup.config.clone())
+            .await
+            .expect("build gateway");
+        let tls_port = app.tls_port().expect("tls port");
+        let plain_port = app.plain_port().expect("plain port");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestGateway {
+            setup,
+            tls_port,
+            plain_port,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the gateway and returns its setup (data dir intact).
+    pub async fn stop(mut self) -> Setup {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("gateway task").expect("gateway run");
+        }
+        let TestGateway { setup, .. } = self;
+        setup
+    }
+
+    /// The index (a new pool on the same database).
+    pub async fn index(&self) -> Index {
+        self.setup.index().await
+    }
+
+    /// `+tls` arguments for DCMTK with the facility certificate.
+    pub fn dcmtk_tls_args(&self) -> Vec<String> {
+        dcmtk_tls_args(&self.setup.cert)
+    }
+}
+
+/// `+tls KEY CERT +cf CA` for DCMTK.
+pub fn dcmtk_tls_args(cert: &FacilityCert) -> Vec<String> {
+    vec![
+        "+tls".into(),
+        cert.key.display().to_string(),
+        cert.cert.display().to_string(),
+        "+cf".into(),
+        cert.ca.display().to_string(),
+    ]
+}
+
+/// Fails the test with a clear message when DCMTK is missing.
+pub fn require_dcmtk() {
+    let found = Command::new("storescu")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "DCMTK is not installed: run `apt-get install -y dcmtk` (the README's test command does)"
+    );
+}
+
+/// Runs a DCMTK tool (with `TCP_NODELAY=1`) and returns its output.
+pub fn dcmtk(tool: &str, args: &[String]) -> Output {
+    require_dcmtk();
+    let out = Command::new(tool)
+        .args(args)
+        .env("TCP_NODELAY", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+    if std::env::var_os("TEST_LOG").is_some() {
+        eprintln!(
+            "$ {tool} {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Runs a DCMTK tool off the async runtime.
+pub async fn dcmtk_async(tool: &str, args: Vec<String>) -> Output {
+    let tool = tool.to_string();
+    tokio::task::spawn_blocking(move || dcmtk(&tool, &args))
+        .await
+        .unwrap()
+}
+
+/// Turns `&str` slices into owned args.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// SHA-256 (hex) of a file's data set (the bytes after its meta header).
+pub fn dataset_sha256(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap();
+    let meta = dimse::part10::parse_meta(&bytes).unwrap();
+    hex::encode(sha2::Sha256::digest(&bytes[meta.dataset_offset..]))
+}
