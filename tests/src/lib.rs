@@ -1,4 +1,6 @@
-//! End-to-end tests that cross binaries (modality -> facility client -> gateway ->
-//! clinician), driven by real DICOM peers. The gateway's own integration tests live in
-//! `gateway/tests`; this crate gathers the flows that need both binaries and arrives
-//! with the facility client.
+//! End-to-end tooling that crosses binaries. Today: the ingest benchmark
+//! ([`bench`], binary `ingest-bench`, run by `scripts/bench-ingest.sh`). The
+//! modality -> client -> gateway -> clinician tests arrive with the facility client;
+//! the gateway's own integration tests live in `gateway/tests`.
+
+pub mod bench;
