@@ -143,7 +143,7 @@ fn choose_transfer_syntax<'a>(
     let trimmed = |s: &String| s.trim_end_matches(['\0', ' ']).to_string();
     proposed
         .iter()
-        .find(|ts| trimmed(ts) == EXPLICIT_VR_LE)
+        .find(|ts| trimmed(ts) == EXPLICIT_VR_LE && caps.supports_transfer_syntax(EXPLICIT_VR_LE))
         .or_else(|| {
             proposed
                 .iter()

@@ -69,7 +69,10 @@ struct Shared<P, S> {
     options: ServerOptions,
     policy: P,
     service: Arc<S>,
+    /// Established associations.
     slots: Arc<Semaphore>,
+    /// Connections still in the TLS handshake or before their A-ASSOCIATE-RQ.
+    handshakes: Arc<Semaphore>,
     stop: CancellationToken,
 }
 
@@ -88,6 +91,9 @@ pub async fn serve<P, S>(
     let grace = options.shutdown_grace;
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(options.max_associations)),
+        handshakes: Arc::new(Semaphore::new(
+            options.max_associations.saturating_mul(4).max(16),
+        )),
         options,
         policy,
         service,
@@ -100,10 +106,14 @@ pub async fn serve<P, S>(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, addr)) => {
-                    let shared = shared.clone();
-                    let permit = shared.slots.clone().try_acquire_owned().ok();
+                    // Connections that never associate must not hold association slots:
+                    // they get a bounded handshake slot, or are closed at once.
+                    let Ok(handshake) = shared.handshakes.clone().try_acquire_owned() else {
+                        warn!(peer = %addr, "too many connections in handshake; closing");
+                        continue;
+                    };
                     let span = info_span!("association", peer = %addr);
-                    tracker.spawn(handle(socket, addr, permit, shared).instrument(span));
+                    tracker.spawn(handle(socket, addr, handshake, shared.clone()).instrument(span));
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -124,7 +134,7 @@ pub async fn serve<P, S>(
 async fn handle<P, S>(
     socket: TcpStream,
     addr: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
+    handshake: OwnedSemaphorePermit,
     shared: Arc<Shared<P, S>>,
 ) where
     P: Policy,
@@ -133,9 +143,12 @@ async fn handle<P, S>(
     if let Err(e) = socket.set_nodelay(true) {
         debug!(error = %e, "cannot set TCP_NODELAY");
     }
+    let handshake_slot = handshake;
     let handshake = shared.options.handshake_timeout;
-    let established = tokio::time::timeout(handshake, establish(socket, addr, permit, &shared));
-    let (conn, info, session) = match established.await {
+    let established = tokio::time::timeout(handshake, establish(socket, addr, &shared));
+    let result = established.await;
+    drop(handshake_slot);
+    let (conn, info, session) = match result {
         Ok(Ok(Some(parts))) => parts,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
@@ -156,7 +169,6 @@ type Established<T> = Option<(PduConn, AssociationInfo, T)>;
 async fn establish<P, S>(
     socket: TcpStream,
     addr: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
     shared: &Shared<P, S>,
 ) -> Result<Established<P::Session>, DimseError>
 where
@@ -219,7 +231,7 @@ where
             .await?;
         return Ok(None);
     }
-    let Some(permit) = permit else {
+    let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
         warn!(
             calling_ae,
             "association limit reached; rejecting as transient"

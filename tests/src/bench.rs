@@ -28,24 +28,48 @@ pub fn generate(dir: &Path, count: usize) -> Result<u64> {
         let mut obj = InMemDicomObject::from_element_iter([
             DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from(CT)),
             DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, s(format!("2.25.9{n}"))),
-            DataElement::new(tags::STUDY_DATE, VR::DA, s(format!("2024{:02}{:02}", n / 100 % 12 + 1, n % 28 + 1))),
+            DataElement::new(
+                tags::STUDY_DATE,
+                VR::DA,
+                s(format!("2024{:02}{:02}", n / 100 % 12 + 1, n % 28 + 1)),
+            ),
             DataElement::new(tags::MODALITY, VR::CS, PrimitiveValue::from("CT")),
             DataElement::new(tags::PATIENT_ID, VR::LO, s(format!("PSEUDO{}", n / 100))),
-            DataElement::new(tags::PATIENT_IDENTITY_REMOVED, VR::CS, PrimitiveValue::from("YES")),
-            DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, s(format!("2.25.7{}", n / 100))),
-            DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, s(format!("2.25.8{}", n / 10))),
+            DataElement::new(
+                tags::PATIENT_IDENTITY_REMOVED,
+                VR::CS,
+                PrimitiveValue::from("YES"),
+            ),
+            DataElement::new(
+                tags::STUDY_INSTANCE_UID,
+                VR::UI,
+                s(format!("2.25.7{}", n / 100)),
+            ),
+            DataElement::new(
+                tags::SERIES_INSTANCE_UID,
+                VR::UI,
+                s(format!("2.25.8{}", n / 10)),
+            ),
             DataElement::new(tags::INSTANCE_NUMBER, VR::IS, s(format!("{}", n % 10 + 1))),
             DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, [512])),
             DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, [512])),
             DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, [16])),
-            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(pixels.clone())),
+            DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::from(pixels.clone()),
+            ),
         ]);
         let item = InMemDicomObject::from_element_iter([DataElement::new(
             tags::ENCRYPTED_CONTENT,
             VR::OB,
             PrimitiveValue::from(vec![7u8; 64]),
         )]);
-        obj.put(DataElement::new(tags::ENCRYPTED_ATTRIBUTES_SEQUENCE, VR::SQ, DataSetSequence::from(vec![item])));
+        obj.put(DataElement::new(
+            tags::ENCRYPTED_ATTRIBUTES_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![item]),
+        ));
         let meta = FileMetaTableBuilder::new()
             .media_storage_sop_class_uid(CT)
             .media_storage_sop_instance_uid(format!("2.25.9{n}"))
@@ -87,7 +111,11 @@ pub struct ServerCerts {
 impl ServerCerts {
     /// The dev PKI files in `dir`.
     pub fn in_dir(dir: &Path) -> Self {
-        ServerCerts { key: dir.join("server.key"), cert: dir.join("server.crt"), ca: dir.join("ca.crt") }
+        ServerCerts {
+            key: dir.join("server.key"),
+            cert: dir.join("server.crt"),
+            ca: dir.join("ca.crt"),
+        }
     }
 }
 
@@ -105,25 +133,47 @@ pub struct ClientCert {
 impl ClientCert {
     /// The files in `dir`.
     pub fn in_dir(dir: &Path) -> Self {
-        ClientCert { key: dir.join("facility.key"), cert: dir.join("facility.crt"), ca: dir.join("ca.crt") }
+        ClientCert {
+            key: dir.join("facility.key"),
+            cert: dir.join("facility.crt"),
+            ca: dir.join("ca.crt"),
+        }
     }
 }
 
 /// Sends every file in `files` with `assocs` parallel `storescu` processes; returns
 /// the wall time. Fails if any transfer fails.
-pub fn storescu(files: &Path, called: &str, calling: &str, port: u16, assocs: usize, tls: Option<&ClientCert>) -> Result<Duration> {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(files)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+pub fn storescu(
+    files: &Path,
+    called: &str,
+    calling: &str,
+    port: u16,
+    assocs: usize,
+    tls: Option<&ClientCert>,
+) -> Result<Duration> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(files)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     all.sort();
     let per = all.len().div_ceil(assocs);
     let start = Instant::now();
     let mut children = Vec::new();
     for chunk in all.chunks(per) {
         let mut cmd = Command::new("storescu");
-        cmd.env("TCP_NODELAY", "1").args(["-aec", called, "-aet", calling]);
+        cmd.env("TCP_NODELAY", "1")
+            .args(["-aec", called, "-aet", calling]);
         if let Some(c) = tls {
-            cmd.arg("+tls").arg(&c.key).arg(&c.cert).arg("+cf").arg(&c.ca);
+            cmd.arg("+tls")
+                .arg(&c.key)
+                .arg(&c.cert)
+                .arg("+cf")
+                .arg(&c.ca);
         }
-        cmd.arg("127.0.0.1").arg(port.to_string()).args(chunk).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("127.0.0.1")
+            .arg(port.to_string())
+            .args(chunk)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         children.push(cmd.spawn().context("start storescu")?);
     }
     for child in children {
@@ -149,18 +199,39 @@ impl Peer {
         let dir = tempfile::tempdir_in(work)?;
         let port = free_port()?;
         let mut cmd = Command::new("storescp");
-        cmd.env("TCP_NODELAY", "1").args(["--fork", "-aet", "STORESCP", "-od"]).arg(dir.path());
+        cmd.env("TCP_NODELAY", "1")
+            .args(["--fork", "-aet", "STORESCP", "-od"])
+            .arg(dir.path());
         if tls {
-            cmd.arg("+tls").arg(&certs.key).arg(&certs.cert).arg("+cf").arg(&certs.ca);
+            cmd.arg("+tls")
+                .arg(&certs.key)
+                .arg(&certs.cert)
+                .arg("+cf")
+                .arg(&certs.ca);
         }
-        let child = cmd.arg(port.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        let child = cmd
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
         wait_for_port(port)?;
-        Ok(Peer { child, port, ae: "STORESCP", _dir: dir })
+        Ok(Peer {
+            child,
+            port,
+            ae: "STORESCP",
+            _dir: dir,
+        })
     }
 
     /// Orthanc with its default SQLite index, when the `Orthanc` binary exists.
     pub fn orthanc(work: &Path) -> Result<Option<Peer>> {
-        if Command::new("Orthanc").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        if Command::new("Orthanc")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
             return Ok(None);
         }
         let dir = tempfile::tempdir_in(work)?;
@@ -180,7 +251,12 @@ impl Peer {
             .stderr(Stdio::null())
             .spawn()?;
         wait_for_port(port)?;
-        Ok(Some(Peer { child, port, ae: "ORTHANC", _dir: dir }))
+        Ok(Some(Peer {
+            child,
+            port,
+            ae: "ORTHANC",
+            _dir: dir,
+        }))
     }
 
     /// Sends the files to this peer.

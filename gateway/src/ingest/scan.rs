@@ -144,8 +144,8 @@ impl Encoding {
 }
 
 /// The indexed top-level attributes of a data set. Text is trimmed; absent or
-/// empty attributes are `None`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// empty attributes are `None`. `Debug` leaves out the patient's name and ID.
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct Header {
     pub specific_character_set: Option<String>,
     pub sop_class_uid: Option<String>,
@@ -169,6 +169,20 @@ pub struct Header {
     pub has_encrypted_attributes: bool,
     /// Pixel Data, Float Pixel Data or Double Float Pixel Data is present at top level.
     pub has_pixel_data: bool,
+}
+
+impl std::fmt::Debug for Header {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Header")
+            .field("sop_class_uid", &self.sop_class_uid)
+            .field("sop_instance_uid", &self.sop_instance_uid)
+            .field("study_instance_uid", &self.study_instance_uid)
+            .field("series_instance_uid", &self.series_instance_uid)
+            .field("modality", &self.modality)
+            .field("patient_identity_removed", &self.patient_identity_removed)
+            .field("has_encrypted_attributes", &self.has_encrypted_attributes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a data set was refused. Offsets count bytes of the (inflated) data set.

@@ -7,6 +7,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod data;
+pub mod peers;
+pub mod raw_pdu;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -145,11 +147,14 @@ impl Setup {
     pub async fn new(backend: Backend, options: &Options) -> Setup {
         init_logging();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.data_dir = dir.path().join("data");
-        config.database_url = match backend {
+        let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(fresh_postgres_database().await),
+        };
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            database_url,
+            ..Config::default()
         };
         config.dicom.ae_title = GATEWAY_AE.into();
         config.dicom.tls_listen = "127.0.0.1:0".into();
@@ -379,4 +384,26 @@ pub fn dataset_sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     let meta = dimse::part10::parse_meta(&bytes).unwrap();
     hex::encode(sha2::Sha256::digest(&bytes[meta.dataset_offset..]))
+}
+
+/// [`dataset_sha256`] without reading the file into memory (for very large files).
+pub fn dataset_sha256_streamed(path: &Path) -> String {
+    use sha2::Digest;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut head = Vec::new();
+    (&mut file).take(64 * 1024).read_to_end(&mut head).unwrap();
+    let meta = dimse::part10::parse_meta(&head).unwrap();
+    file.seek(SeekFrom::Start(meta.dataset_offset as u64))
+        .unwrap();
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex::encode(hasher.finalize())
 }

@@ -14,10 +14,21 @@ use anyhow::{Context, Result, bail};
 use tests::bench::{ClientCert, Peer, ServerCerts, free_port, generate, storescu, wait_for_port};
 
 fn main() -> Result<()> {
-    let count: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(1000);
-    let bin = PathBuf::from(std::env::var("PACS_GATEWAY_BIN").unwrap_or_else(|_| "target/release/pacs-gateway".into()));
+    let count: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1000);
+    let bin = PathBuf::from(
+        std::env::var("PACS_GATEWAY_BIN").unwrap_or_else(|_| "target/release/pacs-gateway".into()),
+    );
     for tool in ["storescu", "storescp"] {
-        if Command::new(tool).arg("--version").stdout(Stdio::null()).status().is_err() {
+        if Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
             bail!("{tool} not found: apt-get install -y dcmtk");
         }
     }
@@ -35,7 +46,11 @@ fn main() -> Result<()> {
             let base = storescp.send(&files, assocs, tls.then_some(&gateway.client))?;
             drop(storescp);
             let ours = gateway.send(&files, assocs, tls)?;
-            let peer = if tls { "storescp +tls / gateway TLS" } else { "storescp / gateway plain" };
+            let peer = if tls {
+                "storescp +tls / gateway TLS"
+            } else {
+                "storescp / gateway plain"
+            };
             rows.push((peer, assocs, base, ours));
         }
         match Peer::orthanc(work.path())? {
@@ -45,7 +60,9 @@ fn main() -> Result<()> {
                 let ours = Gateway::start(&bin, work.path())?.send(&files, assocs, true)?;
                 rows.push(("Orthanc plain / gateway TLS", assocs, base, ours));
             }
-            None if assocs == 1 => println!("Orthanc not installed (apt-get install orthanc): skipped"),
+            None if assocs == 1 => {
+                println!("Orthanc not installed (apt-get install orthanc): skipped")
+            }
             None => {}
         }
     }
@@ -92,15 +109,28 @@ impl Gateway {
             ),
         )?;
         let run = |args: &[&str]| -> Result<()> {
-            let out = Command::new(bin).arg("--config").arg(&config).args(args).output()?;
+            let out = Command::new(bin)
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .output()?;
             if !out.status.success() {
-                bail!("pacs-gateway {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "pacs-gateway {args:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             Ok(())
         };
         let client_dir = dir.path().join("client");
         run(&["facility", "add", "bench"])?;
-        run(&["facility", "issue-cert", "bench", "--out", client_dir.to_str().context("utf-8 path")?])?;
+        run(&[
+            "facility",
+            "issue-cert",
+            "bench",
+            "--out",
+            client_dir.to_str().context("utf-8 path")?,
+        ])?;
         let log = std::fs::File::create(dir.path().join("gateway.log"))?;
         let child = Command::new(bin)
             .arg("--config")
@@ -112,12 +142,26 @@ impl Gateway {
         wait_for_port(tls_port)?;
         let server = ServerCerts::in_dir(&data.join("certs"));
         let client = ClientCert::in_dir(&client_dir);
-        Ok(Gateway { child, tls_port, plain_port, server, client, _dir: dir })
+        Ok(Gateway {
+            child,
+            tls_port,
+            plain_port,
+            server,
+            client,
+            _dir: dir,
+        })
     }
 
     fn send(&self, files: &Path, assocs: usize, tls: bool) -> Result<Duration> {
         let port = if tls { self.tls_port } else { self.plain_port };
-        storescu(files, "PACS_GATEWAY", "BENCH", port, assocs, tls.then_some(&self.client))
+        storescu(
+            files,
+            "PACS_GATEWAY",
+            "BENCH",
+            port,
+            assocs,
+            tls.then_some(&self.client),
+        )
     }
 }
 
