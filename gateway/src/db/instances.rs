@@ -118,6 +118,22 @@ impl Index {
         Ok(true)
     }
 
+    /// Indexes several new instances in one transaction; for each, `false` means the
+    /// facility already had that UID (nothing changed for it).
+    pub async fn insert_batch(&self, records: &[&InstanceRecord]) -> Result<Vec<bool>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = Vec::with_capacity(records.len());
+        for record in records {
+            let new = insert_instance_row(&mut tx, record).await?;
+            if new {
+                add_to_series_and_study(&mut tx, record).await?;
+            }
+            inserted.push(new);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     /// Replaces the stored instance with the same UID by `record`, in one transaction.
     pub async fn replace_instance(&self, record: &InstanceRecord) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;

@@ -16,6 +16,7 @@ use crate::blobs::BlobStore;
 use crate::config::DuplicatePolicy;
 use crate::db::Index;
 use crate::db::instances::{InstanceRecord, SeriesFields, StudyFields};
+use crate::db::writer::IndexWriter;
 use crate::domain::Uid;
 use scan::Header;
 
@@ -28,16 +29,20 @@ pub struct Ingest {
     pub index: Index,
     /// The blob store.
     pub blobs: BlobStore,
+    /// Group-committing writer for new index rows.
+    pub writer: IndexWriter,
     /// What to do with conflicting duplicates.
     pub duplicate_policy: DuplicatePolicy,
 }
 
 impl Ingest {
-    /// Builds the ingest path.
+    /// Builds the ingest path (spawns the index writer: call within a runtime).
     pub fn new(index: Index, blobs: BlobStore, duplicate_policy: DuplicatePolicy) -> Arc<Self> {
+        let writer = IndexWriter::spawn(index.clone());
         Arc::new(Ingest {
             index,
             blobs,
+            writer,
             duplicate_policy,
         })
     }

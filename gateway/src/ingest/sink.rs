@@ -102,19 +102,14 @@ impl IngestSink {
         })
     }
 
-    /// Makes the temp file durable and scans it, both at once.
-    async fn sync_and_scan(&mut self) -> Result<Header, StoreOutcome> {
+    /// Writes out the temp file and scans it. The file is made durable only if it
+    /// is kept ([`BlobStore::commit`](crate::blobs::BlobStore::commit)), so refused
+    /// instances and identical duplicates cost no flush.
+    async fn write_out_and_scan(&mut self) -> Result<Header, StoreOutcome> {
         self.file
             .flush()
             .await
             .map_err(|e| out_of_resources("cannot write temp file", e))?;
-        let file = self
-            .file
-            .get_ref()
-            .try_clone()
-            .await
-            .map_err(|e| out_of_resources("cannot sync temp file", e))?;
-        let sync = async move { file.sync_all().await };
         let (path, offset, encoding) = (self.temp.path.clone(), self.meta_len, self.encoding);
         let scan = tokio::task::spawn_blocking(move || -> Result<Header, String> {
             let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
@@ -123,9 +118,7 @@ impl IngestSink {
             scan::scan(BufReader::with_capacity(256 * 1024, file), encoding)
                 .map_err(|e| e.to_string())
         });
-        let (synced, scanned) = tokio::join!(sync, scan);
-        synced.map_err(|e| out_of_resources("cannot sync temp file", e))?;
-        match scanned {
+        match scan.await {
             Ok(Ok(header)) => Ok(header),
             Ok(Err(reason)) => Err(cannot_understand(format!("malformed data set: {reason}"))),
             Err(e) => Err(out_of_resources("scan task failed", e)),
@@ -133,7 +126,7 @@ impl IngestSink {
     }
 
     async fn finish_inner(&mut self) -> Result<InstanceRecord, StoreOutcome> {
-        let header = self.sync_and_scan().await?;
+        let header = self.write_out_and_scan().await?;
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let received = Received {
             sop_instance_uid: self.sop_instance.clone(),
@@ -222,7 +215,7 @@ async fn store(
                 }
                 committed = true;
             }
-            match ingest.index.insert_instance(&record).await {
+            match ingest.writer.insert(record.clone()).await {
                 Ok(true) => return StoreOutcome::success(),
                 Ok(false) => continue,
                 Err(e) => return processing_failure("index write failed", e),
