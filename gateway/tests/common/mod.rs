@@ -146,12 +146,19 @@ impl Drop for Setup {
     /// Drops the test's PostgreSQL database, if it made one (the SQLite file goes
     /// with the temp dir).
     fn drop(&mut self) {
-        let Some(url) = self.config.database_url.clone() else { return };
-        let (Some(base), Some((_, name))) = (postgres_base_url(), url.rsplit_once('/')) else { return };
+        let Some(url) = self.config.database_url.clone() else {
+            return;
+        };
+        let (Some(base), Some((_, name))) = (postgres_base_url(), url.rsplit_once('/')) else {
+            return;
+        };
         let name = name.to_string();
         let dropper = std::thread::spawn(move || {
             use sqlx::Connection;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
                 let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
