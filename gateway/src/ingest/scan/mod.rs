@@ -29,10 +29,11 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
+use inflate::Inflate;
+
 use dicom_encoding::Decode;
 use dicom_encoding::decode::implicit_le::ImplicitVRLittleEndianDecoder;
 use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
-use flate2::{Decompress, FlushDecompress, Status};
 
 /// Largest value read into memory: only indexed top-level attributes are read.
 pub const VALUE_CAP: u32 = 4096;
@@ -735,60 +736,6 @@ fn malformed(offset: u64, reason: impl Into<String>) -> ScanError {
     }
 }
 
-/// Raw deflate that, unlike `flate2::read::DeflateDecoder`, reports input ending
-/// before the final block as `UnexpectedEof` and leaves what follows it unread.
-struct Inflate<R> {
-    input: R,
-    state: Decompress,
-    finished: bool,
-}
-
-impl<R: BufRead> Inflate<R> {
-    fn new(input: R) -> Self {
-        Inflate {
-            input,
-            state: Decompress::new(false),
-            finished: false,
-        }
-    }
-
-    /// Up to two bytes of input after the end of the deflate stream.
-    fn trailing(&mut self) -> io::Result<Vec<u8>> {
-        let mut rest = Vec::with_capacity(2);
-        self.input.by_ref().take(2).read_to_end(&mut rest)?;
-        Ok(rest)
-    }
-}
-
-impl<R: BufRead> Read for Inflate<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while !self.finished && !out.is_empty() {
-            let input = self.input.fill_buf()?;
-            let at_eof = input.is_empty();
-            let (before_in, before_out) = (self.state.total_in(), self.state.total_out());
-            let status = self
-                .state
-                .decompress(input, out, FlushDecompress::None)
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-            let consumed = (self.state.total_in() - before_in) as usize;
-            let produced = (self.state.total_out() - before_out) as usize;
-            self.input.consume(consumed);
-            self.finished = status == Status::StreamEnd;
-            if produced > 0 {
-                return Ok(produced);
-            }
-            if at_eof {
-                let message = "the deflate stream ends before its final block";
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
-            }
-            if consumed == 0 {
-                let message = "the deflate stream makes no progress";
-                return Err(io::Error::new(io::ErrorKind::InvalidData, message));
-            }
-        }
-        Ok(0)
-    }
-}
-
+mod inflate;
 #[cfg(test)]
 mod tests;
