@@ -134,7 +134,7 @@ pub async fn serve<P, S>(
 async fn handle<P, S>(
     socket: TcpStream,
     addr: SocketAddr,
-    handshake: OwnedSemaphorePermit,
+    handshake_slot: OwnedSemaphorePermit,
     shared: Arc<Shared<P, S>>,
 ) where
     P: Policy,
@@ -143,10 +143,8 @@ async fn handle<P, S>(
     if let Err(e) = socket.set_nodelay(true) {
         debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let handshake_slot = handshake;
-    let handshake = shared.options.handshake_timeout;
-    let established = tokio::time::timeout(handshake, establish(socket, addr, &shared));
-    let result = established.await;
+    let limit = shared.options.handshake_timeout;
+    let result = tokio::time::timeout(limit, establish(socket, addr, &shared)).await;
     drop(handshake_slot);
     let (conn, info, session) = match result {
         Ok(Ok(Some(parts))) => parts,
@@ -156,7 +154,7 @@ async fn handle<P, S>(
             return;
         }
         Err(_) => {
-            info!("association not established within {handshake:?}");
+            info!("association not established within {limit:?}");
             return;
         }
     };
