@@ -164,6 +164,14 @@ async fn refused_peers_store_nothing(backend: Backend) {
         gw.setup.cert.ca.display().to_string(),
     ];
     let foreign = common::dcmtk_tls_args(&gw.setup.foreign_cert());
+    let unenrolled = common::dcmtk_tls_args(&gw.setup.unenrolled_cert());
+    let list = scu_args(&unenrolled, TLS_AE, GATEWAY_AE, &[], gw.tls_port, &files);
+    assert_turned_away(
+        "a CA-signed certificate never enrolled",
+        list,
+        "Calling AE Title Not Recognized",
+    )
+    .await;
     for (what, tls) in [
         ("TLS without a client certificate", anonymous),
         ("TLS with another CA's certificate", foreign),

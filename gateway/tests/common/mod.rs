@@ -251,6 +251,24 @@ impl Setup {
         }
     }
 
+    /// A certificate signed by the gateway's own CA but never enrolled (as if issued
+    /// outside `facility issue-cert`, or for a facility since removed).
+    pub fn unenrolled_cert(&self) -> FacilityCert {
+        let ca = gateway::app::TlsFiles::resolve(&self.config)
+            .unwrap()
+            .load_ca()
+            .unwrap();
+        let issued = ca.issue_client(FACILITY, Some("facility")).unwrap();
+        let dir = self.dir.path().join("unenrolled-cert");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = issued.write(&dir, "facility").unwrap();
+        FacilityCert {
+            cert,
+            key,
+            ca: self.cert.ca.clone(),
+        }
+    }
+
     /// Stored blob files (excluding temp files), sorted.
     pub fn blob_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
