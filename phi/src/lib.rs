@@ -1,10 +1,38 @@
-//! Patient identity handling for the facility client.
+//! Patient identity for the facility client: PS3.15 Annex E de-identification
+//! ([`profile`], [`deid`]), sealing of the original values under the facility key
+//! ([`seal`]), keyed pseudonyms, UID remapping and the name blind index
+//! ([`pseudonym`]), and the facility key ring ([`keys`]).
 //!
-//! This crate will own the PS3.15 Annex E de-identification profile, the sealing and
-//! unsealing of original identifiers (AES-256-GCM under the facility key), keyed
-//! pseudonyms, deterministic UID remapping and the name blind index. It is pure: no
-//! I/O, no network, no storage. The central gateway never depends on its key
-//! handling, because the gateway must never be able to reveal a patient.
-//!
-//! The implementation arrives with the facility-client work; today the crate only
-//! reserves its place in the workspace.
+//! Pure functions over data sets and bytes: no I/O, no network, no storage, no
+//! logging. The central gateway never depends on this crate's key handling: it must
+//! never be able to reveal a patient. Key material is zeroized on drop and never
+//! appears in `Debug` output (only the key id does).
+
+pub mod keys;
+pub mod pseudonym;
+pub mod seal;
+
+/// Errors of identity handling. Messages never contain key material or patient data.
+#[derive(Debug, thiserror::Error)]
+pub enum PhiError {
+    /// The envelope or wrapped key was made with another key (key id shown).
+    #[error("sealed with key {found}, but the loaded facility key is {expected}")]
+    WrongKey {
+        /// Key id in the envelope.
+        found: String,
+        /// Key id of the loaded key.
+        expected: String,
+    },
+    /// Authentication failed: tampered data, wrong associated data or wrong passphrase.
+    #[error("cannot open sealed data: it was altered, or belongs to another instance or facility")]
+    Unseal,
+    /// Bytes that are not an envelope / wrapped key of a known version.
+    #[error("not a sealed envelope: {0}")]
+    Format(&'static str),
+    /// Wrong passphrase for a wrapped key.
+    #[error("wrong passphrase, or the key file is damaged")]
+    Passphrase,
+    /// A data set that cannot be processed.
+    #[error("cannot process the data set: {0}")]
+    DataSet(String),
+}
