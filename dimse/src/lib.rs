@@ -3,7 +3,8 @@
 //! Owns typed DIMSE messages and their command-set encoding ([`command`], [`status`]),
 //! association negotiation ([`assoc`]), the acceptor over TCP or DICOM TLS with its
 //! timeouts, limits and graceful shutdown ([`server`]), streaming receive of data sets
-//! into any async sink ([`scp`]), and the requestor side ([`scu`]). It does no policy:
+//! into any async sink ([`scp`]), the streaming structural check of a received data set
+//! ([`scan`]), and the requestor side ([`scu`]). It does no policy:
 //! who may associate ([`server::Policy`]) and what happens to a received instance
 //! ([`scp::Service`]) are decided by the caller's implementations. No SQL, HTTP or
 //! configuration here.
@@ -13,6 +14,7 @@ pub mod command;
 pub mod error;
 pub mod part10;
 pub mod pdu_io;
+pub mod scan;
 pub mod scp;
 pub mod scu;
 pub mod server;

@@ -390,6 +390,14 @@ async fn identified_instances_are_refused_unless_allowed(backend: Backend) {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0].sop_instance_uid, deidentified.sop_uid);
     assert_eq!(rows[0].sha256, common::dataset_sha256(&deidentified_file));
+    let index = gw.index().await;
+    let studies = index.studies(gw.setup.facility.id).await.unwrap();
+    assert_eq!(
+        studies[0].name_blind_index.as_deref(),
+        Some(data::BLIND_INDEX),
+        "blind index indexed"
+    );
+    index.close().await;
     gw.stop().await;
 }
 

@@ -11,6 +11,10 @@ use crate::domain::{FacilityId, Uid};
 pub struct StudyFields {
     /// Patient ID (the facility's pseudonym).
     pub patient_id: Option<String>,
+    /// Patient Name (the facility's pseudonym).
+    pub patient_name: Option<String>,
+    /// Blind index of the original name (a few hex digits; collides on purpose).
+    pub name_blind_index: Option<String>,
     /// Study Date, `YYYYMMDD`.
     pub study_date: Option<String>,
     /// Study Time.
@@ -180,9 +184,12 @@ async fn add_to_series_and_study(
     let s = &r.study;
     sqlx::query(
         "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
-         study_description, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         study_description, updated_at, patient_name, name_blind_index) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (facility_id, study_uid) DO UPDATE SET updated_at = excluded.updated_at, \
          patient_id = COALESCE(studies.patient_id, excluded.patient_id), \
+         patient_name = COALESCE(studies.patient_name, excluded.patient_name), \
+         name_blind_index = COALESCE(studies.name_blind_index, excluded.name_blind_index), \
          study_date = COALESCE(studies.study_date, excluded.study_date), \
          study_time = COALESCE(studies.study_time, excluded.study_time), \
          accession_number = COALESCE(studies.accession_number, excluded.accession_number), \
@@ -196,6 +203,8 @@ async fn add_to_series_and_study(
     .bind(&s.accession_number)
     .bind(&s.description)
     .bind(r.received_at)
+    .bind(&s.patient_name)
+    .bind(&s.name_blind_index)
     .execute(&mut **tx)
     .await?;
     let new_series = sqlx::query(

@@ -38,6 +38,8 @@ pub struct StudyRow {
     pub study_uid: String,
     /// Patient ID (pseudonym).
     pub patient_id: Option<String>,
+    /// Name blind index.
+    pub name_blind_index: Option<String>,
     /// Study Date.
     pub study_date: Option<String>,
     /// Accession Number.
@@ -81,8 +83,8 @@ impl Index {
     /// Every study of a facility, by Study Instance UID.
     pub async fn studies(&self, facility: FacilityId) -> Result<Vec<StudyRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT study_uid, patient_id, study_date, accession_number, modalities, num_series, num_instances \
-             FROM studies WHERE facility_id = $1 ORDER BY study_uid",
+            "SELECT study_uid, patient_id, study_date, accession_number, modalities, num_series, num_instances, \
+             name_blind_index FROM studies WHERE facility_id = $1 ORDER BY study_uid",
         )
         .bind(facility.0)
         .fetch_all(&self.pool)
@@ -96,6 +98,7 @@ impl Index {
                 modalities: r.try_get(4)?,
                 num_series: r.try_get(5)?,
                 num_instances: r.try_get(6)?,
+                name_blind_index: r.try_get(7)?,
             })
         };
         Ok(rows.iter().map(study).collect::<Result<_, _>>()?)

@@ -4,8 +4,9 @@
 //! resolved by policy, the blob is committed atomically and the index rows are written
 //! in one transaction. Only then does the sender hear success.
 
-pub mod scan;
 mod sink;
+
+pub use dimse::scan;
 
 use std::sync::Arc;
 
@@ -130,6 +131,8 @@ pub(crate) fn validate(
         received_at: crate::db::now_millis(),
         study: StudyFields {
             patient_id: short(&header.patient_id),
+            patient_name: short(&header.patient_name),
+            name_blind_index: short(&header.name_blind_index),
             study_date: valid_date(&header.study_date),
             study_time: short(&header.study_time),
             accession_number: short(&header.accession_number),

@@ -29,6 +29,9 @@ pub const SC_MULTIFRAME_WORD: &str = "1.2.840.10008.5.1.4.1.1.7.3";
 /// X-Ray Angiographic Image Storage (multi-frame).
 pub const XA: &str = "1.2.840.10008.5.1.4.1.1.12.1";
 
+/// Name blind index carried by de-identified test instances.
+pub const BLIND_INDEX: &str = "be3f";
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -143,6 +146,9 @@ pub fn header(spec: &Spec) -> InMemDicomObject {
             VR::CS,
             s("YES"),
         ));
+        let creator = dimse::scan::PRODUCT_PRIVATE_CREATOR;
+        obj.put(DataElement::new(dicom_core::Tag(0x0013, 0x0010), VR::LO, s(creator)));
+        obj.put(DataElement::new(dicom_core::Tag(0x0013, 0x1010), VR::LO, s(BLIND_INDEX)));
         obj.put(DataElement::new(
             tags::ENCRYPTED_ATTRIBUTES_SEQUENCE,
             VR::SQ,

@@ -194,7 +194,34 @@ fn expected() -> Header {
         patient_identity_removed: true,
         has_encrypted_attributes: true,
         has_pixel_data: true,
+        ..Header::default()
     }
+}
+
+/// Explicit VR LE element with a 2-byte length.
+fn short_element(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&element.to_le_bytes());
+    out.extend_from_slice(vr);
+    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+#[test]
+fn the_blind_index_is_read_only_from_the_products_private_block() {
+    let with_creator = |creator: &[u8]| {
+        let mut bytes = short_element(0x0008, 0x0060, b"CS", b"CT");
+        bytes.extend(short_element(0x0013, 0x0010, b"LO", creator));
+        bytes.extend(short_element(0x0013, 0x1010, b"LO", b"ab12"));
+        scan(bytes.as_slice(), Encoding::ExplicitLittle).unwrap()
+    };
+    assert_eq!(
+        with_creator(b"PACS GATEWAY 1").name_blind_index.as_deref(),
+        Some("ab12")
+    );
+    assert_eq!(with_creator(b"SOMEONE ELSE  ").name_blind_index, None);
 }
 
 fn is_malformed(result: &Result<Header, ScanError>) -> bool {

@@ -68,12 +68,18 @@ const SERIES_INSTANCE_UID: Tag = (0x0020, 0x000E);
 const SERIES_NUMBER: Tag = (0x0020, 0x0011);
 const INSTANCE_NUMBER: Tag = (0x0020, 0x0013);
 const NUMBER_OF_FRAMES: Tag = (0x0028, 0x0008);
+/// Private creator of the block the facility client adds after de-identification.
+const PRODUCT_CREATOR: Tag = (0x0013, 0x0010);
+/// The name blind index in that block.
+const NAME_BLIND_INDEX: Tag = (0x0013, 0x1010);
+/// The private creator value that owns (0013,10xx).
+pub const PRODUCT_PRIVATE_CREATOR: &str = "PACS GATEWAY 1";
 #[rustfmt::skip]
-const WANTED: [Tag; 17] = [
+const WANTED: [Tag; 19] = [
     SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_DATE, STUDY_TIME,
     ACCESSION_NUMBER, MODALITY, STUDY_DESCRIPTION, SERIES_DESCRIPTION, PATIENT_NAME,
     PATIENT_ID, PATIENT_IDENTITY_REMOVED, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID,
-    SERIES_NUMBER, INSTANCE_NUMBER, NUMBER_OF_FRAMES,
+    SERIES_NUMBER, INSTANCE_NUMBER, NUMBER_OF_FRAMES, PRODUCT_CREATOR, NAME_BLIND_INDEX,
 ];
 
 const KNOWN_VRS: [&[u8; 2]; 34] = [
@@ -170,6 +176,11 @@ pub struct Header {
     pub has_encrypted_attributes: bool,
     /// Pixel Data, Float Pixel Data or Double Float Pixel Data is present at top level.
     pub has_pixel_data: bool,
+    /// Name blind index from the product's private block (0013,1010), only when the
+    /// block's creator (0013,0010) is [`PRODUCT_PRIVATE_CREATOR`].
+    pub name_blind_index: Option<String>,
+    /// Private creator found at (0013,0010), to check the above.
+    product_block: bool,
 }
 
 impl std::fmt::Debug for Header {
@@ -648,6 +659,10 @@ impl Found {
             SERIES_NUMBER => header.series_number = ascii().and_then(|v| v.parse().ok()),
             INSTANCE_NUMBER => header.instance_number = ascii().and_then(|v| v.parse().ok()),
             NUMBER_OF_FRAMES => header.number_of_frames = ascii().and_then(|v| v.parse().ok()),
+            PRODUCT_CREATOR => {
+                header.product_block = ascii().as_deref() == Some(PRODUCT_PRIVATE_CREATOR)
+            }
+            NAME_BLIND_INDEX if header.product_block => header.name_blind_index = ascii(),
             _ => {}
         }
     }
