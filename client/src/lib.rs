@@ -1,6 +1,17 @@
 //! The facility client (`pacs-client`).
 //!
-//! It will own the edge SCP that modalities store to, the durable spool and outbox,
-//! the de-identifying forwarder to the central gateway, clinician query/retrieve and
-//! the viewer proxy. It builds on `dimse` for the network and on `phi` for identity.
-//! The implementation arrives with the facility-client work.
+//! Owns the edge SCP modalities store to ([`edge`]), the durable spool and outbox
+//! ([`outbox`]), the sharing rules ([`rules`]), the de-identifying forwarder to the
+//! central gateway ([`forward`]), the facility key file ([`keyfile`]) and the command
+//! line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
+//! it is the only place where original patient identifiers and the facility key meet.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod forward;
+pub mod keyfile;
+pub mod outbox;
+pub mod rules;
+pub mod telemetry;

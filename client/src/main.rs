@@ -1,6 +1,24 @@
-//! `pacs-client`: placeholder entry point until the facility client lands.
+//! `pacs-client`: parses the command line, sets up logging, runs the command.
 
-fn main() {
-    eprintln!("pacs-client: the facility client is not built yet; see README.md");
-    std::process::exit(64);
+use clap::Parser;
+
+use client::cli::{Cli, run};
+use client::config::ConfigError;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    client::telemetry::init(cli.verbose);
+    match run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("pacs-client: {e:#}");
+            let code = if e.downcast_ref::<ConfigError>().is_some() {
+                64
+            } else {
+                1
+            };
+            std::process::exit(code);
+        }
+    }
 }

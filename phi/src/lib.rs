@@ -8,7 +8,9 @@
 //! never be able to reveal a patient. Key material is zeroized on drop and never
 //! appears in `Debug` output (only the key id does).
 
+pub mod deid;
 pub mod keys;
+pub mod profile;
 pub mod pseudonym;
 pub mod seal;
 
@@ -32,6 +34,20 @@ pub enum PhiError {
     /// Wrong passphrase for a wrapped key.
     #[error("wrong passphrase, or the key file is damaged")]
     Passphrase,
+    /// Text that is not a key id.
+    #[error("not a key id: {0}")]
+    KeyId(&'static str),
+    /// Bytes that are not a wrapped (exported) facility key of a known version.
+    #[error("not an exported facility key: {0}; export it again with `pacs-client key export`")]
+    WrappedKey(&'static str),
+    /// An empty passphrase was given to protect an exported key.
+    #[error("the passphrase is empty; choose a passphrase to protect the exported key")]
+    EmptyPassphrase,
+    /// argon2id cost parameters outside the accepted range.
+    #[error(
+        "argon2id parameters out of range (m >= 8 * p KiB and <= 1 GiB, 1 <= t <= 64, 1 <= p <= 16)"
+    )]
+    WrapParams,
     /// A data set that cannot be processed.
     #[error("cannot process the data set: {0}")]
     DataSet(String),

@@ -147,8 +147,16 @@ pub fn header(spec: &Spec) -> InMemDicomObject {
             s("YES"),
         ));
         let creator = dimse::scan::PRODUCT_PRIVATE_CREATOR;
-        obj.put(DataElement::new(dicom_core::Tag(0x0013, 0x0010), VR::LO, s(creator)));
-        obj.put(DataElement::new(dicom_core::Tag(0x0013, 0x1010), VR::LO, s(BLIND_INDEX)));
+        obj.put(DataElement::new(
+            dicom_core::Tag(0x0013, 0x0010),
+            VR::LO,
+            s(creator),
+        ));
+        obj.put(DataElement::new(
+            dicom_core::Tag(0x0013, 0x1010),
+            VR::LO,
+            s(BLIND_INDEX),
+        ));
         obj.put(DataElement::new(
             tags::ENCRYPTED_ATTRIBUTES_SEQUENCE,
             VR::SQ,

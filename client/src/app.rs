@@ -1,0 +1,171 @@
+//! Wiring: the edge SCP and the forwarder of `pacs-client serve`, and the import
+//! path of `pacs-client send`, which feeds files through the same spool pipeline.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dimse::command::{CStoreRq, Priority};
+use dimse::scp::{DataSink, StoreOutcome};
+use dimse::server::{ServerOptions, serve};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+use crate::edge::{EdgeService, ModalityPolicy, Spool, SpoolSink};
+use crate::forward::Forwarder;
+use crate::outbox::Outbox;
+
+/// Opens the outbox database, creating the data dir.
+pub async fn open_outbox(config: &Config) -> anyhow::Result<Outbox> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    Outbox::open(&config.database_url())
+        .await
+        .context("cannot open the outbox database")
+}
+
+/// The running client: edge SCP + forwarder.
+#[derive(Debug)]
+pub struct Client {
+    listener: TcpListener,
+    options: ServerOptions,
+    policy: ModalityPolicy,
+    service: Arc<EdgeService>,
+    forwarder: Arc<Forwarder>,
+}
+
+impl Client {
+    /// Loads the key, opens the outbox and spool, binds the edge listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Client> {
+        let key = crate::keyfile::load(&config.key_file())?;
+        let outbox = open_outbox(config).await?;
+        let spool = Spool::open(config, outbox.clone()).context("cannot open the spool")?;
+        let forwarder = Forwarder::new(config, outbox, key.ring())?;
+        let listener = TcpListener::bind(&config.edge.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.edge.listen))?;
+        let options = ServerOptions {
+            max_pdu: config.edge.max_pdu,
+            read_timeout: Duration::from_secs(config.edge.read_timeout_secs),
+            ..ServerOptions::default()
+        };
+        let policy = ModalityPolicy {
+            ae_title: config.edge.ae_title.clone(),
+            modalities: config.edge.modalities.clone(),
+        };
+        Ok(Client {
+            listener,
+            options,
+            policy,
+            service: Arc::new(EdgeService { spool }),
+            forwarder,
+        })
+    }
+
+    /// The edge port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        info!(addr = %self.listener.local_addr()?, "edge SCP listening");
+        let forwarder = tokio::spawn(self.forwarder.clone().run(stop.clone()));
+        let edge_stop = stop.clone();
+        let edge = tokio::spawn(serve(
+            self.listener,
+            self.options,
+            self.policy,
+            self.service,
+            async move { edge_stop.cancelled().await },
+        ));
+        shutdown.await;
+        info!("shutting down");
+        stop.cancel();
+        let _ = edge.await;
+        let _ = forwarder.await;
+        Ok(())
+    }
+}
+
+/// Every DICOM file under `paths` (files, or folders walked recursively).
+pub fn collect_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in paths {
+        walk(path, &mut out);
+    }
+    out.sort();
+    out
+}
+
+fn walk(path: &Path, out: &mut Vec<PathBuf>) {
+    if path.is_dir() {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            walk(&entry.path(), out);
+        }
+    } else if path.is_file() && path.file_name().is_none_or(|n| n != "DICOMDIR") {
+        out.push(path.to_path_buf());
+    }
+}
+
+/// Imports one Part-10 file through the spool pipeline (as if a modality with AE
+/// `calling_ae` had sent it). Returns the original SOP Instance UID.
+pub async fn import_file(
+    spool: Arc<Spool>,
+    path: &Path,
+    calling_ae: &str,
+) -> Result<String, StoreOutcome> {
+    let not_dicom =
+        |e: dimse::DimseError| StoreOutcome::with(dimse::Status::CannotUnderstand, e.to_string());
+    let meta = dimse::scu::read_file_meta(path).await.map_err(not_dicom)?;
+    let request = CStoreRq {
+        message_id: 1,
+        affected_sop_class_uid: meta.sop_class_uid.clone(),
+        affected_sop_instance_uid: meta.sop_instance_uid.clone(),
+        priority: Priority::Medium,
+        move_originator_ae_title: None,
+        move_originator_message_id: None,
+    };
+    let mut sink = SpoolSink::begin(spool, calling_ae, &request, &meta.transfer_syntax).await?;
+    let read_error = |e: std::io::Error| {
+        StoreOutcome::with(dimse::Status::CannotUnderstand, format!("cannot read: {e}"))
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+    let mut skip = vec![0u8; meta.dataset_offset];
+    file.read_exact(&mut skip).await.map_err(read_error)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match file.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                sink.discard().await;
+                return Err(read_error(e));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if let Err(refused) = sink.write(&buf[..n]).await {
+            sink.discard().await;
+            return Err(refused);
+        }
+    }
+    let outcome = sink.finish().await;
+    if outcome.status.is_success() {
+        Ok(meta.sop_instance_uid)
+    } else {
+        Err(outcome)
+    }
+}

@@ -1,0 +1,341 @@
+//! The `pacs-client` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{Client, collect_files, import_file, open_outbox};
+use crate::config::Config;
+use crate::edge::Spool;
+use crate::forward::Forwarder;
+use crate::keyfile;
+
+/// The facility client: receives images from modalities, de-identifies and seals
+/// them with the facility key, and forwards them to the central gateway.
+#[derive(Debug, Parser)]
+#[command(name = "pacs-client", version)]
+pub struct Cli {
+    /// Configuration file (TOML); see schemas/client.toml.
+    #[arg(long, short, global = true, env = "PACS_CLIENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v debug); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the facility key (once per facility; back it up with `key export`).
+    Init,
+    /// Back up or restore the facility key, wrapped under a passphrase.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Run the edge SCP and the forwarder until Ctrl-C or SIGTERM.
+    Serve,
+    /// Import DICOM files or folders (a CD, a directory of .dcm) and send them.
+    Send {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Calling AE title recorded for the imported instances (sharing rules see it).
+        #[arg(long, default_value = "IMPORT")]
+        calling_ae: String,
+    },
+    /// Queue depth by state, oldest pending instance, dead letters with reasons.
+    Status,
+    /// Make dead letters due again.
+    Retry {
+        /// Retry every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// Outbox id (from `status`).
+        id: Option<i64>,
+    },
+    /// Per-study sharing decision (overrides the rules).
+    #[command(subcommand)]
+    Study(StudyCommand),
+}
+
+/// `key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write the key, wrapped under a passphrase (asked for, or PACS_KEY_PASSPHRASE).
+    Export {
+        /// Output file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a key exported from another client of the same facility.
+    Import {
+        /// The exported file.
+        file: PathBuf,
+    },
+}
+
+/// `study ...`
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// Forward this study to the gateway (including instances kept local so far).
+    Share {
+        /// Study Instance UID.
+        study_uid: String,
+    },
+    /// Keep this study local-only (instances not yet sent stay here).
+    Unshare {
+        /// Study Instance UID.
+        study_uid: String,
+    },
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Init => init(&config).map(|_| 0),
+        Command::Key(cmd) => key(&config, cmd).map(|_| 0),
+        Command::Serve => {
+            let client = Client::build(&config).await?;
+            client.run_until_stopped(shutdown_signal()).await.map(|_| 0)
+        }
+        Command::Send { paths, calling_ae } => send(&config, &paths, &calling_ae).await,
+        Command::Status => status(&config).await.map(|_| 0),
+        Command::Retry { all, id } => retry(&config, all, id).await.map(|_| 0),
+        Command::Study(cmd) => study(&config, cmd).await.map(|_| 0),
+    }
+}
+
+fn init(config: &Config) -> anyhow::Result<()> {
+    let path = config.key_file();
+    let key = keyfile::create(&path)?;
+    println!(
+        "created the facility key {} at {}",
+        key.id(),
+        path.display()
+    );
+    eprintln!();
+    eprintln!(
+        "!!! BACK THIS KEY UP NOW: `pacs-client key export --out FILE` and store the file safely."
+    );
+    eprintln!("!!! Every patient identity this client sends is sealed with it. If the key is");
+    eprintln!("!!! lost, nobody (not even the gateway operator) can ever show those names again.");
+    Ok(())
+}
+
+fn passphrase(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("PACS_KEY_PASSPHRASE") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = rpassword::prompt_password("passphrase: ")?;
+    if confirm && rpassword::prompt_password("again: ")? != first {
+        bail!("the two passphrases differ");
+    }
+    if confirm && first.chars().count() < 12 {
+        bail!("use a passphrase of at least 12 characters");
+    }
+    Ok(first)
+}
+
+fn key(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::Export { out } => {
+            let key = keyfile::load(&config.key_file())?;
+            keyfile::export(&key, &passphrase(true)?, &out)?;
+            println!(
+                "exported key {} to {} (wrapped under your passphrase)",
+                key.id(),
+                out.display()
+            );
+        }
+        KeyCommand::Import { file } => {
+            let key = keyfile::import(&file, &passphrase(false)?)?;
+            keyfile::store(&config.key_file(), &key)?;
+            println!(
+                "imported key {} to {}",
+                key.id(),
+                config.key_file().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn send(config: &Config, paths: &[PathBuf], calling_ae: &str) -> anyhow::Result<i32> {
+    let key = keyfile::load(&config.key_file())?;
+    let outbox = open_outbox(config).await?;
+    let spool = Spool::open(config, outbox.clone()).context("cannot open the spool")?;
+    let files = collect_files(paths);
+    if files.is_empty() {
+        bail!("no files found under the given paths");
+    }
+    let bar = ProgressBar::new(files.len() as u64 * 2);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("importing");
+    let mut imported = Vec::new();
+    let mut rejected = Vec::new();
+    for file in &files {
+        match import_file(spool.clone(), file, calling_ae).await {
+            Ok(uid) => imported.push(uid),
+            Err(outcome) => rejected.push((
+                file.display().to_string(),
+                outcome
+                    .comment
+                    .unwrap_or_else(|| outcome.status.to_string()),
+            )),
+        }
+        bar.inc(1);
+    }
+    bar.set_message("sending");
+    let stop = CancellationToken::new();
+    let forwarder = Forwarder::new(config, outbox.clone(), key.ring())?;
+    let workers = tokio::spawn(forwarder.run(stop.clone()));
+    let summary = wait_settled(&outbox, &imported, &bar).await?;
+    stop.cancel();
+    let _ = workers.await;
+    bar.finish_and_clear();
+    println!(
+        "sent {}, kept local {}, failed {} (dead letters), refused at import {}",
+        summary.delivered,
+        summary.local,
+        summary.dead.len(),
+        rejected.len()
+    );
+    for (file, reason) in &rejected {
+        println!("  refused {file}: {reason}");
+    }
+    for (uid, reason) in &summary.dead {
+        println!("  failed {uid}: {reason}");
+    }
+    Ok(if rejected.is_empty() && summary.dead.is_empty() {
+        0
+    } else {
+        1
+    })
+}
+
+struct Summary {
+    delivered: usize,
+    local: usize,
+    dead: Vec<(String, String)>,
+}
+
+/// Waits until every imported instance is delivered, local or dead.
+async fn wait_settled(
+    outbox: &crate::outbox::Outbox,
+    uids: &[String],
+    bar: &ProgressBar,
+) -> anyhow::Result<Summary> {
+    let base = bar.position();
+    loop {
+        let mut summary = Summary {
+            delivered: 0,
+            local: 0,
+            dead: Vec::new(),
+        };
+        let mut waiting = 0;
+        for uid in uids {
+            match outbox.state_of(uid).await?.as_deref() {
+                Some("delivered") => summary.delivered += 1,
+                Some("local") => summary.local += 1,
+                Some("dead") => summary.dead.push((uid.clone(), String::new())),
+                _ => waiting += 1,
+            }
+        }
+        bar.set_position(base + (uids.len() - waiting) as u64);
+        if waiting == 0 {
+            let reasons = outbox.dead_letters().await?;
+            for (uid, reason) in &mut summary.dead {
+                if let Some((_, _, _, why)) = reasons.iter().find(|(_, u, _, _)| u == uid) {
+                    *reason = why.clone();
+                }
+            }
+            return Ok(summary);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn status(config: &Config) -> anyhow::Result<()> {
+    let outbox = open_outbox(config).await?;
+    println!("{:<10} count", "state");
+    for (state, count) in outbox.counts().await? {
+        println!("{state:<10} {count}");
+    }
+    match outbox.oldest_pending().await? {
+        Some(at) => {
+            let age = (crate::outbox::now_millis() - at).max(0) / 1000;
+            println!("oldest waiting instance: {age} s ago");
+        }
+        None => println!("nothing waiting to be sent"),
+    }
+    let dead = outbox.dead_letters().await?;
+    if !dead.is_empty() {
+        println!("dead letters (retry with `pacs-client retry ID` or `--all`):");
+        for (id, uid, tries, reason) in dead {
+            println!("  {id:>6}  {uid}  after {tries} tries: {reason}");
+        }
+    }
+    Ok(())
+}
+
+async fn retry(config: &Config, all: bool, id: Option<i64>) -> anyhow::Result<()> {
+    if !all && id.is_none() {
+        bail!("say which: `pacs-client retry ID` or `pacs-client retry --all`");
+    }
+    let outbox = open_outbox(config).await?;
+    let n = outbox.retry(id).await?;
+    println!("{n} dead letter(s) due again; `pacs-client serve` sends them");
+    Ok(())
+}
+
+async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {
+    let outbox = open_outbox(config).await?;
+    let (uid, share) = match &cmd {
+        StudyCommand::Share { study_uid } => (study_uid, true),
+        StudyCommand::Unshare { study_uid } => (study_uid, false),
+    };
+    let valid =
+        !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if !valid {
+        bail!("{uid:?} is not a Study Instance UID");
+    }
+    let moved = outbox.set_study_flag(uid, share).await?;
+    let what = if share {
+        "shared with the gateway"
+    } else {
+        "kept local-only"
+    };
+    println!("study {uid} is now {what} ({moved} instance(s) re-routed)");
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! The facility client's TOML configuration. Every key has a default except the
+//! facility name and the gateway certificate files, which enrollment provides;
+//! `schemas/client.toml` documents each key. Unknown keys are refused.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Spool, local store, outbox database and key file live here.
+    pub data_dir: PathBuf,
+    /// The facility's name as enrolled at the gateway; bound into every sealed identity.
+    pub facility: String,
+    /// The facility key file; default `<data_dir>/facility.key`.
+    pub key_file: Option<PathBuf>,
+    /// The edge SCP modalities store to.
+    pub edge: EdgeConfig,
+    /// The central gateway.
+    pub gateway: GatewayConfig,
+    /// Delivery to the gateway.
+    pub forwarder: ForwarderConfig,
+    /// De-identification options (PS3.15 Annex E).
+    pub deidentification: DeidConfig,
+    /// What stays local.
+    pub sharing: SharingConfig,
+    /// How long the local copies are kept.
+    pub retention: RetentionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./pacs-client-data"),
+            facility: String::new(),
+            key_file: None,
+            edge: EdgeConfig::default(),
+            gateway: GatewayConfig::default(),
+            forwarder: ForwarderConfig::default(),
+            deidentification: DeidConfig::default(),
+            sharing: SharingConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// `[edge]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Our AE title as the modalities call it.
+    pub ae_title: String,
+    /// Listen address (plain DICOM on the facility LAN).
+    pub listen: String,
+    /// Modalities allowed to store here.
+    pub modalities: Vec<Modality>,
+    /// Largest PDU accepted.
+    pub max_pdu: u32,
+    /// Seconds allowed between PDUs.
+    pub read_timeout_secs: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            ae_title: "PACS_CLIENT".into(),
+            listen: "0.0.0.0:11112".into(),
+            modalities: Vec::new(),
+            max_pdu: 256 * 1024,
+            read_timeout_secs: 60,
+        }
+    }
+}
+
+/// `[[edge.modalities]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modality {
+    /// Calling AE title of the modality.
+    pub ae_title: String,
+    /// If set, the modality must also connect from this IP address.
+    pub host: Option<String>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// host:port of the gateway's DICOM TLS listener.
+    pub address: String,
+    /// The gateway's AE title.
+    pub ae_title: String,
+    /// Our AE title towards the gateway.
+    pub calling_ae: String,
+    /// Name the gateway's certificate must carry.
+    pub server_name: String,
+    /// Facility client certificate (from `pacs-gateway facility issue-cert`).
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// The gateway CA.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            address: "localhost:2762".into(),
+            ae_title: "PACS_GATEWAY".into(),
+            calling_ae: "PACS_CLIENT".into(),
+            server_name: "localhost".into(),
+            cert: None,
+            key: None,
+            ca: None,
+        }
+    }
+}
+
+/// `[forwarder]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwarderConfig {
+    /// Associations to the gateway at once.
+    pub associations: usize,
+    /// Tries before an instance goes to the dead letters.
+    pub max_attempts: u32,
+    /// First retry delay, seconds (doubles each try).
+    pub backoff_initial_secs: u64,
+    /// Longest retry delay, seconds.
+    pub backoff_max_secs: u64,
+    /// How often the outbox is polled when idle, milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ForwarderConfig {
+    fn default() -> Self {
+        ForwarderConfig {
+            associations: 4,
+            max_attempts: 10,
+            backoff_initial_secs: 2,
+            backoff_max_secs: 600,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+/// `[deidentification]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeidConfig {
+    /// Keep full dates (the gateway indexes by date).
+    pub retain_longitudinal_full_dates: bool,
+    /// Keep age, sex, size, weight...
+    pub retain_patient_characteristics: bool,
+    /// Keep device serial numbers and the like.
+    pub retain_device_identity: bool,
+    /// Clean free-text descriptions instead of removing them.
+    pub clean_descriptors: bool,
+}
+
+impl Default for DeidConfig {
+    fn default() -> Self {
+        DeidConfig {
+            retain_longitudinal_full_dates: true,
+            retain_patient_characteristics: false,
+            retain_device_identity: false,
+            clean_descriptors: false,
+        }
+    }
+}
+
+impl DeidConfig {
+    /// The phi options.
+    pub fn options(&self) -> phi::profile::Options {
+        phi::profile::Options {
+            retain_longitudinal_full_dates: self.retain_longitudinal_full_dates,
+            retain_patient_characteristics: self.retain_patient_characteristics,
+            retain_device_identity: self.retain_device_identity,
+            clean_descriptors: self.clean_descriptors,
+        }
+    }
+}
+
+/// Where an instance goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Destination {
+    /// De-identify and send to the gateway.
+    Forward,
+    /// Keep in the client's own store only.
+    Local,
+}
+
+/// `[sharing]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharingConfig {
+    /// When no rule matches.
+    pub default: Destination,
+    /// Rules, first match wins (a per-study flag overrides them all).
+    pub rules: Vec<Rule>,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        SharingConfig {
+            default: Destination::Forward,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[[sharing.rules]]`: every condition given must hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Calling AE title of the sender.
+    pub calling_ae: Option<String>,
+    /// Modality (CT, MR, ...).
+    pub modality: Option<String>,
+    /// Study Description pattern, `*` and `?` wildcards, case-insensitive.
+    pub study_description: Option<String>,
+    /// What to do.
+    pub action: Destination,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a forwarded instance stays in the local store (local-only ones stay).
+    pub local_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { local_days: 30 }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What, where.
+        message: String,
+    },
+    /// Valid TOML, unusable value.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The facility name, required for anything that seals or sends.
+    pub fn facility(&self) -> Result<&str, ConfigError> {
+        let name = self.facility.trim();
+        if name.is_empty() {
+            return Err(ConfigError::Invalid(
+                "`facility` is not set: put the facility name enrolled at the gateway in the config".into(),
+            ));
+        }
+        Ok(name)
+    }
+
+    /// The key file in effect.
+    pub fn key_file(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("facility.key"))
+    }
+
+    /// The outbox database URL.
+    pub fn database_url(&self) -> String {
+        format!(
+            "sqlite://{}?mode=rwc",
+            self.data_dir.join("client.db").display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../schemas/client.toml");
+        let config: Config = toml::from_str(text).expect("schemas/client.toml must parse");
+        assert_eq!(config.facility().unwrap(), "st-mary");
+        assert_eq!(config.sharing.rules.len(), 1);
+        assert_eq!(config.sharing.rules[0].action, Destination::Local);
+        assert!(config.deidentification.retain_longitudinal_full_dates);
+    }
+
+    #[test]
+    fn typos_are_refused() {
+        assert!(toml::from_str::<Config>("[forwarder]\nassociation = 3").is_err());
+        assert!(Config::default().facility().is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! The edge SCP that modalities store to (DESIGN.md Ingest steps 1-3): admits the
+//! modalities in the config, streams each data set into the spool, fsyncs it, routes
+//! it with the sharing rules, commits its outbox row, and only then answers success.
+//! The spool doubles as the client's local store.
+
+use std::io::{BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dimse::Status;
+use dimse::assoc::{AcceptedContext, AssociateRequest, Capabilities, Rejection, VERIFICATION};
+use dimse::command::CStoreRq;
+use dimse::scan::{self, Encoding, Header};
+use dimse::scp::{AssociationInfo, DataSink, Service, StoreOutcome};
+use dimse::server::Policy;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tracing::{info, warn};
+
+use crate::config::{Config, Destination, Modality};
+use crate::outbox::{Inserted, NewEntry, Outbox, State};
+use crate::rules::{self, Facts};
+
+/// A modality admitted on the edge port.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// Its calling AE title.
+    pub calling_ae: String,
+}
+
+/// Admits the configured modalities (AE title, and host when given).
+#[derive(Debug, Clone)]
+pub struct ModalityPolicy {
+    /// Our AE title.
+    pub ae_title: String,
+    /// Allowed modalities.
+    pub modalities: Vec<Modality>,
+}
+
+impl Policy for ModalityPolicy {
+    type Session = Sender;
+
+    async fn admit(&self, request: &AssociateRequest<'_>) -> Result<Sender, Rejection> {
+        if request.called_ae != self.ae_title {
+            return Err(Rejection::CalledAeNotRecognized);
+        }
+        let ip = request.peer.addr.ip().to_string();
+        let known = self.modalities.iter().any(|m| {
+            m.ae_title.trim() == request.calling_ae
+                && m.host.as_deref().is_none_or(|h| h.trim() == ip)
+        });
+        if !known {
+            warn!(calling_ae = request.calling_ae, %ip, "modality not in the config; rejected");
+            return Err(Rejection::CallingAeNotRecognized);
+        }
+        Ok(Sender {
+            calling_ae: request.calling_ae.to_string(),
+        })
+    }
+}
+
+/// Where received instances go.
+#[derive(Debug)]
+pub struct Spool {
+    /// Root of the spool / local store.
+    pub root: PathBuf,
+    /// The outbox.
+    pub outbox: Outbox,
+    /// Sharing rules.
+    pub sharing: crate::config::SharingConfig,
+}
+
+impl Spool {
+    /// Opens the spool under `config.data_dir`, removing incomplete transfers.
+    pub fn open(config: &Config, outbox: Outbox) -> std::io::Result<Arc<Spool>> {
+        let root = config.data_dir.join("spool");
+        let incoming = root.join("incoming");
+        std::fs::create_dir_all(&incoming)?;
+        for entry in std::fs::read_dir(&incoming)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok(Arc::new(Spool {
+            root,
+            outbox,
+            sharing: config.sharing.clone(),
+        }))
+    }
+
+    /// Path of a spooled instance; UIDs were validated by the caller.
+    fn path_for(&self, study: &str, sop: &str) -> PathBuf {
+        self.root.join(study).join(format!("{sop}.dcm"))
+    }
+}
+
+/// C-ECHO and C-STORE for the modalities.
+#[derive(Debug, Clone)]
+pub struct EdgeService {
+    /// The spool.
+    pub spool: Arc<Spool>,
+}
+
+impl Capabilities for EdgeService {
+    fn supports_abstract_syntax(&self, uid: &str) -> bool {
+        uid == VERIFICATION || dimse::sop::is_storage_sop_class(uid)
+    }
+    fn supports_transfer_syntax(&self, uid: &str) -> bool {
+        Encoding::from_transfer_syntax(uid).is_some()
+    }
+}
+
+impl Service<Sender> for EdgeService {
+    type Sink = SpoolSink;
+
+    async fn begin_store(
+        &self,
+        sender: &Sender,
+        _association: &AssociationInfo,
+        request: &CStoreRq,
+        context: &AcceptedContext,
+    ) -> Result<SpoolSink, StoreOutcome> {
+        SpoolSink::begin(
+            self.spool.clone(),
+            &sender.calling_ae,
+            request,
+            &context.transfer_syntax,
+        )
+        .await
+    }
+}
+
+fn fail(status: Status, what: &str) -> StoreOutcome {
+    StoreOutcome::with(status, what)
+}
+
+fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.split('.').all(|c| {
+            !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_digit())
+                && (c.len() == 1 || !c.starts_with('0'))
+        })
+}
+
+/// Receives one data set into the spool.
+#[derive(Debug)]
+pub struct SpoolSink {
+    spool: Arc<Spool>,
+    calling_ae: String,
+    sop_class: String,
+    sop_instance: String,
+    transfer_syntax: String,
+    encoding: Encoding,
+    temp: PathBuf,
+    file: BufWriter<tokio::fs::File>,
+    meta_len: u64,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl SpoolSink {
+    /// Checks the request and opens a temp file with a Part-10 header.
+    pub async fn begin(
+        spool: Arc<Spool>,
+        calling_ae: &str,
+        rq: &CStoreRq,
+        ts: &str,
+    ) -> Result<SpoolSink, StoreOutcome> {
+        if !valid_uid(&rq.affected_sop_instance_uid)
+            || !valid_uid(&rq.affected_sop_class_uid)
+            || !valid_uid(ts)
+        {
+            return Err(fail(Status::CannotUnderstand, "invalid UID in the request"));
+        }
+        let encoding = Encoding::from_transfer_syntax(ts)
+            .ok_or_else(|| fail(Status::CannotUnderstand, "unsupported transfer syntax"))?;
+        let temp = spool
+            .root
+            .join("incoming")
+            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let meta = dimse::part10::encode_meta(
+            &rq.affected_sop_class_uid,
+            &rq.affected_sop_instance_uid,
+            ts,
+            calling_ae,
+        );
+        let file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|_| fail(Status::OutOfResources, "cannot create spool file"))?;
+        let mut file = BufWriter::with_capacity(1024 * 1024, file);
+        if file.write_all(&meta).await.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(fail(Status::OutOfResources, "cannot write spool file"));
+        }
+        Ok(SpoolSink {
+            spool,
+            calling_ae: calling_ae.to_string(),
+            sop_class: rq.affected_sop_class_uid.clone(),
+            sop_instance: rq.affected_sop_instance_uid.clone(),
+            transfer_syntax: ts.to_string(),
+            encoding,
+            temp,
+            file,
+            meta_len: meta.len() as u64,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    async fn complete(&mut self) -> Result<StoreOutcome, StoreOutcome> {
+        self.file
+            .flush()
+            .await
+            .map_err(|_| fail(Status::OutOfResources, "cannot write spool file"))?;
+        let header = scan_file(&self.temp, self.meta_len, self.encoding).await?;
+        let study = header.study_instance_uid.clone().unwrap_or_default();
+        if header.sop_instance_uid.as_deref() != Some(self.sop_instance.as_str())
+            || !valid_uid(&study)
+        {
+            return Err(fail(
+                Status::CannotUnderstand,
+                "SOP Instance UID or Study Instance UID missing, invalid or not matching the request",
+            ));
+        }
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let target = self.spool.path_for(&study, &self.sop_instance);
+        durable_rename(&self.temp, &target).await.map_err(|e| {
+            warn!(error = %e, "cannot spool instance");
+            fail(Status::OutOfResources, "cannot write spool file")
+        })?;
+        let flag = self
+            .spool
+            .outbox
+            .study_flag(&study)
+            .await
+            .map_err(db_failure)?;
+        let facts = Facts {
+            calling_ae: &self.calling_ae,
+            modality: header.modality.as_deref(),
+            study_description: header.study_description.as_deref(),
+        };
+        let state = match rules::route(&self.spool.sharing, flag, facts) {
+            Destination::Forward => State::Pending,
+            Destination::Local => State::Local,
+        };
+        let entry = NewEntry {
+            sop_instance_uid: self.sop_instance.clone(),
+            sop_class_uid: self.sop_class.clone(),
+            study_uid: study,
+            transfer_syntax: self.transfer_syntax.clone(),
+            modality: header.modality.clone(),
+            study_description: header.study_description.clone(),
+            calling_ae: self.calling_ae.clone(),
+            spool_path: target.display().to_string(),
+            sha256,
+            size_bytes: self.size as i64,
+            state,
+        };
+        let inserted = self.spool.outbox.insert(&entry).await.map_err(db_failure)?;
+        if inserted == Inserted::Identical {
+            info!(sop_instance_uid = %self.sop_instance, "instance received again, identical; nothing to do");
+        }
+        Ok(StoreOutcome::success())
+    }
+}
+
+fn db_failure(e: sqlx::Error) -> StoreOutcome {
+    warn!(error = %e, "outbox write failed");
+    fail(
+        Status::ProcessingFailure,
+        "outbox unavailable; see the client log",
+    )
+}
+
+async fn scan_file(path: &Path, offset: u64, encoding: Encoding) -> Result<Header, StoreOutcome> {
+    let path = path.to_path_buf();
+    let scanned = tokio::task::spawn_blocking(move || -> Result<Header, String> {
+        let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| e.to_string())?;
+        scan::scan(BufReader::with_capacity(256 * 1024, file), encoding).map_err(|e| e.to_string())
+    })
+    .await;
+    match scanned {
+        Ok(Ok(header)) => Ok(header),
+        Ok(Err(reason)) => Err(fail(
+            Status::CannotUnderstand,
+            &format!("malformed data set: {reason}"),
+        )),
+        Err(_) => Err(fail(Status::ProcessingFailure, "scan failed")),
+    }
+}
+
+/// Renames `from` to `to` (creating its directory) and fsyncs the file and the
+/// directory, so the spooled instance survives a crash.
+pub async fn durable_rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let dir = to
+            .parent()
+            .ok_or_else(|| std::io::Error::other("spool path without a directory"))?;
+        let new_dir = !dir.exists();
+        std::fs::create_dir_all(dir)?;
+        std::fs::rename(&from, &to)?;
+        std::fs::File::open(&to)?.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()?;
+        if new_dir && let Some(parent) = dir.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+impl DataSink for SpoolSink {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreOutcome> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|_| fail(Status::OutOfResources, "cannot write spool file"))
+    }
+
+    async fn finish(mut self) -> StoreOutcome {
+        let outcome = self.complete().await.unwrap_or_else(|refused| refused);
+        let _ = tokio::fs::remove_file(&self.temp).await;
+        if !outcome.status.is_success() {
+            info!(sop_instance_uid = %self.sop_instance, status = %outcome.status, "instance refused");
+        }
+        outcome
+    }
+
+    async fn discard(self) {
+        let _ = tokio::fs::remove_file(&self.temp).await;
+    }
+}

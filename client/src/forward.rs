@@ -1,0 +1,364 @@
+//! The forwarder (DESIGN.md Ingest step 4): claims due outbox rows, de-identifies
+//! and seals each instance with the facility key, and sends it with C-STORE over
+//! DICOM TLS presenting the facility certificate. Success (including the gateway's
+//! "identical duplicate" success) marks it delivered; transient failures retry with
+//! exponential backoff; after the configured tries, or on a permanent refusal, the
+//! row becomes a dead letter with the reason.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dimse::Status;
+use dimse::scu::{ClientTls, Proposal, ScuAssociation, ScuOptions};
+use phi::keys::KeyRing;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ForwarderConfig};
+use crate::outbox::{Claimed, Outbox, now_millis};
+
+/// How one try ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The gateway has it.
+    Delivered,
+    /// Worth another try later.
+    Transient(String),
+    /// Will never work as it is.
+    Permanent(String),
+}
+
+/// Everything the workers share.
+pub struct Forwarder {
+    outbox: Outbox,
+    ring: KeyRing,
+    facility: String,
+    options: phi::profile::Options,
+    scu: ScuOptions,
+    address: String,
+    settings: ForwarderConfig,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("address", &self.address)
+            .field("facility", &self.facility)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the TLS settings towards the gateway from the config.
+pub fn gateway_tls(config: &Config) -> anyhow::Result<ClientTls> {
+    let g = &config.gateway;
+    let (Some(cert), Some(key), Some(ca)) = (&g.cert, &g.key, &g.ca) else {
+        anyhow::bail!(
+            "gateway.cert, gateway.key and gateway.ca must be set (the files from `pacs-gateway facility issue-cert`)"
+        );
+    };
+    let chain = dimse::tls::load_certs_file(cert)?;
+    let key = dimse::tls::load_private_key_file(key)?;
+    let roots = dimse::tls::load_certs_file(ca)?;
+    let config_tls = dimse::tls::client_config(roots, Some((chain, key)))?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(g.server_name.clone()).map_err(|_| {
+            anyhow::anyhow!(
+                "gateway.server_name {:?} is not a valid host name",
+                g.server_name
+            )
+        })?;
+    Ok(ClientTls {
+        config: config_tls,
+        server_name,
+    })
+}
+
+impl Forwarder {
+    /// A forwarder for `config`, sealing with `ring`.
+    pub fn new(config: &Config, outbox: Outbox, ring: KeyRing) -> anyhow::Result<Arc<Forwarder>> {
+        let g = &config.gateway;
+        let mut scu = ScuOptions::new(g.calling_ae.clone(), g.ae_title.clone());
+        scu.tls = Some(gateway_tls(config)?);
+        Ok(Arc::new(Forwarder {
+            outbox,
+            ring,
+            facility: config.facility()?.to_string(),
+            options: config.deidentification.options(),
+            scu,
+            address: g.address.clone(),
+            settings: config.forwarder.clone(),
+        }))
+    }
+
+    /// Runs the workers until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        match self.outbox.recover().await {
+            Ok(0) => {}
+            Ok(n) => info!(n, "instances interrupted by a stop are due again"),
+            Err(e) => warn!(error = %e, "cannot recover interrupted sends"),
+        }
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.settings.associations.max(1) {
+            workers.spawn(self.clone().worker(stop.clone()));
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    async fn worker(self: Arc<Self>, stop: CancellationToken) {
+        let idle = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        while !stop.is_cancelled() {
+            let claimed = match self.outbox.claim(1).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the outbox");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop.cancelled() => {}
+                }
+                continue;
+            }
+            for row in claimed {
+                let attempt = self.send(&row).await;
+                self.record(&row, attempt).await;
+            }
+        }
+    }
+
+    /// Records the result of a try.
+    async fn record(&self, row: &Claimed, attempt: Attempt) {
+        let tries = row.attempts + 1;
+        let result = match &attempt {
+            Attempt::Delivered => {
+                debug!(id = row.id, "delivered");
+                self.outbox.delivered(row.id).await
+            }
+            Attempt::Transient(reason) if tries < i64::from(self.settings.max_attempts) => {
+                let delay = backoff(&self.settings, tries);
+                info!(id = row.id, tries, retry_in = ?delay, reason, "send failed; will retry");
+                self.outbox
+                    .failed(
+                        row.id,
+                        reason,
+                        Some(now_millis() + delay.as_millis() as i64),
+                    )
+                    .await
+            }
+            Attempt::Transient(reason) | Attempt::Permanent(reason) => {
+                warn!(
+                    id = row.id,
+                    tries, reason, "instance moved to the dead letters"
+                );
+                self.outbox.failed(row.id, reason, None).await
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, id = row.id, "cannot record the send result");
+        }
+    }
+
+    /// One try: de-identify, seal, send.
+    pub async fn send(&self, row: &Claimed) -> Attempt {
+        let prepared = {
+            let (path, ring, facility, options) = (
+                row.spool_path.clone(),
+                self.ring.clone(),
+                self.facility.clone(),
+                self.options.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                prepare(Path::new(&path), &ring, &facility, &options)
+            })
+            .await
+        };
+        let outgoing = match prepared {
+            Ok(Ok(outgoing)) => outgoing,
+            Ok(Err(reason)) => return Attempt::Permanent(reason),
+            Err(e) => return Attempt::Transient(format!("preparation task failed: {e}")),
+        };
+        if outgoing.burned_in_annotation {
+            warn!(
+                id = row.id,
+                "Burned In Annotation = YES: pixel data may show identifying text"
+            );
+        }
+        self.deliver(&outgoing).await
+    }
+
+    async fn deliver(&self, out: &Outgoing) -> Attempt {
+        let proposal = Proposal {
+            abstract_syntax: out.sop_class.clone(),
+            transfer_syntaxes: vec![out.transfer_syntax.clone()],
+        };
+        let mut assoc = match ScuAssociation::connect(&self.address, &self.scu, &[proposal]).await {
+            Ok(assoc) => assoc,
+            Err(e) => return Attempt::Transient(format!("cannot reach the gateway: {e}")),
+        };
+        let sent = assoc
+            .store(
+                &out.sop_class,
+                &out.sop_instance,
+                &out.transfer_syntax,
+                std::io::Cursor::new(&out.data[..]),
+            )
+            .await;
+        let _ = assoc.release().await;
+        match sent {
+            Ok(rsp) => classify(rsp.status, rsp.error_comment.as_deref()),
+            Err(e) => Attempt::Transient(format!("transfer failed: {e}")),
+        }
+    }
+}
+
+/// Success and warnings are delivered; resource shortages and processing failures
+/// are worth retrying; anything else is a refusal that retrying will not fix.
+fn classify(status: Status, comment: Option<&str>) -> Attempt {
+    let describe = || {
+        format!(
+            "gateway answered {status}{}",
+            comment.map(|c| format!(": {c}")).unwrap_or_default()
+        )
+    };
+    if status.is_success() || status.is_warning() {
+        return Attempt::Delivered;
+    }
+    let transient = matches!(status.code(), 0xA700..=0xA7FF | 0x0110 | 0x0213);
+    if transient {
+        Attempt::Transient(describe())
+    } else {
+        Attempt::Permanent(describe())
+    }
+}
+
+fn backoff(settings: &ForwarderConfig, tries: i64) -> Duration {
+    let exponent = u32::try_from(tries.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(20);
+    let secs = settings
+        .backoff_initial_secs
+        .saturating_mul(1u64 << exponent)
+        .min(settings.backoff_max_secs);
+    Duration::from_secs(secs)
+}
+
+/// A de-identified, sealed instance ready to send.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// SOP Class UID.
+    pub sop_class: String,
+    /// Pseudonymous SOP Instance UID.
+    pub sop_instance: String,
+    /// Transfer syntax (unchanged from the spool).
+    pub transfer_syntax: String,
+    /// Encoded data set.
+    pub data: Vec<u8>,
+    /// Burned In Annotation = YES in the original.
+    pub burned_in_annotation: bool,
+}
+
+/// Reads a spooled instance, de-identifies and seals it, and encodes the data set in
+/// its original transfer syntax.
+pub fn prepare(
+    path: &Path,
+    ring: &KeyRing,
+    facility: &str,
+    options: &phi::profile::Options,
+) -> Result<Outgoing, String> {
+    let file = OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| format!("cannot read spooled instance: {e}"))?;
+    let transfer_syntax = file
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let sop_class = file
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let original: InMemDicomObject = file.into_inner();
+    let deid = phi::deid::deidentify(&original, ring, facility, options)
+        .map_err(|e| format!("cannot de-identify: {e}"))?;
+    let data = encode(&deid.object, &transfer_syntax)?;
+    Ok(Outgoing {
+        sop_class,
+        sop_instance: deid.sop_instance_uid,
+        transfer_syntax,
+        data,
+        burned_in_annotation: deid.burned_in_annotation,
+    })
+}
+
+/// Encodes a data set (no meta) in `transfer_syntax`.
+pub fn encode(object: &InMemDicomObject, transfer_syntax: &str) -> Result<Vec<u8>, String> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(transfer_syntax)
+        .ok_or_else(|| format!("unknown transfer syntax {transfer_syntax}"))?;
+    let mut out = Vec::new();
+    object
+        .write_dataset_with_ts(&mut out, ts)
+        .map_err(|e| format!("cannot encode the de-identified instance: {e}"))?;
+    Ok(out)
+}
+
+/// Wraps a data set with a Part-10 header (for files written to disk).
+pub fn with_meta(
+    object: InMemDicomObject,
+    sop_class: &str,
+    sop_instance: &str,
+    ts: &str,
+) -> Result<dicom_object::DefaultDicomObject, String> {
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class)
+        .media_storage_sop_instance_uid(sop_instance)
+        .transfer_syntax(ts);
+    object.with_meta(meta).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_for_retry() {
+        assert_eq!(classify(Status::Success, None), Attempt::Delivered);
+        assert_eq!(
+            classify(Status::CoercionOfDataElements, None),
+            Attempt::Delivered
+        );
+        assert!(matches!(
+            classify(Status::OutOfResources, None),
+            Attempt::Transient(_)
+        ));
+        assert!(matches!(
+            classify(Status::ProcessingFailure, None),
+            Attempt::Transient(_)
+        ));
+        assert!(
+            matches!(classify(Status::DuplicateSopInstance, Some("different")), Attempt::Permanent(r) if r.contains("different"))
+        );
+        assert!(matches!(
+            classify(Status::NotAuthorized, None),
+            Attempt::Permanent(_)
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let settings = ForwarderConfig {
+            backoff_initial_secs: 2,
+            backoff_max_secs: 60,
+            ..ForwarderConfig::default()
+        };
+        let secs: Vec<u64> = (1..=7).map(|t| backoff(&settings, t).as_secs()).collect();
+        assert_eq!(secs, vec![2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(&settings, 10_000).as_secs(), 60);
+    }
+}

@@ -1,0 +1,346 @@
+//! The outbox: one row per received instance, in the client's SQLite database
+//! (WAL, synchronous FULL). A row is committed before the modality hears success;
+//! the forwarder claims due rows, and records delivery, retry or dead letter.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+/// Milliseconds since the epoch.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting to be sent (possibly after a backoff).
+    Pending,
+    /// Claimed by a forwarder worker.
+    Sending,
+    /// The gateway has it.
+    Delivered,
+    /// Kept local by the sharing rules.
+    Local,
+    /// Gave up after the configured tries, or refused for good.
+    Dead,
+}
+
+impl State {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Sending => "sending",
+            State::Delivered => "delivered",
+            State::Local => "local",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// A new instance for the outbox.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// SOP Instance UID (original).
+    pub sop_instance_uid: String,
+    /// SOP Class UID.
+    pub sop_class_uid: String,
+    /// Study Instance UID (original).
+    pub study_uid: String,
+    /// Transfer syntax of the spooled data set.
+    pub transfer_syntax: String,
+    /// Modality.
+    pub modality: Option<String>,
+    /// Study Description.
+    pub study_description: Option<String>,
+    /// Who sent it.
+    pub calling_ae: String,
+    /// Spool file (Part-10).
+    pub spool_path: String,
+    /// SHA-256 of the data set.
+    pub sha256: String,
+    /// Data set size.
+    pub size_bytes: i64,
+    /// Pending or Local.
+    pub state: State,
+}
+
+/// A claimed row, ready to send.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Row id.
+    pub id: i64,
+    /// Spool file.
+    pub spool_path: String,
+    /// Original SOP Instance UID.
+    pub sop_instance_uid: String,
+    /// Tries so far (before this one).
+    pub attempts: i64,
+}
+
+/// What `insert` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new row.
+    New,
+    /// The same instance with the same bytes was already there: nothing changed.
+    Identical,
+    /// The same SOP Instance UID with different bytes: the row now points to the new
+    /// spool file and is due again.
+    Replaced,
+}
+
+/// Handle on the client database.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    pool: SqlitePool,
+}
+
+impl Outbox {
+    /// Opens (creating) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Outbox, sqlx::Error> {
+        let options: SqliteConnectOptions = url.parse()?;
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../schemas/client/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+        Ok(Outbox { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records a received instance (committed when this returns).
+    pub async fn insert(&self, e: &NewEntry) -> Result<Inserted, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT sha256 FROM outbox WHERE sop_instance_uid = ?1")
+            .bind(&e.sop_instance_uid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match existing {
+            Some(row) if row.try_get::<String, _>(0)? == e.sha256 => Inserted::Identical,
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE outbox SET spool_path = ?2, sha256 = ?3, size_bytes = ?4, transfer_syntax = ?5, \
+                     state = ?6, attempts = 0, next_attempt_at = 0, last_error = NULL, received_at = ?7 \
+                     WHERE sop_instance_uid = ?1",
+                )
+                .bind(&e.sop_instance_uid)
+                .bind(&e.spool_path)
+                .bind(&e.sha256)
+                .bind(e.size_bytes)
+                .bind(&e.transfer_syntax)
+                .bind(e.state.as_str())
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+                Inserted::Replaced
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO outbox (sop_instance_uid, sop_class_uid, study_uid, transfer_syntax, modality, \
+                     study_description, calling_ae, spool_path, sha256, size_bytes, received_at, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .bind(&e.sop_instance_uid)
+                .bind(&e.sop_class_uid)
+                .bind(&e.study_uid)
+                .bind(&e.transfer_syntax)
+                .bind(&e.modality)
+                .bind(&e.study_description)
+                .bind(&e.calling_ae)
+                .bind(&e.spool_path)
+                .bind(&e.sha256)
+                .bind(e.size_bytes)
+                .bind(now_millis())
+                .bind(e.state.as_str())
+                .execute(&mut *tx)
+                .await?;
+                Inserted::New
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// After a crash, rows left "sending" are due again (the gateway answers a
+    /// re-sent identical instance with success, so nothing is stored twice).
+    pub async fn recover(&self) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Claims up to `limit` due rows (pending and past their backoff).
+    pub async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET state = 'sending' WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' \
+             AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2) RETURNING id, spool_path, sop_instance_uid, attempts",
+        )
+        .bind(now_millis())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get(0)?,
+                    spool_path: r.try_get(1)?,
+                    sop_instance_uid: r.try_get(2)?,
+                    attempts: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The gateway has it.
+    pub async fn delivered(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, last_error = NULL, attempts = attempts + 1 WHERE id = ?1")
+            .bind(id)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A failed try: due again at `retry_at`, or dead with `reason`.
+    pub async fn failed(
+        &self,
+        id: i64,
+        reason: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), sqlx::Error> {
+        let (state, at) = match retry_at {
+            Some(at) => (State::Pending, at),
+            None => (State::Dead, 0),
+        };
+        sqlx::query("UPDATE outbox SET state = ?2, next_attempt_at = ?3, last_error = ?4, attempts = attempts + 1 WHERE id = ?1")
+            .bind(id)
+            .bind(state.as_str())
+            .bind(at)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes dead letters (all, or one) due again now. Returns how many.
+    pub async fn retry(&self, id: Option<i64>) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0 WHERE state = 'dead' AND (?1 IS NULL OR id = ?1)",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Sets or clears the per-study sharing flag, and re-routes the study's rows that
+    /// have not been delivered. Returns the rows re-routed.
+    pub async fn set_study_flag(&self, study_uid: &str, share: bool) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO study_flags (study_uid, share, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (study_uid) DO UPDATE SET share = excluded.share, updated_at = excluded.updated_at")
+            .bind(study_uid)
+            .bind(i64::from(share))
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        let (from, to) = if share {
+            ("local", "pending")
+        } else {
+            ("pending", "local")
+        };
+        let moved = sqlx::query(
+            "UPDATE outbox SET state = ?3, next_attempt_at = 0 WHERE study_uid = ?1 AND state = ?2",
+        )
+        .bind(study_uid)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// The administrator's flag for a study, if any.
+    pub async fn study_flag(&self, study_uid: &str) -> Result<Option<bool>, sqlx::Error> {
+        let row = sqlx::query("SELECT share FROM study_flags WHERE study_uid = ?1")
+            .bind(study_uid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .map(|v| v != 0))
+    }
+
+    /// Rows per state.
+    pub async fn counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Reception time of the oldest row still waiting to be delivered.
+    pub async fn oldest_pending(&self) -> Result<Option<i64>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT MIN(received_at) FROM outbox WHERE state IN ('pending', 'sending')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_get(0)
+    }
+
+    /// Dead letters: id, SOP Instance UID, tries, reason.
+    pub async fn dead_letters(&self) -> Result<Vec<(i64, String, i64, String)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT id, sop_instance_uid, attempts, COALESCE(last_error, '') FROM outbox WHERE state = 'dead' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
+    /// State of the row for an instance.
+    pub async fn state_of(&self, sop_instance_uid: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query("SELECT state FROM outbox WHERE sop_instance_uid = ?1")
+            .bind(sop_instance_uid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    /// Per study: instances delivered to the gateway and instances kept local only.
+    pub async fn study_locations(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT study_uid, SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN state = 'local' THEN 1 ELSE 0 END) FROM outbox GROUP BY study_uid ORDER BY study_uid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+}
