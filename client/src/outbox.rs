@@ -126,57 +126,53 @@ impl Outbox {
         self.pool.close().await;
     }
 
-    /// Records a received instance (committed when this returns).
+    /// Records a received instance (committed when this returns). Each step is one
+    /// autocommit statement, so no transaction ever upgrades from read to write
+    /// (which SQLite in WAL mode may refuse without waiting).
     pub async fn insert(&self, e: &NewEntry) -> Result<Inserted, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query("SELECT sha256 FROM outbox WHERE sop_instance_uid = ?1")
-            .bind(&e.sop_instance_uid)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let outcome = match existing {
-            Some(row) if row.try_get::<String, _>(0)? == e.sha256 => Inserted::Identical,
-            Some(_) => {
-                sqlx::query(
-                    "UPDATE outbox SET spool_path = ?2, sha256 = ?3, size_bytes = ?4, transfer_syntax = ?5, \
-                     state = ?6, attempts = 0, next_attempt_at = 0, last_error = NULL, received_at = ?7 \
-                     WHERE sop_instance_uid = ?1",
-                )
-                .bind(&e.sop_instance_uid)
-                .bind(&e.spool_path)
-                .bind(&e.sha256)
-                .bind(e.size_bytes)
-                .bind(&e.transfer_syntax)
-                .bind(e.state.as_str())
-                .bind(now_millis())
-                .execute(&mut *tx)
-                .await?;
-                Inserted::Replaced
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO outbox (sop_instance_uid, sop_class_uid, study_uid, transfer_syntax, modality, \
-                     study_description, calling_ae, spool_path, sha256, size_bytes, received_at, state) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .bind(&e.sop_instance_uid)
-                .bind(&e.sop_class_uid)
-                .bind(&e.study_uid)
-                .bind(&e.transfer_syntax)
-                .bind(&e.modality)
-                .bind(&e.study_description)
-                .bind(&e.calling_ae)
-                .bind(&e.spool_path)
-                .bind(&e.sha256)
-                .bind(e.size_bytes)
-                .bind(now_millis())
-                .bind(e.state.as_str())
-                .execute(&mut *tx)
-                .await?;
-                Inserted::New
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        let inserted = sqlx::query(
+            "INSERT INTO outbox (sop_instance_uid, sop_class_uid, study_uid, transfer_syntax, modality, \
+             study_description, calling_ae, spool_path, sha256, size_bytes, received_at, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (sop_instance_uid) DO NOTHING",
+        )
+        .bind(&e.sop_instance_uid)
+        .bind(&e.sop_class_uid)
+        .bind(&e.study_uid)
+        .bind(&e.transfer_syntax)
+        .bind(&e.modality)
+        .bind(&e.study_description)
+        .bind(&e.calling_ae)
+        .bind(&e.spool_path)
+        .bind(&e.sha256)
+        .bind(e.size_bytes)
+        .bind(now_millis())
+        .bind(e.state.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Inserted::New);
+        }
+        let replaced = sqlx::query(
+            "UPDATE outbox SET spool_path = ?2, sha256 = ?3, size_bytes = ?4, transfer_syntax = ?5, \
+             state = ?6, attempts = 0, next_attempt_at = 0, last_error = NULL, received_at = ?7 \
+             WHERE sop_instance_uid = ?1 AND sha256 <> ?3",
+        )
+        .bind(&e.sop_instance_uid)
+        .bind(&e.spool_path)
+        .bind(&e.sha256)
+        .bind(e.size_bytes)
+        .bind(&e.transfer_syntax)
+        .bind(e.state.as_str())
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(if replaced == 1 {
+            Inserted::Replaced
+        } else {
+            Inserted::Identical
+        })
     }
 
     /// After a crash, rows left "sending" are due again (the gateway answers a

@@ -102,7 +102,7 @@ pub fn deidentify(
         let unchanged = new
             .as_ref()
             .is_some_and(|new| compare::same_element(new, element));
-        if !unchanged || ADDED.contains(&element.tag()) {
+        if ADDED.contains(&element.tag()) {
             originals.push(element.clone());
         }
         if let Some(new) = new {

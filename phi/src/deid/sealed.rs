@@ -14,7 +14,6 @@ use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 
 use crate::PhiError;
-use crate::seal::ENVELOPE_OVERHEAD;
 
 /// Explicit VR Little Endian, the encoding of the sealed data set.
 pub(super) const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
@@ -85,10 +84,8 @@ pub(super) fn encrypted_attributes(envelope: Vec<u8>) -> InMemElement {
 
 /// The envelope of the first Encrypted Attributes Sequence item in our encoding.
 ///
-/// The plaintext is a data set, hence of even length, so the length of an envelope
-/// minus [`ENVELOPE_OVERHEAD`] is even. When the object went through a DICOM encoder,
-/// an odd-length envelope was padded to even length with one zero byte; that byte
-/// is recognised by the parity and dropped.
+/// Taken as it is: the envelope overhead is even and the plaintext, a data set, too,
+/// so no encoder ever pads an envelope (`schemas/sealed-identity.md`).
 pub(super) fn envelope(object: &InMemDicomObject) -> Result<Vec<u8>, PhiError> {
     let items = object
         .get(tags::ENCRYPTED_ATTRIBUTES_SEQUENCE)
@@ -104,16 +101,8 @@ pub(super) fn envelope(object: &InMemDicomObject) -> Result<Vec<u8>, PhiError> {
         .ok_or_else(|| {
             PhiError::DataSet("no sealed identity (Encrypted Attributes Sequence) found".into())
         })?;
-    let mut envelope = item
-        .get(tags::ENCRYPTED_CONTENT)
+    item.get(tags::ENCRYPTED_CONTENT)
         .and_then(|e| e.value().primitive())
         .map(|v| v.to_bytes().into_owned())
-        .ok_or_else(|| PhiError::DataSet("the sealed identity item has no content".into()))?;
-    let padded = envelope.len() >= ENVELOPE_OVERHEAD
-        && (envelope.len() - ENVELOPE_OVERHEAD) % 2 == 1
-        && envelope.last() == Some(&0);
-    if padded {
-        envelope.pop();
-    }
-    Ok(envelope)
+        .ok_or_else(|| PhiError::DataSet("the sealed identity item has no content".into()))
 }

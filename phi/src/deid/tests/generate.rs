@@ -63,6 +63,7 @@ struct Place {
 /// One generated leaf value, for the classification.
 struct Leaf {
     tag: Tag,
+    depth: u32,
     values: Vec<String>,
     hidden: bool,
 }
@@ -164,10 +165,14 @@ impl Gen<'_> {
         let mut object = InMemDicomObject::new_empty();
         let n = count.start + self.below(count.end - count.start);
         for _ in 0..n {
-            let (tag, vr) = self.candidates[self.below(self.candidates.len() as u64) as usize];
-            if vr == VR::SQ && depth >= MAX_DEPTH {
-                continue;
-            }
+            // One pick in four is a sequence, while nesting is allowed.
+            let want_sequence = depth < MAX_DEPTH && self.below(4) == 0;
+            let pool: Vec<_> = self
+                .candidates
+                .iter()
+                .filter(|(_, vr)| (*vr == VR::SQ) == want_sequence)
+                .collect();
+            let (tag, vr) = *pool[self.below(pool.len() as u64) as usize];
             object.put(self.element(tag, vr, depth, place));
         }
         for _ in 0..1 + self.below(2) {
@@ -185,7 +190,7 @@ impl Gen<'_> {
         }
         if place.direct_in_dummy && CODE_TAGS[..4].iter().any(|t| object.get(*t).is_some()) {
             let own = self.leaves[first_leaf..].iter_mut();
-            for leaf in own.filter(|l| CODE_TAGS.contains(&l.tag)) {
+            for leaf in own.filter(|l| l.depth == depth && CODE_TAGS.contains(&l.tag)) {
                 leaf.hidden = true;
             }
         }
@@ -228,6 +233,7 @@ impl Gen<'_> {
         // The code rule is applied by `object` once the whole item is known.
         self.leaves.push(Leaf {
             tag,
+            depth,
             values: texts,
             hidden,
         });
