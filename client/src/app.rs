@@ -37,6 +37,8 @@ pub struct Client {
     policy: ModalityPolicy,
     service: Arc<EdgeService>,
     forwarder: Arc<Forwarder>,
+    outbox: Outbox,
+    retention: crate::config::RetentionConfig,
 }
 
 impl Client {
@@ -45,13 +47,14 @@ impl Client {
         let key = crate::keyfile::load(&config.key_file())?;
         let outbox = open_outbox(config).await?;
         let spool = Spool::open(config, outbox.clone()).context("cannot open the spool")?;
-        let forwarder = Forwarder::new(config, outbox, key.ring())?;
+        let forwarder = Forwarder::new(config, outbox.clone(), key.ring())?;
         let listener = TcpListener::bind(&config.edge.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.edge.listen))?;
         let options = ServerOptions {
             max_pdu: config.edge.max_pdu,
             read_timeout: Duration::from_secs(config.edge.read_timeout_secs),
+            tls: edge_tls(config)?,
             ..ServerOptions::default()
         };
         let policy = ModalityPolicy {
@@ -64,6 +67,8 @@ impl Client {
             policy,
             service: Arc::new(EdgeService { spool }),
             forwarder,
+            outbox,
+            retention: config.retention.clone(),
         })
     }
 
@@ -80,6 +85,11 @@ impl Client {
         let stop = CancellationToken::new();
         info!(addr = %self.listener.local_addr()?, "edge SCP listening");
         let forwarder = tokio::spawn(self.forwarder.clone().run(stop.clone()));
+        let retention = tokio::spawn(crate::retention::run(
+            self.outbox.clone(),
+            self.retention.clone(),
+            stop.clone(),
+        ));
         let edge_stop = stop.clone();
         let edge = tokio::spawn(serve(
             self.listener,
@@ -93,7 +103,26 @@ impl Client {
         stop.cancel();
         let _ = edge.await;
         let _ = forwarder.await;
+        let _ = retention.await;
+        self.outbox.close().await;
         Ok(())
+    }
+}
+
+/// DICOM TLS on the edge, when configured.
+fn edge_tls(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let e = &config.edge;
+    match (&e.tls_cert, &e.tls_key, &e.tls_ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => {
+            let chain = dimse::tls::load_certs_file(cert)?;
+            let key = dimse::tls::load_private_key_file(key)?;
+            let roots = dimse::tls::load_certs_file(ca)?;
+            Ok(Some(dimse::tls::server_config(chain, key, roots)?))
+        }
+        _ => anyhow::bail!(
+            "edge.tls_cert, edge.tls_key and edge.tls_ca go together: set all three or none"
+        ),
     }
 }
 

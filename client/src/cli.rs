@@ -51,7 +51,11 @@ pub enum Command {
         calling_ae: String,
     },
     /// Queue depth by state, oldest pending instance, dead letters with reasons.
-    Status,
+    Status {
+        /// Also list each study: on the gateway, local-only, both, or still pending.
+        #[arg(long)]
+        studies: bool,
+    },
     /// Make dead letters due again.
     Retry {
         /// Retry every dead letter.
@@ -107,7 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             client.run_until_stopped(shutdown_signal()).await.map(|_| 0)
         }
         Command::Send { paths, calling_ae } => send(&config, &paths, &calling_ae).await,
-        Command::Status => status(&config).await.map(|_| 0),
+        Command::Status { studies } => status(&config, studies).await.map(|_| 0),
         Command::Retry { all, id } => retry(&config, all, id).await.map(|_| 0),
         Command::Study(cmd) => study(&config, cmd).await.map(|_| 0),
     }
@@ -286,7 +290,7 @@ async fn wait_settled(
     }
 }
 
-async fn status(config: &Config) -> anyhow::Result<()> {
+async fn status(config: &Config, studies: bool) -> anyhow::Result<()> {
     let outbox = open_outbox(config).await?;
     println!("{:<10} count", "state");
     for (state, count) in outbox.counts().await? {
@@ -304,6 +308,18 @@ async fn status(config: &Config) -> anyhow::Result<()> {
         println!("dead letters (retry with `pacs-client retry ID` or `--all`):");
         for (id, uid, tries, reason) in dead {
             println!("  {id:>6}  {uid}  after {tries} tries: {reason}");
+        }
+    }
+    if studies {
+        println!("{:<64} location", "study");
+        for (study, delivered, local) in outbox.study_locations().await? {
+            let location = match (delivered > 0, local > 0) {
+                (true, true) => "both",
+                (true, false) => "gateway",
+                (false, true) => "local-only",
+                (false, false) => "pending",
+            };
+            println!("{study:<64} {location}");
         }
     }
     Ok(())

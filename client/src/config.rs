@@ -60,6 +60,13 @@ pub struct EdgeConfig {
     pub max_pdu: u32,
     /// Seconds allowed between PDUs.
     pub read_timeout_secs: u64,
+    /// Optional DICOM TLS on the edge: server certificate, key, and the CA that
+    /// modality certificates must chain to (all three, or none for plain DICOM).
+    pub tls_cert: Option<PathBuf>,
+    /// Edge TLS key.
+    pub tls_key: Option<PathBuf>,
+    /// CA for modality client certificates.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for EdgeConfig {
@@ -70,6 +77,9 @@ impl Default for EdgeConfig {
             modalities: Vec::new(),
             max_pdu: 256 * 1024,
             read_timeout_secs: 60,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -232,11 +242,16 @@ pub struct Rule {
 pub struct RetentionConfig {
     /// Days a forwarded instance stays in the local store (local-only ones stay).
     pub local_days: u32,
+    /// Seconds between two retention sweeps.
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { local_days: 30 }
+        RetentionConfig {
+            local_days: 30,
+            sweep_interval_secs: 600,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The facility client (`pacs-client`).
 //!
 //! Owns the edge SCP modalities store to ([`edge`]), the durable spool and outbox
-//! ([`outbox`]), the sharing rules ([`rules`]), the de-identifying forwarder to the
+//! ([`outbox`]), the sharing rules ([`rules`]), the local store retention ([`retention`]), the de-identifying forwarder to the
 //! central gateway ([`forward`]), the facility key file ([`keyfile`]) and the command
 //! line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
 //! it is the only place where original patient identifiers and the facility key meet.
@@ -13,5 +13,6 @@ pub mod edge;
 pub mod forward;
 pub mod keyfile;
 pub mod outbox;
+pub mod retention;
 pub mod rules;
 pub mod telemetry;

@@ -327,6 +327,30 @@ impl Outbox {
         row.map(|r| r.try_get(0)).transpose()
     }
 
+    /// Delivered rows whose local copy is older than `before` and still on disk:
+    /// id and spool path.
+    pub async fn purgeable(&self, before: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, spool_path FROM outbox WHERE state = 'delivered' AND purged_at IS NULL AND delivered_at < ?1 LIMIT 1000",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Records that a row's local copy was removed.
+    pub async fn purged(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE outbox SET purged_at = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Per study: instances delivered to the gateway and instances kept local only.
     pub async fn study_locations(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
         let rows = sqlx::query(

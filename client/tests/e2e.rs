@@ -259,3 +259,51 @@ async fn wait_for_port(port: u16) {
     }
     panic!("the client did not listen on {port}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_removes_delivered_copies_and_keeps_local_ones() {
+    let gw = GatewaySide::prepare().await;
+    let running = gw.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = free_port();
+    let mut config = client_config(dir.path(), &gw, edge);
+    config.retention.local_days = 0;
+    config.retention.sweep_interval_secs = 1;
+    config.sharing.rules.push(Rule {
+        calling_ae: None,
+        modality: None,
+        study_description: Some("*research*".into()),
+        action: Destination::Local,
+    });
+    let (_key, stop, task) = start_client(&config).await;
+    let shared = write_instance(dir.path(), &patient(7), 7, 1, "CT");
+    let local = write_instance(dir.path(), &patient(8), 8, 1, "research");
+    storescu(edge, vec![shared, local]).await;
+    assert_eq!(gw.wait_for(1, Duration::from_secs(30)).await, 1);
+    let spool = config.data_dir.join("spool");
+    let delivered_copy = spool
+        .join(format!("{UID_ROOT}.1.7"))
+        .join(format!("{UID_ROOT}.3.7.1.dcm"));
+    let local_copy = spool
+        .join(format!("{UID_ROOT}.1.8"))
+        .join(format!("{UID_ROOT}.3.8.1.dcm"));
+    let mut gone = false;
+    for _ in 0..100 {
+        if !delivered_copy.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the delivered instance's local copy is removed after retention"
+    );
+    assert!(
+        local_copy.exists(),
+        "a local-only instance is never removed"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    running.stop().await;
+}

@@ -315,3 +315,20 @@ pub async fn storescu(port: u16, files: Vec<PathBuf>) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Like [`client_toml`], but the `[forwarder]` section carries `config.forwarder`'s
+/// values (e.g. `max_attempts = 1` to make dead letters quickly).
+pub fn client_toml_with_forwarder(config: &ClientConfig) -> String {
+    let fixed = "[forwarder]\nbackoff_initial_secs = 1\nbackoff_max_secs = 1\npoll_interval_ms = 50\nmax_attempts = 1000\n";
+    let f = &config.forwarder;
+    let wanted = format!(
+        "[forwarder]\nassociations = {}\nbackoff_initial_secs = {}\nbackoff_max_secs = {}\npoll_interval_ms = {}\nmax_attempts = {}\n",
+        f.associations, f.backoff_initial_secs, f.backoff_max_secs, f.poll_interval_ms, f.max_attempts
+    );
+    let text = client_toml(config);
+    assert!(
+        text.contains(fixed),
+        "client_toml's [forwarder] section changed; update client_toml_with_forwarder"
+    );
+    text.replace(fixed, &wanted)
+}
