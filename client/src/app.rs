@@ -149,13 +149,22 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// An imported file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// Original SOP Instance UID.
+    pub sop_instance_uid: String,
+    /// The same instance, with the same bytes, had already been delivered.
+    pub already_delivered: bool,
+}
+
 /// Imports one Part-10 file through the spool pipeline (as if a modality with AE
-/// `calling_ae` had sent it). Returns the original SOP Instance UID.
+/// `calling_ae` had sent it).
 pub async fn import_file(
     spool: Arc<Spool>,
     path: &Path,
     calling_ae: &str,
-) -> Result<String, StoreOutcome> {
+) -> Result<Imported, StoreOutcome> {
     let not_dicom =
         |e: dimse::DimseError| StoreOutcome::with(dimse::Status::CannotUnderstand, e.to_string());
     let meta = dimse::scu::read_file_meta(path).await.map_err(not_dicom)?;
@@ -167,6 +176,11 @@ pub async fn import_file(
         move_originator_ae_title: None,
         move_originator_message_id: None,
     };
+    let state = |outbox: crate::outbox::Outbox, uid: String| async move {
+        outbox.state_of(&uid).await.ok().flatten()
+    };
+    let outbox = spool.outbox.clone();
+    let before = state(outbox.clone(), meta.sop_instance_uid.clone()).await;
     let mut sink = SpoolSink::begin(spool, calling_ae, &request, &meta.transfer_syntax).await?;
     let read_error = |e: std::io::Error| {
         StoreOutcome::with(dimse::Status::CannotUnderstand, format!("cannot read: {e}"))
@@ -192,9 +206,13 @@ pub async fn import_file(
         }
     }
     let outcome = sink.finish().await;
-    if outcome.status.is_success() {
-        Ok(meta.sop_instance_uid)
-    } else {
-        Err(outcome)
+    if !outcome.status.is_success() {
+        return Err(outcome);
     }
+    let after = state(outbox, meta.sop_instance_uid.clone()).await;
+    let delivered = |s: &Option<String>| s.as_deref() == Some("delivered");
+    Ok(Imported {
+        already_delivered: delivered(&before) && delivered(&after),
+        sop_instance_uid: meta.sop_instance_uid,
+    })
 }

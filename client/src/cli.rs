@@ -208,9 +208,13 @@ async fn send(config: &Config, paths: &[PathBuf], calling_ae: &str) -> anyhow::R
     bar.set_message("importing");
     let mut imported = Vec::new();
     let mut rejected = Vec::new();
+    let mut duplicates = 0;
     for file in &files {
         match import_file(spool.clone(), file, calling_ae).await {
-            Ok(uid) => imported.push(uid),
+            Ok(done) => {
+                duplicates += usize::from(done.already_delivered);
+                imported.push(done.sop_instance_uid);
+            }
             Err(outcome) => rejected.push((
                 file.display().to_string(),
                 outcome
@@ -229,8 +233,9 @@ async fn send(config: &Config, paths: &[PathBuf], calling_ae: &str) -> anyhow::R
     let _ = workers.await;
     bar.finish_and_clear();
     println!(
-        "sent {}, kept local {}, failed {} (dead letters), refused at import {}",
+        "sent {} ({} of them already at the gateway), kept local {}, failed {} (dead letters), refused at import {}",
         summary.delivered,
+        duplicates,
         summary.local,
         summary.dead.len(),
         rejected.len()

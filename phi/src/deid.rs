@@ -9,7 +9,7 @@
 //! - replaces Patient ID and Patient Name with keyed pseudonyms (at every depth, never
 //!   just emptied, so the gateway can index them) and every UID the table lists with a
 //!   `2.25.` UID derived from the original, so one original UID always gets the same
-//!   pseudonym; see [`transform`] for the dummy values and the finer rules;
+//!   pseudonym (the rules in detail are below);
 //! - sets Patient Identity Removed (0012,0062) = `YES`, De-identification Method
 //!   (0012,0063) and its Code Sequence (0012,0064) (CID 7050), and a private block
 //!   [`PRIVATE_CREATOR`] holding the name blind index at [`BLIND_INDEX_TAG`];
@@ -24,10 +24,38 @@
 //! values and VRs (recorded byte lengths of sequences aside, which encoders recompute).
 //!
 //! No I/O and no logging; errors never carry patient data.
+//!
+//! # Rules, beyond the table's own actions
+//!
+//! - Private attributes (odd groups, creators included) are removed at every depth.
+//! - Patient ID and Patient Name get keyed pseudonyms at every depth (an empty value
+//!   stays empty).
+//! - UI values with action U, D or C get [`pseudonym::uid`](crate::pseudonym::uid)
+//!   value by value; a U sequence (`X/Z/U*`) is kept and the profile applied to its
+//!   items. A UI value with X or Z is removed or emptied like any other.
+//! - Z: an empty value of the same VR; a sequence with no items.
+//! - D: a dummy of the VR with the original multiplicity (`ANONYMIZED` for text,
+//!   `19000101` / `000000` / `19000101000000` for DA / TM / DT, `000Y` for AS, `0` for
+//!   numbers, zero bytes for binary VRs). An empty value stays empty: it hides nothing.
+//! - D (and C) on a sequence keeps its items and applies the profile to them; inside,
+//!   at any depth, free text (LT, ST, UT) and person names (PN) the table does not list
+//!   are replaced with dummies too (the table lists no SR Text Value, for instance),
+//!   and items directly in the sequence that are codes (Person Identification Code
+//!   Sequence, Institution Code Sequence) get a dummy code value, scheme (`99ANON`)
+//!   and meaning.
+//! - C on anything else: the row's resolved basic action (see
+//!   [`profile`](crate::profile)), so a cleaned value is never kept as it was.
+//! - K, and attributes the table does not list: kept; sequences still have the profile
+//!   applied to their items.
+//!
+//! The sealed plaintext is encoded with Specific Character Set `ISO_IR 192`, so text in
+//! any original character set comes back as the same characters.
 
 mod compare;
 mod sealed;
 mod transform;
+
+use std::fmt;
 
 use dicom_core::header::Header;
 use dicom_core::value::DataSetSequence;
@@ -60,8 +88,8 @@ const ADDED: [Tag; 6] = [
     tags::ENCRYPTED_ATTRIBUTES_SEQUENCE,
 ];
 
-/// The result of [`deidentify`].
-#[derive(Debug, Clone)]
+/// The result of [`deidentify`]. `Debug` leaves out the original SOP Instance UID.
+#[derive(Clone)]
 pub struct Deidentified {
     /// The de-identified data set (no file meta), carrying the sealed originals.
     pub object: InMemDicomObject,
@@ -75,6 +103,18 @@ pub struct Deidentified {
     pub original_sop_instance_uid: String,
     /// The pseudonymous SOP Instance UID the de-identified data set carries.
     pub sop_instance_uid: String,
+}
+
+impl fmt::Debug for Deidentified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deidentified")
+            .field("object", &self.object)
+            .field("burned_in_annotation", &self.burned_in_annotation)
+            .field("blind_index", &self.blind_index)
+            .field("original_sop_instance_uid", &"[redacted]")
+            .field("sop_instance_uid", &self.sop_instance_uid)
+            .finish()
+    }
 }
 
 /// De-identifies `object` for `facility` under `options`; see the module doc.
@@ -102,7 +142,7 @@ pub fn deidentify(
         let unchanged = new
             .as_ref()
             .is_some_and(|new| compare::same_element(new, element));
-        if ADDED.contains(&element.tag()) {
+        if !unchanged || ADDED.contains(&element.tag()) {
             originals.push(element.clone());
         }
         if let Some(new) = new {

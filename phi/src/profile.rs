@@ -26,9 +26,11 @@
 //! the option was switched on to retain that information.
 //!
 //! Cleaning free text so that it keeps its meaning but loses identifying content cannot
-//! be done reliably by a machine, so the engine cleans conservatively: a sequence is
-//! kept and the profile is applied to its items, any other value gets the row's
-//! resolved basic action ([`basic_action`]): removed, emptied or replaced by a dummy.
+//! be done reliably by a machine, so the engine cleans conservatively: a value that is
+//! not a sequence gets the row's resolved basic action ([`basic_action`]: removed,
+//! emptied or replaced by a dummy, never kept), a sequence is treated like a `D`
+//! sequence (items kept, the profile applied to them, unlisted free text and person
+//! names inside replaced; see [`deid`](crate::deid)).
 //!
 //! Only the four option columns this product supports are transcribed; rows are all
 //! there. Private attributes (odd groups) are a row of their own: remove.

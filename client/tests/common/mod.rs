@@ -323,7 +323,11 @@ pub fn client_toml_with_forwarder(config: &ClientConfig) -> String {
     let f = &config.forwarder;
     let wanted = format!(
         "[forwarder]\nassociations = {}\nbackoff_initial_secs = {}\nbackoff_max_secs = {}\npoll_interval_ms = {}\nmax_attempts = {}\n",
-        f.associations, f.backoff_initial_secs, f.backoff_max_secs, f.poll_interval_ms, f.max_attempts
+        f.associations,
+        f.backoff_initial_secs,
+        f.backoff_max_secs,
+        f.poll_interval_ms,
+        f.max_attempts
     );
     let text = client_toml(config);
     assert!(

@@ -1,26 +1,5 @@
-//! Applying the profile to one element, recursively into sequence items.
-//!
-//! Rules, beyond the table's own actions:
-//!
-//! - Private attributes (odd groups, creators included) are removed at every depth.
-//! - Patient ID and Patient Name get keyed pseudonyms at every depth (an empty value
-//!   stays empty): the gateway indexes them.
-//! - UI values with action U, D or C get [`pseudonym::uid`] value by value (one
-//!   original UID always gets the same pseudonym); a U sequence (`X/Z/U*`) is kept and
-//!   the profile applied to its items.
-//! - Z: an empty value of the same VR; a sequence with no items.
-//! - D: a dummy of the VR with the original multiplicity (`ANONYMIZED` for text,
-//!   `19000101` / `000000` / `19000101000000` for DA / TM / DT, `000Y` for AS, `0` for
-//!   numbers, zero bytes for binary VRs). An empty value stays empty: it hides nothing.
-//! - D (and C) on a sequence keeps its items and applies the profile to them; inside,
-//!   at any depth, free text (LT, ST, UT) and person names (PN) the table does not
-//!   list are replaced with dummies too (the table lists no SR Text Value, for
-//!   instance), and items directly in the sequence that are codes (Person
-//!   Identification Code Sequence, Institution Code Sequence) get a dummy code value,
-//!   scheme and meaning.
-//! - C on anything else: the row's resolved basic action (see [`profile`]).
-//! - K, and attributes the table does not list: kept; sequences still have the profile
-//!   applied to their items.
+//! Applying the profile to one element, recursively into sequence items, with the
+//! rules listed in the [`deid`](super) module doc.
 
 use dicom_core::header::Header;
 use dicom_core::value::{C, DataSetSequence, PrimitiveValue, Value};
