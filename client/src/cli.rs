@@ -134,23 +134,26 @@ fn init(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn passphrase(confirm: bool) -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var("PACS_KEY_PASSPHRASE") {
-        return Ok(p);
-    }
-    if !std::io::stdin().is_terminal() {
+/// The passphrase, from PACS_KEY_PASSPHRASE, a prompt (asked twice when `new`), or one
+/// line of standard input. A new one must have at least 12 characters.
+fn passphrase(new: bool) -> anyhow::Result<String> {
+    let given = if let Ok(p) = std::env::var("PACS_KEY_PASSPHRASE") {
+        p
+    } else if !std::io::stdin().is_terminal() {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
-    }
-    let first = rpassword::prompt_password("passphrase: ")?;
-    if confirm && rpassword::prompt_password("again: ")? != first {
-        bail!("the two passphrases differ");
-    }
-    if confirm && first.chars().count() < 12 {
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        let first = rpassword::prompt_password("passphrase: ")?;
+        if new && rpassword::prompt_password("again: ")? != first {
+            bail!("the two passphrases differ");
+        }
+        first
+    };
+    if new && given.chars().count() < 12 {
         bail!("use a passphrase of at least 12 characters");
     }
-    Ok(first)
+    Ok(given)
 }
 
 fn key(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
@@ -336,6 +339,9 @@ async fn retry(config: &Config, all: bool, id: Option<i64>) -> anyhow::Result<()
     }
     let outbox = open_outbox(config).await?;
     let n = outbox.retry(id).await?;
+    if let (Some(id), 0) = (id, n) {
+        bail!("no dead letter with id {id}; `pacs-client status` lists them");
+    }
     println!("{n} dead letter(s) due again; `pacs-client serve` sends them");
     Ok(())
 }
@@ -346,9 +352,7 @@ async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {
         StudyCommand::Share { study_uid } => (study_uid, true),
         StudyCommand::Unshare { study_uid } => (study_uid, false),
     };
-    let valid =
-        !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    if !valid {
+    if !crate::edge::valid_uid(uid) {
         bail!("{uid:?} is not a Study Instance UID");
     }
     let moved = outbox.set_study_flag(uid, share).await?;

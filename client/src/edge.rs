@@ -132,7 +132,9 @@ fn fail(status: Status, what: &str) -> StoreOutcome {
     StoreOutcome::with(status, what)
 }
 
-fn valid_uid(uid: &str) -> bool {
+/// Whether `uid` is a valid DICOM UID (digits and dots, no empty component, no
+/// leading zero, at most 64 characters).
+pub fn valid_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 64
         && uid.split('.').all(|c| {

@@ -7,6 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use client::config::Config;
@@ -120,8 +121,9 @@ fn state_count(status: &Run, state: &str) -> Option<i64> {
     })
 }
 
-/// A number from the `send` summary line (`sent N ..., kept local N, failed N
-/// (dead letters), refused at import N`), by its label.
+/// A number from the `send` summary line (`sent N (N of them already at the
+/// gateway), kept local N, failed N (dead letters), refused at import N`), by the
+/// text before it (`"("` for the duplicates).
 fn summary(run: &Run, label: &str) -> usize {
     let line = run
         .stdout
@@ -158,7 +160,11 @@ async fn init(cwd: &Path, config_file: &Path) {
 /// Runs `pacs-client serve` until the gateway holds `n` instances, then stops it
 /// with SIGTERM as a service manager would; returns how many the gateway holds.
 async fn serve_until_stored(cwd: &Path, config_file: &Path, gw: &GatewaySide, n: usize) -> usize {
-    let log = cwd.join(format!("serve-{}.log", free_port()));
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let log = cwd.join(format!(
+        "serve-{}.log",
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
     let mut child = tokio::process::Command::new(BIN)
         .current_dir(cwd)
         .env_remove("PACS_CLIENT_CONFIG")
@@ -289,6 +295,10 @@ async fn key_export_import_moves_the_key_to_another_client() {
         !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
         "the key itself is never printed"
     );
+    assert!(
+        !run.stdout.contains(PASSPHRASE) && !run.stderr.contains(PASSPHRASE),
+        "nor the passphrase"
+    );
 
     // A second export does not overwrite the first.
     let again = pacs(
@@ -365,6 +375,11 @@ async fn key_export_import_moves_the_key_to_another_client() {
         wrong.show()
     );
     assert!(
+        !wrong.stderr.contains("not the passphrase at all"),
+        "the error does not echo the passphrase:\n{}",
+        wrong.show()
+    );
+    assert!(
         !third.key_file().exists(),
         "no key file is created from a failed import"
     );
@@ -410,6 +425,12 @@ async fn send_imports_a_folder_and_reports() {
     let run = pacs(cwd, Some(&file), &["send", cd.to_str().unwrap()], None).await;
     assert_eq!(run.code(), Some(1), "something failed:\n{}", run.show());
     assert_eq!(summary(&run, "sent"), 3, "{}", run.show());
+    assert_eq!(
+        summary(&run, "("),
+        0,
+        "nothing was there before:\n{}",
+        run.show()
+    );
     assert_eq!(summary(&run, "refused at import"), 1, "{}", run.show());
     assert_eq!(summary(&run, "failed"), 0, "{}", run.show());
     assert_eq!(summary(&run, "kept local"), 0, "{}", run.show());
@@ -434,6 +455,12 @@ async fn send_imports_a_folder_and_reports() {
     let again = pacs(cwd, Some(&file), &args, None).await;
     assert_eq!(again.code(), Some(0), "{}", again.show());
     assert_eq!(summary(&again, "sent"), 3, "{}", again.show());
+    assert_eq!(
+        summary(&again, "("),
+        3,
+        "the summary counts the duplicates:\n{}",
+        again.show()
+    );
     assert_eq!(summary(&again, "refused at import"), 0, "{}", again.show());
     assert_eq!(summary(&again, "failed"), 0, "{}", again.show());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -709,4 +736,54 @@ async fn help_everywhere() {
         std::fs::read_dir(dir.path()).unwrap().next().is_none(),
         "--help creates nothing"
     );
+}
+
+#[test]
+fn weak_inputs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("client.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nfacility = \"st-mary\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], passphrase: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pacs-client"));
+        cmd.arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        match passphrase {
+            Some(p) => cmd.env("PACS_KEY_PASSPHRASE", p),
+            None => cmd.env_remove("PACS_KEY_PASSPHRASE"),
+        };
+        cmd.output().unwrap()
+    };
+    assert!(run(&["init"], None).status.success());
+    let short = dir.path().join("short.key");
+    let out = run(
+        &["key", "export", "--out", short.to_str().unwrap()],
+        Some("abc"),
+    );
+    assert!(
+        !out.status.success(),
+        "a 3-character passphrase was accepted"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12"));
+    assert!(!short.exists());
+    for bad in ["1..2", ".", "1.2.", "1.02"] {
+        let out = run(&["study", "share", bad], None);
+        assert!(!out.status.success(), "study share {bad} was accepted");
+    }
+    let out = run(&["retry", "999"], None);
+    assert!(
+        !out.status.success(),
+        "retry of an unknown id reported success"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dead letter with id 999"));
 }
