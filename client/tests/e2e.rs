@@ -307,3 +307,75 @@ async fn retention_removes_delivered_copies_and_keeps_local_ones() {
     task.await.unwrap().unwrap();
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn modalities_can_store_over_tls_with_a_certificate() {
+    let gw = GatewaySide::prepare().await;
+    let running = gw.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = gateway::pki::Ca::create("Facility modality CA").unwrap();
+    let certs = dir.path().join("edge-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (edge_crt, edge_key) = ca
+        .issue_server(&["localhost".to_string()])
+        .unwrap()
+        .write(&certs, "edge")
+        .unwrap();
+    let (mod_crt, mod_key) = ca
+        .issue_client("CT_ROOM_1", None)
+        .unwrap()
+        .write(&certs, "modality")
+        .unwrap();
+    let ca_file = certs.join("ca.crt");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+
+    let edge = free_port();
+    let mut config = client_config(dir.path(), &gw, edge);
+    config.edge.tls_cert = Some(edge_crt);
+    config.edge.tls_key = Some(edge_key);
+    config.edge.tls_ca = Some(ca_file.clone());
+    let (_key, stop, task) = start_client(&config).await;
+    let file = write_instance(dir.path(), &patient(9), 9, 1, "CT");
+    let storescu = |tls: Vec<String>, file: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            Command::new("storescu")
+                .env("TCP_NODELAY", "1")
+                .args(tls)
+                .args([
+                    "-aet",
+                    common::MODALITY_AE,
+                    "-aec",
+                    "PACS_CLIENT",
+                    "localhost",
+                    &edge.to_string(),
+                ])
+                .arg(file)
+                .output()
+                .unwrap()
+        })
+    };
+    let show = |p: &std::path::Path| p.display().to_string();
+    let anonymous = vec!["+tla".into(), "+cf".into(), show(&ca_file)];
+    let refused = storescu(anonymous, file.clone()).await.unwrap();
+    assert!(
+        !refused.status.success(),
+        "a modality without a certificate was accepted over TLS"
+    );
+    let with_cert = vec![
+        "+tls".into(),
+        show(&mod_key),
+        show(&mod_crt),
+        "+cf".into(),
+        show(&ca_file),
+    ];
+    let out = storescu(with_cert, file).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(gw.wait_for(1, Duration::from_secs(30)).await, 1);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    running.stop().await;
+}
