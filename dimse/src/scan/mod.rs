@@ -50,6 +50,9 @@ const PIXEL_DATA: Tag = (0x7FE0, 0x0010);
 /// Float Pixel Data, Double Float Pixel Data and Pixel Data all set `has_pixel_data`.
 const PIXEL_TAGS: [Tag; 3] = [(0x7FE0, 0x0008), (0x7FE0, 0x0009), PIXEL_DATA];
 const ENCRYPTED_ATTRIBUTES: Tag = (0x0400, 0x0500);
+const ENCRYPTED_CONTENT: Tag = (0x0400, 0x0520);
+/// Largest Encrypted Content kept (a sealed identity is a few KiB).
+pub const ENCRYPTED_CONTENT_CAP: u32 = 256 * 1024;
 
 const SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005);
 const SOP_CLASS_UID: Tag = (0x0008, 0x0016);
@@ -181,6 +184,10 @@ pub struct Header {
     pub name_blind_index: Option<String>,
     /// Private creator found at (0013,0010), to check the above.
     product_block: bool,
+    /// Encrypted Content (0400,0520) of the first item of the top-level Encrypted
+    /// Attributes Sequence (the sealed identity), if at most
+    /// [`ENCRYPTED_CONTENT_CAP`] bytes.
+    pub encrypted_content: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Header {
@@ -299,6 +306,8 @@ struct Scanner<R> {
     offset: u64,
     deflated: bool,
     found: Found,
+    /// Inside the top-level Encrypted Attributes Sequence.
+    in_encrypted_attributes: bool,
 }
 
 impl<R: Read> Scanner<R> {
@@ -308,7 +317,33 @@ impl<R: Read> Scanner<R> {
             offset: 0,
             deflated,
             found: Found::default(),
+            in_encrypted_attributes: false,
         }
+    }
+
+    /// Items of a sequence, noting whether it is the top-level Encrypted Attributes.
+    fn sequence_of(
+        &mut self,
+        element: &Element,
+        syntax: Syntax,
+        end: Option<u64>,
+        depth: u32,
+    ) -> Result<usize, ScanError> {
+        let encrypted = depth == 0 && element.tag == ENCRYPTED_ATTRIBUTES;
+        self.in_encrypted_attributes |= encrypted;
+        let items = self.sequence(syntax, end, depth + 1);
+        if encrypted {
+            self.in_encrypted_attributes = false;
+        }
+        items
+    }
+
+    /// Keeps the first Encrypted Content (0400,0520) of the sealed identity.
+    fn read_encrypted_content(&mut self, element: &Element) -> Result<(), ScanError> {
+        let mut value = vec![0u8; element.len as usize];
+        self.read_exact(&mut value)?;
+        self.found.header.encrypted_content = Some(value);
+        Ok(())
     }
 
     fn walk(&mut self, syntax: Syntax) -> Result<(), ScanError> {
@@ -383,12 +418,20 @@ impl<R: Read> Scanner<R> {
         };
         if is_sequence {
             let end = self.offset + u64::from(element.len);
-            let items = self.sequence(syntax, Some(end), depth + 1)?;
+            let items = self.sequence_of(element, syntax, Some(end), depth)?;
             self.note_sequence(element.tag, depth, items);
             return Ok(());
         }
         if depth == 0 && WANTED.contains(&element.tag) {
             return self.read_wanted(element);
+        }
+        if depth == 1
+            && self.in_encrypted_attributes
+            && element.tag == ENCRYPTED_CONTENT
+            && element.len <= ENCRYPTED_CONTENT_CAP
+            && self.found.header.encrypted_content.is_none()
+        {
+            return self.read_encrypted_content(element);
         }
         if depth == 0 && element.tag == ENCRYPTED_ATTRIBUTES {
             // Opaque (explicit UN of defined length): any content is at least one item.
@@ -418,7 +461,7 @@ impl<R: Read> Scanner<R> {
                 return Err(malformed(element.start, reason));
             }
         };
-        let items = self.sequence(contents, None, depth + 1)?;
+        let items = self.sequence_of(element, contents, None, depth)?;
         self.note_sequence(element.tag, depth, items);
         Ok(())
     }

@@ -194,6 +194,7 @@ fn expected() -> Header {
         patient_identity_removed: true,
         has_encrypted_attributes: true,
         has_pixel_data: true,
+        encrypted_content: Some(vec![0xA5u8; 16]),
         ..Header::default()
     }
 }
@@ -595,4 +596,32 @@ proptest! {
         prop_assert_eq!(header.series_number, Some(series));
         prop_assert_eq!(header.number_of_frames, Some(frames));
     }
+}
+
+#[test]
+fn the_sealed_identity_bytes_are_kept() {
+    let mut item = short_element(0x0400, 0x0510, b"UI", b"1.2.840.10008.1.2.1\0");
+    item.extend(long_element(0x0400, 0x0520, b"OB", &[7u8; 40]));
+    let mut bytes = short_element(0x0008, 0x0060, b"CS", b"CT");
+    let mut seq_value = Vec::new();
+    seq_value.extend_from_slice(&0xFFFEu16.to_le_bytes());
+    seq_value.extend_from_slice(&0xE000u16.to_le_bytes());
+    seq_value.extend_from_slice(&(item.len() as u32).to_le_bytes());
+    seq_value.extend(item);
+    bytes.extend(long_element(0x0400, 0x0500, b"SQ", &seq_value));
+    let header = scan(bytes.as_slice(), Encoding::ExplicitLittle).unwrap();
+    assert_eq!(header.encrypted_content.as_deref(), Some(&[7u8; 40][..]));
+    assert!(header.has_encrypted_attributes);
+}
+
+/// Explicit VR LE element with a 4-byte length (OB, SQ, ...).
+fn long_element(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&element.to_le_bytes());
+    out.extend_from_slice(vr);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+    out
 }
