@@ -1,6 +1,7 @@
 //! Association negotiation as the acceptor: the typed view of an A-ASSOCIATE-RQ that
-//! policies decide on, the rejection reasons they may give, and the choice of
-//! presentation contexts. Pure functions over PDUs; no I/O.
+//! policies decide on, the rejection reasons they may give, the choice of
+//! presentation contexts and the answer to SCP/SCU Role Selection (PS3.7 D.3.3.4).
+//! Pure functions over PDUs; no I/O.
 
 use std::net::SocketAddr;
 
@@ -8,7 +9,7 @@ use dicom_ul::pdu::{
     AssociationAC, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderASCEReason,
     AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
     AssociationRJSource, AssociationRQ, PresentationContextResult, PresentationContextResultReason,
-    UserIdentity, UserVariableItem,
+    RequestorRoles, UserIdentity, UserVariableItem,
 };
 use rustls::pki_types::CertificateDer;
 
@@ -34,6 +35,62 @@ pub struct AcceptedContext {
     pub abstract_syntax: String,
     /// Transfer syntax the data sets on this context use.
     pub transfer_syntax: String,
+    /// The association requestor may send requests of this SOP class (the default
+    /// role; false only when Role Selection made the requestor SCP alone).
+    pub scu_role: bool,
+    /// The association acceptor may send requests of this SOP class to the requestor:
+    /// the C-STORE sub-operations of a C-GET (accepted through Role Selection).
+    pub scp_role: bool,
+}
+
+/// An SCP/SCU Role Selection sub-item (PS3.7 D.3.3.4), from the requestor's side:
+/// which roles the requestor proposes (or the acceptor accepted) for one SOP class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSelection {
+    /// The SOP class.
+    pub sop_class_uid: String,
+    /// The requestor acts as SCU (sends requests).
+    pub scu_role: bool,
+    /// The requestor acts as SCP (receives requests): what a C-GET requestor proposes
+    /// for the storage classes it wants back.
+    pub scp_role: bool,
+}
+
+impl RoleSelection {
+    /// The requestor as SCP only, as DCMTK's `getscu` proposes storage classes.
+    pub fn scp(sop_class_uid: impl Into<String>) -> Self {
+        RoleSelection {
+            sop_class_uid: sop_class_uid.into(),
+            scu_role: false,
+            scp_role: true,
+        }
+    }
+
+    /// The sub-item of an A-ASSOCIATE PDU.
+    pub fn to_item(&self) -> UserVariableItem {
+        UserVariableItem::ScuScpRoleSelectionSubItem(
+            self.sop_class_uid.clone(),
+            RequestorRoles {
+                scu: self.scu_role,
+                scp: self.scp_role,
+            },
+        )
+    }
+}
+
+/// The Role Selection sub-items of an A-ASSOCIATE-RQ or -AC.
+pub fn role_selections(user_variables: &[UserVariableItem]) -> Vec<RoleSelection> {
+    user_variables
+        .iter()
+        .filter_map(|v| match v {
+            UserVariableItem::ScuScpRoleSelectionSubItem(uid, roles) => Some(RoleSelection {
+                sop_class_uid: uid.trim_end_matches(['\0', ' ']).to_string(),
+                scu_role: roles.scu,
+                scp_role: roles.scp,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Who is on the other end of the transport.
@@ -131,6 +188,31 @@ pub trait Capabilities {
     fn supports_abstract_syntax(&self, uid: &str) -> bool;
     /// Whether data sets in this transfer syntax are accepted.
     fn supports_transfer_syntax(&self, uid: &str) -> bool;
+    /// Whether this acceptor sends C-STOREs back to a requestor (C-GET): if so, the
+    /// SCP role a requestor proposes for a supported storage class is accepted.
+    fn sends_storage(&self) -> bool {
+        false
+    }
+}
+
+/// The roles granted for `abstract_syntax`: the default (requestor SCU) without a
+/// Role Selection item; otherwise the requested SCU role, and the requested SCP role
+/// for storage classes when the acceptor sends storage.
+fn granted_roles(
+    caps: &impl Capabilities,
+    requested: &[RoleSelection],
+    abstract_syntax: &str,
+) -> (bool, bool) {
+    match requested
+        .iter()
+        .find(|r| r.sop_class_uid == abstract_syntax)
+    {
+        None => (true, false),
+        Some(r) => (
+            r.scu_role,
+            r.scp_role && caps.sends_storage() && crate::sop::is_storage_sop_class(abstract_syntax),
+        ),
+    }
 }
 
 /// Picks the transfer syntax for one proposed context: Explicit VR Little Endian when
@@ -151,29 +233,37 @@ fn choose_transfer_syntax<'a>(
         })
 }
 
-/// Negotiates the presentation contexts of `rq`, returning the A-ASSOCIATE-AC to send
-/// and the contexts accepted.
+/// Negotiates the presentation contexts and roles of `rq`, returning the
+/// A-ASSOCIATE-AC to send and the contexts accepted. A context whose SOP class would
+/// be left with neither role (the requestor asked to be SCP only and that was
+/// refused) is rejected, as it could carry nothing.
 pub fn negotiate(
     rq: &AssociationRQ,
     caps: &impl Capabilities,
     max_pdu: u32,
 ) -> (AssociationAC, Vec<AcceptedContext>) {
+    let requested = role_selections(&rq.user_variables);
     let mut results = Vec::with_capacity(rq.presentation_contexts.len());
-    let mut accepted = Vec::new();
+    let mut accepted: Vec<AcceptedContext> = Vec::new();
     for pc in &rq.presentation_contexts {
         let abstract_syntax = pc.abstract_syntax.trim_end_matches(['\0', ' ']);
         let first = pc.transfer_syntaxes.first().cloned().unwrap_or_default();
+        let (scu_role, scp_role) = granted_roles(caps, &requested, abstract_syntax);
         let (reason, ts) = if !caps.supports_abstract_syntax(abstract_syntax) {
             (
                 PresentationContextResultReason::AbstractSyntaxNotSupported,
                 first,
             )
+        } else if !scu_role && !scp_role {
+            (PresentationContextResultReason::UserRejection, first)
         } else if let Some(ts) = choose_transfer_syntax(caps, &pc.transfer_syntaxes) {
             let ts = ts.trim_end_matches(['\0', ' ']).to_string();
             accepted.push(AcceptedContext {
                 id: pc.id,
                 abstract_syntax: abstract_syntax.to_string(),
                 transfer_syntax: ts.clone(),
+                scu_role,
+                scp_role,
             });
             (PresentationContextResultReason::Acceptance, ts)
         } else {
@@ -188,17 +278,32 @@ pub fn negotiate(
             transfer_syntax: ts,
         });
     }
+    let mut user_variables = vec![
+        UserVariableItem::MaxLength(max_pdu),
+        UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
+        UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION.to_string()),
+    ];
+    // Answer each Role Selection item whose class was accepted.
+    for role in &requested {
+        if let Some(c) = accepted
+            .iter()
+            .find(|c| c.abstract_syntax == role.sop_class_uid)
+        {
+            let answer = RoleSelection {
+                sop_class_uid: role.sop_class_uid.clone(),
+                scu_role: c.scu_role,
+                scp_role: c.scp_role,
+            };
+            user_variables.push(answer.to_item());
+        }
+    }
     let ac = AssociationAC {
         protocol_version: 1,
         calling_ae_title: rq.calling_ae_title.clone(),
         called_ae_title: rq.called_ae_title.clone(),
         application_context_name: APPLICATION_CONTEXT.to_string(),
         presentation_contexts: results,
-        user_variables: vec![
-            UserVariableItem::MaxLength(max_pdu),
-            UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
-            UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION.to_string()),
-        ],
+        user_variables,
     };
     (ac, accepted)
 }
@@ -291,6 +396,75 @@ mod tests {
                 PresentationContextResultReason::TransferSyntaxesNotSupported,
             ]
         );
+    }
+
+    /// [`Caps`] that also sends storage (a C-GET acceptor).
+    struct Sender;
+    impl Capabilities for Sender {
+        fn supports_abstract_syntax(&self, uid: &str) -> bool {
+            Caps.supports_abstract_syntax(uid)
+        }
+        fn supports_transfer_syntax(&self, uid: &str) -> bool {
+            Caps.supports_transfer_syntax(uid)
+        }
+        fn sends_storage(&self) -> bool {
+            true
+        }
+    }
+
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+
+    fn with_roles(roles: &[RoleSelection]) -> AssociationRQ {
+        let mut request = rq(vec![
+            (1, VERIFICATION, vec![IMPLICIT_VR_LE]),
+            (3, CT, vec![EXPLICIT_VR_LE]),
+        ]);
+        request
+            .user_variables
+            .extend(roles.iter().map(RoleSelection::to_item));
+        request
+    }
+
+    #[test]
+    fn the_scp_role_for_a_storage_class_is_granted_to_a_sender_only() {
+        let request = with_roles(&[RoleSelection::scp(CT)]);
+        let (ac, accepted) = negotiate(&request, &Sender, 65536);
+        let ct = accepted.iter().find(|c| c.id == 3).expect("CT accepted");
+        assert_eq!((ct.scu_role, ct.scp_role), (false, true));
+        let verification = accepted.iter().find(|c| c.id == 1).unwrap();
+        assert_eq!(
+            (verification.scu_role, verification.scp_role),
+            (true, false)
+        );
+        assert_eq!(
+            role_selections(&ac.user_variables),
+            [RoleSelection::scp(CT)]
+        );
+
+        // Without the capability the context could carry nothing: rejected, unanswered.
+        let (ac, accepted) = negotiate(&request, &Caps, 65536);
+        assert!(accepted.iter().all(|c| c.id != 3));
+        assert_eq!(
+            ac.presentation_contexts[1].reason,
+            PresentationContextResultReason::UserRejection
+        );
+        assert!(role_selections(&ac.user_variables).is_empty());
+    }
+
+    #[test]
+    fn both_roles_proposed_keep_scu_and_never_grant_scp_for_non_storage() {
+        let both = |uid: &str| RoleSelection {
+            sop_class_uid: uid.into(),
+            scu_role: true,
+            scp_role: true,
+        };
+        let request = with_roles(&[both(CT), both(VERIFICATION)]);
+        let (ac, accepted) = negotiate(&request, &Sender, 65536);
+        let roles: Vec<_> = accepted.iter().map(|c| (c.scu_role, c.scp_role)).collect();
+        assert_eq!(roles, [(true, false), (true, true)]);
+        let answered = role_selections(&ac.user_variables);
+        assert_eq!(answered.len(), 2);
+        assert!(answered.contains(&both(CT)));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! association negotiation ([`assoc`]), the acceptor over TCP or DICOM TLS with its
 //! timeouts, limits and graceful shutdown ([`server`]), streaming receive of data sets
 //! into any async sink ([`scp`]), the streaming structural check of a received data set
-//! ([`scan`]), and the requestor side ([`scu`]). It does no policy:
-//! who may associate ([`server::Policy`]) and what happens to a received instance
+//! ([`scan`]), query/retrieve streaming with cancel and sub-operations ([`qr`], on both
+//! sides), and the requestor side ([`scu`]). It does no policy: who may associate
+//! ([`server::Policy`]), what happens to a received instance and what a query matches
 //! ([`scp::Service`]) are decided by the caller's implementations. No SQL, HTTP or
 //! configuration here.
 
@@ -14,6 +15,7 @@ pub mod command;
 pub mod error;
 pub mod part10;
 pub mod pdu_io;
+pub mod qr;
 pub mod scan;
 pub mod scp;
 pub mod scu;

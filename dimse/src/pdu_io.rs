@@ -3,7 +3,9 @@
 //! Reads whole PDUs with `dicom_ul::read_pdu` from a bounded buffer (never larger than
 //! the negotiated maximum PDU plus its header), and writes P-DATA-TF PDUs directly from
 //! borrowed slices so that sending a data set copies nothing into an intermediate PDU.
-//! Every read has a timeout. No DIMSE semantics here.
+//! Every read and every PDV write has a timeout (except [`PduConn::read_pdu_untimed`],
+//! for a peer that is legitimately waiting on us). No DIMSE semantics here beyond
+//! splitting a data set into PDVs ([`PduConn::send_data_set`]).
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -83,6 +85,13 @@ impl PduConn {
         }
     }
 
+    /// Reads the next PDU without a time limit: for a peer that is waiting for our
+    /// responses (a long C-FIND, say) and may rightly send nothing for a while.
+    /// Cancel-safe: dropping the future loses no bytes.
+    pub async fn read_pdu_untimed(&mut self) -> Result<Pdu, DimseError> {
+        self.read_pdu_inner().await
+    }
+
     async fn read_pdu_inner(&mut self) -> Result<Pdu, DimseError> {
         loop {
             if self.read_buf.len() >= PDU_HEADER_SIZE as usize {
@@ -132,7 +141,8 @@ impl PduConn {
         Ok(())
     }
 
-    /// Sends one P-DATA-TF PDU carrying one PDV with `data`.
+    /// Sends one P-DATA-TF PDU carrying one PDV with `data`; a peer that does not take
+    /// it within the read timeout is treated as gone.
     pub async fn write_pdv(
         &mut self,
         context_id: u8,
@@ -152,9 +162,54 @@ impl PduConn {
         header[6..10].copy_from_slice(&item_len.to_be_bytes());
         header[10] = context_id;
         header[11] = control;
-        self.stream.write_all(&header).await?;
-        self.stream.write_all(data).await?;
-        Ok(())
+        let timeout = self.read_timeout;
+        let write = async {
+            self.stream.write_all(&header).await?;
+            self.stream.write_all(data).await
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(DimseError::Timeout(timeout)),
+        }
+    }
+
+    /// Sends a command set in one PDV and flushes.
+    pub async fn send_command(&mut self, context_id: u8, command: &[u8]) -> Result<(), DimseError> {
+        self.write_pdv(context_id, true, true, command).await?;
+        self.flush().await
+    }
+
+    /// Streams a data set from `data` in PDVs that fit `peer_max_pdu`, then flushes.
+    /// The last PDV is known only when the reader reports end of data, so one chunk is
+    /// held back; an empty reader gives one empty last PDV.
+    pub async fn send_data_set(
+        &mut self,
+        context_id: u8,
+        peer_max_pdu: u32,
+        data: &mut (impl AsyncRead + Unpin + ?Sized),
+    ) -> Result<(), DimseError> {
+        let chunk = (peer_max_pdu as usize)
+            .saturating_sub(PDV_HEADER_LEN)
+            .clamp(1024, 1024 * 1024);
+        let mut current = vec![0u8; chunk];
+        let mut filled = fill(data, &mut current).await?;
+        let mut next = vec![0u8; chunk];
+        loop {
+            let next_filled = if filled == chunk {
+                fill(data, &mut next).await?
+            } else {
+                0
+            };
+            let last = next_filled == 0;
+            self.write_pdv(context_id, false, last, &current[..filled])
+                .await?;
+            if last {
+                break;
+            }
+            std::mem::swap(&mut current, &mut next);
+            filled = next_filled;
+        }
+        self.flush().await
     }
 
     /// Flushes buffered writes (TLS records).
@@ -185,4 +240,20 @@ impl PduConn {
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+async fn fill(
+    reader: &mut (impl AsyncRead + Unpin + ?Sized),
+    buf: &mut [u8],
+) -> Result<usize, DimseError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
 }

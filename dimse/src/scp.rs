@@ -1,116 +1,41 @@
 //! The service side of an established association: reassembles command sets, streams
 //! data sets into a [`DataSink`] PDV by PDV (memory per association is bounded by the
 //! maximum PDU, whatever the instance size), dispatches typed messages to a
-//! [`Service`] and sends its responses.
+//! [`Service`] and sends its responses. Query/retrieve requests (C-FIND, C-GET,
+//! C-MOVE) stream the service's results back while still reading the peer, so that a
+//! C-CANCEL stops them (see the child modules `find` and `retrieve`).
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValue, PDataValueType};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::assoc::{AcceptedContext, Capabilities, Peer};
-use crate::command::{
-    CEchoRsp, CFindRsp, CGetRsp, CMoveRsp, CStoreRq, CStoreRsp, Message, SubOperations,
-};
+use crate::command::{CEchoRsp, CStoreRq, CStoreRsp, Message};
 use crate::error::DimseError;
 use crate::pdu_io::PduConn;
+use crate::qr::{MAX_IDENTIFIER_LEN, RetrieveRequest};
 use crate::status::Status;
+
+mod destination;
+mod find;
+mod query;
+mod retrieve;
+mod service;
+
+use query::QrRequest;
+pub use service::{AssociationInfo, DataSink, Service, StoreOutcome};
 
 /// Largest command set accepted (they are a few hundred bytes in practice).
 const MAX_COMMAND_LEN: usize = 64 * 1024;
 
-/// What the service knows about the association a message arrived on.
-#[derive(Debug)]
-pub struct AssociationInfo {
-    /// Calling AE title.
-    pub calling_ae: String,
-    /// Called AE title.
-    pub called_ae: String,
-    /// The transport peer (address, verified certificate).
-    pub peer: Peer,
-    /// Accepted presentation contexts.
-    pub contexts: Vec<AcceptedContext>,
-    /// Largest PDU the peer accepts.
-    pub peer_max_pdu: u32,
-    pub(crate) read_timeout: Duration,
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
-}
-
-impl AssociationInfo {
-    /// The accepted context with this id.
-    pub fn context(&self, id: u8) -> Option<&AcceptedContext> {
-        self.contexts.iter().find(|c| c.id == id)
-    }
-}
-
-/// The result of a C-STORE as reported to the requestor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreOutcome {
-    /// DIMSE status.
-    pub status: Status,
-    /// Error Comment (0000,0902), for failures; at most 64 characters are sent.
-    pub comment: Option<String>,
-}
-
-impl StoreOutcome {
-    /// A plain success.
-    pub fn success() -> Self {
-        StoreOutcome {
-            status: Status::Success,
-            comment: None,
-        }
-    }
-
-    /// A status with an explanatory comment.
-    pub fn with(status: Status, comment: impl Into<String>) -> Self {
-        StoreOutcome {
-            status,
-            comment: Some(comment.into()),
-        }
-    }
-}
-
-/// Where a received data set goes, fragment by fragment.
-pub trait DataSink: Send {
-    /// Takes the next fragment of the data set.
-    fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreOutcome>> + Send;
-    /// The whole data set arrived: make it durable (or refuse it) and say how it went.
-    fn finish(self) -> impl Future<Output = StoreOutcome> + Send;
-    /// The transfer failed or was abandoned: remove every trace of it.
-    fn discard(self) -> impl Future<Output = ()> + Send;
-}
-
-/// Handles the DIMSE messages of an association. `Session` is what the [`Policy`]
-/// admitted the association as.
-///
-/// [`Policy`]: crate::server::Policy
-pub trait Service<Session>: Capabilities + Send + Sync + 'static {
-    /// Sink for C-STORE data sets.
-    type Sink: DataSink;
-
-    /// Answers a C-ECHO.
-    fn echo(
-        &self,
-        _session: &Session,
-        _association: &AssociationInfo,
-    ) -> impl Future<Output = Status> + Send {
-        async { Status::Success }
-    }
-
-    /// Starts receiving a C-STORE data set on `context`; an `Err` refuses it (the data
-    /// set is then read and dropped, and the outcome sent as the response).
-    fn begin_store(
-        &self,
-        session: &Session,
-        association: &AssociationInfo,
-        request: &CStoreRq,
-        context: &AcceptedContext,
-    ) -> impl Future<Output = Result<Self::Sink, StoreOutcome>> + Send;
+/// What the message handlers of one association share.
+struct Assoc<'a, T, S> {
+    info: &'a AssociationInfo,
+    session: &'a T,
+    service: &'a S,
+    stop: &'a CancellationToken,
 }
 
 enum State<K> {
@@ -125,6 +50,15 @@ enum State<K> {
     },
     /// Reading and dropping a data set that will be answered with `reply`.
     Drain { reply: Message, context: u8 },
+    /// Collecting the identifier of a C-FIND, C-GET or C-MOVE (dropped past the bound).
+    Identifier {
+        request: QrRequest,
+        buf: Vec<u8>,
+        overflow: bool,
+        context: u8,
+    },
+    /// The association ended while a query or retrieval ran.
+    Ended,
 }
 
 impl<K: DataSink> State<K> {
@@ -132,6 +66,15 @@ impl<K: DataSink> State<K> {
         State::Command {
             buf: Vec::new(),
             context: 0,
+        }
+    }
+
+    fn identifier(request: QrRequest, context: u8) -> Self {
+        State::Identifier {
+            request,
+            buf: Vec::new(),
+            overflow: false,
+            context,
         }
     }
 
@@ -157,6 +100,12 @@ pub(crate) async fn run<T, S>(
     S: Service<T>,
 {
     conn.set_read_timeout(info.read_timeout);
+    let assoc = Assoc {
+        info: &info,
+        session: &session,
+        service: &*service,
+        stop: &stop,
+    };
     let mut state = State::<S::Sink>::idle();
     loop {
         let pdu = tokio::select! {
@@ -171,7 +120,8 @@ pub(crate) async fn run<T, S>(
         match pdu {
             Ok(Pdu::PData { data }) => {
                 for pdv in data {
-                    match on_pdv(&mut conn, &info, &session, &*service, state, pdv).await {
+                    match on_pdv(&mut conn, &assoc, state, pdv).await {
+                        Ok(State::Ended) => return,
                         Ok(next) => state = next,
                         Err(e) => {
                             warn!(error = %e, "protocol error; aborting association");
@@ -231,9 +181,7 @@ fn is_idle<K>(state: &State<K>) -> bool {
 
 async fn on_pdv<T, S>(
     conn: &mut PduConn,
-    info: &AssociationInfo,
-    session: &T,
-    service: &S,
+    assoc: &Assoc<'_, T, S>,
     state: State<S::Sink>,
     pdv: PDataValue,
 ) -> Result<State<S::Sink>, DimseError>
@@ -241,6 +189,7 @@ where
     T: Send + Sync,
     S: Service<T>,
 {
+    let info = assoc.info;
     let id = pdv.presentation_context_id;
     if info.context(id).is_none() {
         state.discard().await;
@@ -263,7 +212,7 @@ where
                 return Ok(State::Command { buf, context: id });
             }
             let message = Message::decode(&buf)?;
-            on_command(conn, info, session, service, message, id).await
+            on_command(conn, assoc, message, id).await
         }
         (
             State::Store {
@@ -298,6 +247,32 @@ where
             send(conn, id, &store_response(&request, outcome)).await?;
             Ok(State::idle())
         }
+        (
+            State::Identifier {
+                request,
+                mut buf,
+                mut overflow,
+                context,
+            },
+            PDataValueType::Data,
+        ) if context == id => {
+            if !overflow && buf.len() + pdv.data.len() > MAX_IDENTIFIER_LEN {
+                overflow = true;
+                buf = Vec::new();
+            } else if !overflow {
+                buf.extend_from_slice(&pdv.data);
+            }
+            if !pdv.is_last {
+                return Ok(State::Identifier {
+                    request,
+                    buf,
+                    overflow,
+                    context,
+                });
+            }
+            let identifier = (!overflow).then_some(buf);
+            query::dispatch(conn, assoc, request, id, identifier).await
+        }
         (State::Drain { reply, context }, PDataValueType::Data) if context == id => {
             if pdv.is_last {
                 send(conn, id, &reply).await?;
@@ -316,9 +291,7 @@ where
 
 async fn on_command<T, S>(
     conn: &mut PduConn,
-    info: &AssociationInfo,
-    session: &T,
-    service: &S,
+    assoc: &Assoc<'_, T, S>,
     message: Message,
     id: u8,
 ) -> Result<State<S::Sink>, DimseError>
@@ -326,6 +299,7 @@ where
     T: Send + Sync,
     S: Service<T>,
 {
+    let (info, session, service) = (assoc.info, assoc.session, assoc.service);
     let Some(context) = info.context(id) else {
         return Err(DimseError::Unexpected(format!(
             "unknown presentation context {id}"
@@ -365,26 +339,29 @@ where
             }
         }
         Message::CCancelRq(_) => Ok(State::idle()),
-        other => {
-            let Some(reply) = unsupported_reply(&other) else {
-                return Err(DimseError::Unexpected(
-                    "a response sent to the acceptor".into(),
-                ));
-            };
-            if other.has_data_set() {
-                Ok(State::Drain { reply, context: id })
-            } else {
-                send(conn, id, &reply).await?;
-                Ok(State::idle())
-            }
-        }
+        Message::CFindRq(rq) => Ok(State::identifier(QrRequest::Find(rq), id)),
+        Message::CGetRq(rq) => Ok(State::identifier(
+            QrRequest::Retrieve(RetrieveRequest::Get(rq)),
+            id,
+        )),
+        Message::CMoveRq(rq) => Ok(State::identifier(
+            QrRequest::Retrieve(RetrieveRequest::Move(rq)),
+            id,
+        )),
+        other => Err(DimseError::Unexpected(format!(
+            "{} sent to the acceptor",
+            other.name()
+        ))),
     }
 }
 
+/// An Error Comment as sent: ASCII, at most 64 characters.
+pub(crate) fn comment_text(comment: Option<String>) -> Option<String> {
+    comment.map(|c| c.chars().filter(char::is_ascii).take(64).collect())
+}
+
 fn store_response(rq: &CStoreRq, outcome: StoreOutcome) -> Message {
-    let comment = outcome
-        .comment
-        .map(|c| c.chars().filter(char::is_ascii).take(64).collect());
+    let comment = comment_text(outcome.comment);
     CStoreRsp {
         message_id_being_responded_to: rq.message_id,
         affected_sop_class_uid: rq.affected_sop_class_uid.clone(),
@@ -395,43 +372,6 @@ fn store_response(rq: &CStoreRq, outcome: StoreOutcome) -> Message {
     .into()
 }
 
-/// The refusal for a request this service does not implement.
-fn unsupported_reply(message: &Message) -> Option<Message> {
-    let status = Status::UnrecognizedOperation;
-    let reply: Message = match message {
-        Message::CFindRq(rq) => CFindRsp {
-            message_id_being_responded_to: rq.message_id,
-            affected_sop_class_uid: rq.affected_sop_class_uid.clone(),
-            status,
-            has_identifier: false,
-            error_comment: None,
-        }
-        .into(),
-        Message::CGetRq(rq) => CGetRsp {
-            message_id_being_responded_to: rq.message_id,
-            affected_sop_class_uid: rq.affected_sop_class_uid.clone(),
-            status,
-            sub_operations: SubOperations::default(),
-            has_identifier: false,
-            error_comment: None,
-        }
-        .into(),
-        Message::CMoveRq(rq) => CMoveRsp {
-            message_id_being_responded_to: rq.message_id,
-            affected_sop_class_uid: rq.affected_sop_class_uid.clone(),
-            status,
-            sub_operations: SubOperations::default(),
-            has_identifier: false,
-            error_comment: None,
-        }
-        .into(),
-        _ => return None,
-    };
-    Some(reply)
-}
-
 async fn send(conn: &mut PduConn, context: u8, message: &Message) -> Result<(), DimseError> {
-    let bytes = message.encode();
-    conn.write_pdv(context, true, true, &bytes).await?;
-    conn.flush().await
+    conn.send_command(context, &message.encode()).await
 }

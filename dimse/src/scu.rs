@@ -1,29 +1,40 @@
 //! The requestor (SCU) side: connect over TCP or DICOM TLS (optionally with a client
-//! certificate and a user identity), negotiate presentation contexts, and send
-//! C-ECHO and C-STORE, streaming each data set in PDVs sized to the peer's maximum PDU.
+//! certificate, a user identity and SCP/SCU role selection), negotiate presentation
+//! contexts, and send C-ECHO and C-STORE, streaming each data set in PDVs sized to
+//! the peer's maximum PDU. Query/retrieve (C-FIND, C-GET with its incoming C-STORE
+//! sub-operations, C-MOVE) lives in the child module `qr`; reading messages in
+//! `receive`.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{
-    AssociationRQ, PresentationContextProposed, PresentationContextResultReason, UserIdentity,
-    UserIdentityType, UserVariableItem,
+    AssociationRQ, PDataValue, PresentationContextProposed, PresentationContextResultReason,
+    UserIdentity, UserIdentityType, UserVariableItem,
 };
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpStream;
 
 use crate::assoc::{
-    APPLICATION_CONTEXT, AcceptedContext, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION,
-    VERIFICATION,
+    APPLICATION_CONTEXT, AcceptedContext, EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION, IMPLICIT_VR_LE, RoleSelection, VERIFICATION, role_selections,
 };
 use crate::command::{CEchoRq, CStoreRq, CStoreRsp, Message, Priority};
 use crate::error::DimseError;
 use crate::part10::{FileMeta, parse_meta};
-use crate::pdu_io::{PDV_HEADER_LEN, PduConn};
+use crate::pdu_io::PduConn;
 use crate::status::Status;
+
+mod qr;
+mod receive;
+
+pub use qr::{
+    FindOutcome, MemorySink, MemoryStore, ReceivedInstance, RetrieveOutcome, StoreHandler,
+};
 
 /// TLS settings of a requestor.
 #[derive(Debug, Clone)]
@@ -76,6 +87,9 @@ pub struct ScuOptions {
     pub tls: Option<ClientTls>,
     /// User identity negotiation.
     pub credentials: Option<Credentials>,
+    /// SCP/SCU Role Selection items to propose: [`RoleSelection::scp`] for each storage
+    /// class a C-GET should bring back.
+    pub roles: Vec<RoleSelection>,
 }
 
 impl ScuOptions {
@@ -89,6 +103,7 @@ impl ScuOptions {
             read_timeout: Duration::from_secs(120),
             tls: None,
             credentials: None,
+            roles: Vec::new(),
         }
     }
 }
@@ -107,7 +122,16 @@ impl Proposal {
     pub fn verification() -> Self {
         Proposal {
             abstract_syntax: VERIFICATION.to_string(),
-            transfer_syntaxes: vec![crate::assoc::IMPLICIT_VR_LE.to_string()],
+            transfer_syntaxes: vec![IMPLICIT_VR_LE.to_string()],
+        }
+    }
+
+    /// A query/retrieve information model (or any request without bulk data), in
+    /// Explicit then Implicit VR Little Endian.
+    pub fn query(sop_class: impl Into<String>) -> Self {
+        Proposal {
+            abstract_syntax: sop_class.into(),
+            transfer_syntaxes: vec![EXPLICIT_VR_LE.to_string(), IMPLICIT_VR_LE.to_string()],
         }
     }
 
@@ -156,6 +180,8 @@ pub struct ScuAssociation {
     contexts: Vec<AcceptedContext>,
     peer_max_pdu: u32,
     next_message_id: u16,
+    /// PDVs of a P-DATA-TF PDU not consumed yet.
+    pending: VecDeque<PDataValue>,
 }
 
 impl ScuAssociation {
@@ -214,16 +240,21 @@ impl ScuAssociation {
                 ));
             }
         };
+        let granted = role_selections(&ac.user_variables);
         let contexts = ac
             .presentation_contexts
             .iter()
             .filter(|r| r.reason == PresentationContextResultReason::Acceptance)
             .filter_map(|r| {
                 let index = usize::from(r.id / 2);
-                proposals.get(index).map(|p| AcceptedContext {
+                let p = proposals.get(index)?;
+                let (scu_role, scp_role) = roles_of(&options.roles, &granted, &p.abstract_syntax);
+                Some(AcceptedContext {
                     id: r.id,
                     abstract_syntax: p.abstract_syntax.clone(),
                     transfer_syntax: r.transfer_syntax.trim_end_matches(['\0', ' ']).to_string(),
+                    scu_role,
+                    scp_role,
                 })
             })
             .collect();
@@ -233,6 +264,7 @@ impl ScuAssociation {
             contexts,
             peer_max_pdu,
             next_message_id: 1,
+            pending: VecDeque::new(),
         })
     }
 
@@ -241,11 +273,17 @@ impl ScuAssociation {
         &self.contexts
     }
 
-    /// The accepted context for this SOP class and transfer syntax.
+    /// The accepted context for this SOP class and transfer syntax on which we may
+    /// send requests (SCU role).
     pub fn context_for(&self, sop_class: &str, transfer_syntax: &str) -> Option<&AcceptedContext> {
-        self.contexts
-            .iter()
-            .find(|c| c.abstract_syntax == sop_class && c.transfer_syntax == transfer_syntax)
+        self.contexts.iter().find(|c| {
+            c.abstract_syntax == sop_class && c.transfer_syntax == transfer_syntax && c.scu_role
+        })
+    }
+
+    /// The largest PDU the acceptor takes.
+    pub fn peer_max_pdu(&self) -> u32 {
+        self.peer_max_pdu
     }
 
     fn message_id(&mut self) -> u16 {
@@ -304,7 +342,21 @@ impl ScuAssociation {
         sop_class: &str,
         sop_instance: &str,
         transfer_syntax: &str,
+        data: impl AsyncRead + Unpin,
+    ) -> Result<CStoreRsp, DimseError> {
+        self.store_for(sop_class, sop_instance, transfer_syntax, data, None)
+            .await
+    }
+
+    /// [`ScuAssociation::store`] as a C-MOVE sub-operation when `originator` (the
+    /// C-MOVE requestor's AE title and message id) is given.
+    pub(crate) async fn store_for(
+        &mut self,
+        sop_class: &str,
+        sop_instance: &str,
+        transfer_syntax: &str,
         mut data: impl AsyncRead + Unpin,
+        originator: Option<(&str, u16)>,
     ) -> Result<CStoreRsp, DimseError> {
         let context = self
             .context_for(sop_class, transfer_syntax)
@@ -315,8 +367,8 @@ impl ScuAssociation {
             affected_sop_class_uid: sop_class.to_string(),
             affected_sop_instance_uid: sop_instance.to_string(),
             priority: Priority::Medium,
-            move_originator_ae_title: None,
-            move_originator_message_id: None,
+            move_originator_ae_title: originator.map(|(ae, _)| ae.to_string()),
+            move_originator_message_id: originator.map(|(_, id)| id),
         };
         self.send_command(context, &rq.into()).await?;
         self.send_data(context, &mut data).await?;
@@ -330,67 +382,18 @@ impl ScuAssociation {
 
     /// Sends a command set in one PDV.
     pub async fn send_command(&mut self, context: u8, message: &Message) -> Result<(), DimseError> {
-        let bytes = message.encode();
-        self.conn.write_pdv(context, true, true, &bytes).await?;
-        self.conn.flush().await
+        self.conn.send_command(context, &message.encode()).await
     }
 
-    /// Streams a data set in PDVs that fit the peer's maximum PDU. The last PDV is
-    /// known only when the reader reports end of data, so one chunk is held back.
+    /// Streams a data set in PDVs that fit the peer's maximum PDU.
     pub async fn send_data(
         &mut self,
         context: u8,
         data: &mut (impl AsyncRead + Unpin),
     ) -> Result<(), DimseError> {
-        let chunk = (self.peer_max_pdu as usize)
-            .saturating_sub(PDV_HEADER_LEN)
-            .clamp(1024, 1024 * 1024);
-        let mut current = vec![0u8; chunk];
-        let mut filled = fill(data, &mut current).await?;
-        let mut next = vec![0u8; chunk];
-        loop {
-            let next_filled = if filled == chunk {
-                fill(data, &mut next).await?
-            } else {
-                0
-            };
-            let last = next_filled == 0;
-            self.conn
-                .write_pdv(context, false, last, &current[..filled])
-                .await?;
-            if last {
-                break;
-            }
-            std::mem::swap(&mut current, &mut next);
-            filled = next_filled;
-        }
-        self.conn.flush().await
-    }
-
-    /// Reads the next command set on `context` (responses carry no data set here).
-    pub async fn read_command(&mut self, context: u8) -> Result<Message, DimseError> {
-        let mut buf = Vec::new();
-        loop {
-            match self.conn.read_pdu().await? {
-                Pdu::PData { data } => {
-                    for pdv in data {
-                        if pdv.presentation_context_id != context {
-                            return Err(DimseError::Unexpected("PDV on another context".into()));
-                        }
-                        buf.extend_from_slice(&pdv.data);
-                        if pdv.is_last {
-                            return Ok(Message::decode(&buf)?);
-                        }
-                    }
-                }
-                Pdu::AbortRQ { .. } => return Err(DimseError::Aborted),
-                other => {
-                    return Err(DimseError::Unexpected(
-                        other.short_description().to_string(),
-                    ));
-                }
-            }
-        }
+        self.conn
+            .send_data_set(context, self.peer_max_pdu, data)
+            .await
     }
 
     /// Releases the association politely.
@@ -413,17 +416,21 @@ impl ScuAssociation {
     }
 }
 
-/// Reads until `buf` is full or the reader ends; returns the bytes read.
-async fn fill(reader: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> Result<usize, DimseError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = reader.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
+/// The roles of the SOP class as negotiated: the default ones (we are SCU) unless we
+/// proposed a Role Selection item; then what the acceptor answered, or the default
+/// when it did not answer (PS3.7 D.3.3.4).
+fn roles_of(
+    proposed: &[RoleSelection],
+    granted: &[RoleSelection],
+    sop_class: &str,
+) -> (bool, bool) {
+    if !proposed.iter().any(|r| r.sop_class_uid == sop_class) {
+        return (true, false);
     }
-    Ok(filled)
+    granted
+        .iter()
+        .find(|r| r.sop_class_uid == sop_class)
+        .map_or((true, false), |r| (r.scu_role, r.scp_role))
 }
 
 fn request(options: &ScuOptions, proposals: &[Proposal]) -> AssociationRQ {
@@ -432,6 +439,7 @@ fn request(options: &ScuOptions, proposals: &[Proposal]) -> AssociationRQ {
         UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.into()),
         UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION.into()),
     ];
+    user_variables.extend(options.roles.iter().map(RoleSelection::to_item));
     if let Some(credentials) = &options.credentials {
         let identity = match credentials {
             Credentials::UsernamePassword { username, password } => UserIdentity::new(

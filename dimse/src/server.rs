@@ -23,6 +23,11 @@ use crate::error::DimseError;
 use crate::pdu_io::PduConn;
 use crate::scp::{self, AssociationInfo, Service};
 
+/// The largest A-ASSOCIATE-RQ read, whatever the maximum PDU: a C-GET requestor
+/// proposing every storage class with role selection sends more than a small maximum
+/// PDU (DCMTK 3.6.7's `getscu`: 17,429 bytes).
+const MAX_ASSOCIATE_RQ: u32 = 64 * 1024;
+
 /// Decides whether an association request is admitted, and as whom.
 pub trait Policy: Send + Sync + 'static {
     /// What the service learns about an admitted association (a facility, a user).
@@ -174,6 +179,7 @@ where
     S: Service<P::Session>,
 {
     let opts = &shared.options;
+    let handshake_max = opts.max_pdu.max(MAX_ASSOCIATE_RQ);
     let (mut conn, peer) = match &opts.tls {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
@@ -187,11 +193,11 @@ where
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|c| c.clone().into_owned());
-            let conn = PduConn::new(Box::new(tls), opts.max_pdu, opts.handshake_timeout);
+            let conn = PduConn::new(Box::new(tls), handshake_max, opts.handshake_timeout);
             (conn, Peer { addr, certificate })
         }
         None => {
-            let conn = PduConn::new(Box::new(socket), opts.max_pdu, opts.handshake_timeout);
+            let conn = PduConn::new(Box::new(socket), handshake_max, opts.handshake_timeout);
             (
                 conn,
                 Peer {
@@ -216,6 +222,7 @@ where
             return Err(e);
         }
     };
+    conn.set_max_receive(opts.max_pdu);
     let calling_ae = rq.calling_ae_title.trim();
     let called_ae = rq.called_ae_title.trim();
     let refuse = |rj| Pdu::AssociationRJ(rj);

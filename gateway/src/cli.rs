@@ -1,4 +1,7 @@
-//! The `pacs-gateway` command line: `serve`, and the operator's `facility` commands.
+//! The `pacs-gateway` command line: `serve`, and the operator's `facility` and `user`
+//! commands.
+
+mod user;
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +11,8 @@ use clap::{Parser, Subcommand};
 use crate::app::{Application, TlsFiles, open_index};
 use crate::config::Config;
 use crate::domain::FacilityName;
+
+pub use user::{RoleArg, UserCommand};
 
 /// The central PACS gateway: stores and indexes de-identified images from enrolled
 /// facilities, received over DICOM TLS.
@@ -33,6 +38,10 @@ pub enum Command {
     /// Manage facilities (operator).
     #[command(subcommand)]
     Facility(FacilityCommand),
+    /// Manage users who query and retrieve (passwords are prompted for, or read from
+    /// stdin; never given on the command line).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 /// `facility ...`
@@ -86,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Facility(cmd) => facility(config, cmd).await,
+        Command::User(cmd) => user::run(config, cmd).await,
     }
 }
 

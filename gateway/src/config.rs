@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::AuthSettings;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,6 +25,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The ingest path.
     pub ingest: IngestConfig,
+    /// Password hashing and login lockout.
+    pub auth: AuthSettings,
 }
 
 impl Default for Config {
@@ -34,6 +38,7 @@ impl Default for Config {
             https: HttpsConfig::default(),
             tls: TlsConfig::default(),
             ingest: IngestConfig::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -198,6 +203,7 @@ impl Config {
                 "dicom.max_pdu must be between 4096 and 16777216".into(),
             ));
         }
+        self.auth.validate().map_err(ConfigError::Invalid)?;
         let tls = &self.tls;
         if tls.cert.is_some() != tls.key.is_some() || (tls.cert.is_some() && tls.ca_cert.is_none())
         {
@@ -236,6 +242,7 @@ mod tests {
         assert_eq!(parsed.dicom.plain_listen, defaults.dicom.plain_listen);
         assert_eq!(parsed.dicom.max_pdu, defaults.dicom.max_pdu);
         assert_eq!(parsed.ingest.duplicate_policy, DuplicatePolicy::Reject);
+        assert_eq!(parsed.auth, defaults.auth);
     }
 
     #[test]
@@ -245,5 +252,8 @@ mod tests {
         assert!(cfg.validate().is_err());
         let cfg: Config = toml::from_str("[tls]\ncert = \"a.pem\"").unwrap();
         assert!(cfg.validate().is_err());
+        assert!(toml::from_str::<Config>("[auth]\nargon2_m = 1").is_err());
+        let cfg: Config = toml::from_str("[auth]\nargon2_m_kib = 4096").unwrap();
+        assert!(cfg.validate().is_err(), "below the OWASP minimum");
     }
 }

@@ -9,10 +9,11 @@
 //! Layers, top to bottom: [`cli`] and [`app`] (wiring and lifecycle) -> [`scp`] (the
 //! DIMSE service and admission policies) -> [`ingest`] (validation and the durable
 //! write path) -> [`db`] (index) and [`blobs`] (object store). [`pki`] issues and
-//! checks certificates; [`config`] reads the TOML file; [`domain`] holds the validated
-//! newtypes every layer shares.
+//! checks certificates; [`auth`] checks users' passwords; [`config`] reads the TOML
+//! file; [`domain`] holds the validated newtypes every layer shares.
 
 pub mod app;
+pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod config;
@@ -20,5 +21,6 @@ pub mod db;
 pub mod domain;
 pub mod ingest;
 pub mod pki;
+pub mod qr;
 pub mod scp;
 pub mod telemetry;

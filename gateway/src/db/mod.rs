@@ -11,6 +11,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub mod instances;
 pub mod read;
+pub mod users;
 pub mod writer;
 
 use crate::domain::{FacilityId, FacilityName};

@@ -452,3 +452,22 @@ pub fn dataset_sha256_streamed(path: &Path) -> String {
     }
     hex::encode(hasher.finalize())
 }
+
+impl Setup {
+    /// Enrolls another facility (accepting identified instances) whose senders come in
+    /// on the plain port as `ae`; call before [`TestGateway::start`].
+    pub async fn add_plain_facility(&mut self, name: &str, ae: &str) -> Facility {
+        let index = self.index().await;
+        let name = FacilityName::parse(name).expect("facility name");
+        let facility = index
+            .create_facility(&name, true)
+            .await
+            .expect("second facility");
+        index.close().await;
+        self.config
+            .dicom
+            .plain_ae
+            .insert(ae.into(), name.as_str().into());
+        facility
+    }
+}
