@@ -15,6 +15,10 @@ pub struct StudyFields {
     pub patient_name: Option<String>,
     /// Blind index of the original name (a few hex digits; collides on purpose).
     pub name_blind_index: Option<String>,
+    /// Sealed identity (Encrypted Content) of this instance.
+    pub sealed_identity: Option<Vec<u8>>,
+    /// The SOP Instance UID the sealed identity is bound to.
+    pub sealed_sop_instance_uid: Option<String>,
     /// Study Date, `YYYYMMDD`.
     pub study_date: Option<String>,
     /// Study Time.
@@ -184,12 +188,15 @@ async fn add_to_series_and_study(
     let s = &r.study;
     sqlx::query(
         "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
-         study_description, updated_at, patient_name, name_blind_index) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         study_description, updated_at, patient_name, name_blind_index, sealed_identity, sealed_sop_instance_uid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (facility_id, study_uid) DO UPDATE SET updated_at = excluded.updated_at, \
          patient_id = COALESCE(studies.patient_id, excluded.patient_id), \
          patient_name = COALESCE(studies.patient_name, excluded.patient_name), \
          name_blind_index = COALESCE(studies.name_blind_index, excluded.name_blind_index), \
+         sealed_sop_instance_uid = CASE WHEN studies.sealed_identity IS NULL \
+             THEN excluded.sealed_sop_instance_uid ELSE studies.sealed_sop_instance_uid END, \
+         sealed_identity = COALESCE(studies.sealed_identity, excluded.sealed_identity), \
          study_date = COALESCE(studies.study_date, excluded.study_date), \
          study_time = COALESCE(studies.study_time, excluded.study_time), \
          accession_number = COALESCE(studies.accession_number, excluded.accession_number), \
@@ -205,6 +212,8 @@ async fn add_to_series_and_study(
     .bind(r.received_at)
     .bind(&s.patient_name)
     .bind(&s.name_blind_index)
+    .bind(&s.sealed_identity)
+    .bind(&s.sealed_sop_instance_uid)
     .execute(&mut **tx)
     .await?;
     let new_series = sqlx::query(

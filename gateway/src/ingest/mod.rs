@@ -115,6 +115,10 @@ pub(crate) fn validate(
             "not de-identified: needs Patient Identity Removed=YES and a sealed identity",
         ));
     }
+    let sealed_for = header
+        .encrypted_content
+        .as_ref()
+        .map(|_| instance.to_string());
     Ok(InstanceRecord {
         facility: facility.id,
         sop_instance_uid: instance,
@@ -133,6 +137,8 @@ pub(crate) fn validate(
             patient_id: short(&header.patient_id),
             patient_name: short(&header.patient_name),
             name_blind_index: short(&header.name_blind_index),
+            sealed_sop_instance_uid: sealed_for,
+            sealed_identity: header.encrypted_content.clone(),
             study_date: valid_date(&header.study_date),
             study_time: short(&header.study_time),
             accession_number: short(&header.accession_number),

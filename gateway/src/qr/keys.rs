@@ -109,6 +109,8 @@ const fn patient(
 use Kind::*;
 use Level::{Image, Series, Study};
 
+/// Column alias of the UID a study's sealed identity is bound to.
+pub(crate) const SEALED_FOR_ALIAS: &str = "sealed_for";
 /// Private creator of the product's block carrying the name blind index.
 pub(crate) const PRIVATE_CREATOR: &str = dimse::scan::PRODUCT_PRIVATE_CREATOR;
 /// Group of the product's private block.

@@ -68,8 +68,12 @@ fn value(
             None => empty(tag, attr.vr),
         },
         Kind::Sealed => {
+            let bound_to = row
+                .try_get::<Option<String>, _>(super::keys::SEALED_FOR_ALIAS)
+                .ok()
+                .flatten();
             let items = match row.try_get::<Option<Vec<u8>>, _>(attr.alias)? {
-                Some(bytes) => vec![sealed_item(bytes)],
+                Some(bytes) => vec![sealed_item(bytes, bound_to)],
                 None => Vec::new(),
             };
             DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
@@ -85,9 +89,11 @@ fn value(
     })
 }
 
-/// The Encrypted Attributes Sequence item for a stored envelope.
-fn sealed_item(envelope: Vec<u8>) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter([
+/// The Encrypted Attributes Sequence item for a stored envelope. The envelope is
+/// bound to the (pseudonymous) SOP Instance UID it was sealed for, which the item
+/// carries as Referenced SOP Instance UID (0008,1155) so that the client can unseal.
+fn sealed_item(envelope: Vec<u8>, bound_to: Option<String>) -> InMemDicomObject {
+    let mut item = InMemDicomObject::from_element_iter([
         DataElement::new(
             tags::ENCRYPTED_CONTENT_TRANSFER_SYNTAX_UID,
             VR::UI,
@@ -98,7 +104,15 @@ fn sealed_item(envelope: Vec<u8>) -> InMemDicomObject {
             VR::OB,
             PrimitiveValue::from(envelope),
         ),
-    ])
+    ]);
+    if let Some(uid) = bound_to {
+        item.put(DataElement::new(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(uid),
+        ));
+    }
+    item
 }
 
 fn text(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {

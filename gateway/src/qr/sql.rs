@@ -103,11 +103,18 @@ fn select_list(query: &Query) -> String {
             }
         }
     }
-    attrs
+    let mut columns: Vec<String> = attrs
         .iter()
         .filter_map(|a| a.select(level).map(|e| format!("{e} AS {}", a.alias)))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    if attrs.iter().any(|a| a.kind == keys::Kind::Sealed) && level == super::Level::Study {
+        // The envelope is bound to one instance's UID; the client needs it to unseal.
+        columns.push(format!(
+            "s.sealed_sop_instance_uid AS {}",
+            keys::SEALED_FOR_ALIAS
+        ));
+    }
+    columns.join(", ")
 }
 
 /// The C-FIND statement for `query`.
