@@ -94,6 +94,7 @@ pub struct Application {
     allow_list: HashMap<String, FacilityName>,
     tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     plain: Option<TcpListener>,
+    auth: crate::auth::Authenticator,
 }
 
 async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -122,6 +123,7 @@ impl Application {
             None => None,
         };
         let plain = bind(&config.dicom.plain_listen, "plain DICOM").await?;
+        let auth = crate::auth::Authenticator::new(index.clone(), config.auth.clone()).await?;
         let d = &config.dicom;
         let options = ServerOptions {
             max_pdu: d.max_pdu,
@@ -138,6 +140,7 @@ impl Application {
             allow_list,
             tls,
             plain,
+            auth,
         })
     }
 
@@ -182,6 +185,7 @@ impl Application {
             let policy = CertificatePolicy {
                 index: self.index.clone(),
                 ae_title: self.ae_title.clone(),
+                auth: self.auth.clone(),
             };
             let options = ServerOptions {
                 tls: Some(config),
@@ -201,6 +205,7 @@ impl Application {
                 index: self.index.clone(),
                 ae_title: self.ae_title.clone(),
                 allowed: self.allow_list,
+                auth: self.auth.clone(),
             };
             tasks.spawn(run_server(
                 listener,
@@ -229,7 +234,7 @@ async fn run_server<P>(
     service: Arc<GatewayService>,
     stop: CancellationToken,
 ) where
-    P: Policy<Session = crate::db::Facility>,
+    P: Policy<Session = crate::scp::Session>,
 {
     serve(listener, options, policy, service, async move {
         stop.cancelled().await

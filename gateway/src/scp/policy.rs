@@ -1,0 +1,161 @@
+//! Admission: [`CertificatePolicy`] (TLS port) admits a peer whose verified client
+//! certificate was issued to a facility and not revoked; [`AeAllowList`] (plain port)
+//! admits calling AE titles mapped to a facility in the config. Both refuse a called
+//! AE title that is not ours, and both require User Identity Negotiation (user name
+//! and passcode, checked with argon2id) on any association that proposes a
+//! query/retrieve SOP class; the user must belong to the admitted facility.
+
+use std::collections::HashMap;
+
+use dicom_ul::pdu::UserIdentityType;
+use dimse::assoc::{AssociateRequest, Rejection};
+use dimse::server::Policy;
+use tracing::{info, warn};
+
+use super::Session;
+use crate::auth::Authenticator;
+use crate::db::{Facility, Index};
+use crate::domain::FacilityName;
+
+/// Query/retrieve SOP classes served (Patient Root and Study Root FIND, MOVE, GET).
+pub const QR_SOP_CLASSES: [&str; 6] = [
+    dimse::qr::PATIENT_ROOT_FIND,
+    dimse::qr::PATIENT_ROOT_MOVE,
+    dimse::qr::PATIENT_ROOT_GET,
+    dimse::qr::STUDY_ROOT_FIND,
+    dimse::qr::STUDY_ROOT_MOVE,
+    dimse::qr::STUDY_ROOT_GET,
+];
+
+fn check_called_ae(ours: &str, request: &AssociateRequest<'_>) -> Result<(), Rejection> {
+    if request.called_ae == ours {
+        Ok(())
+    } else {
+        info!(called_ae = request.called_ae, "called AE title is not ours");
+        Err(Rejection::CalledAeNotRecognized)
+    }
+}
+
+/// Adds the user to a facility session when the association asks for query/retrieve.
+async fn with_user(
+    auth: &Authenticator,
+    facility: Facility,
+    request: &AssociateRequest<'_>,
+) -> Result<Session, Rejection> {
+    let wants_qr = request
+        .abstract_syntaxes
+        .iter()
+        .any(|a| QR_SOP_CLASSES.contains(&a.trim_end_matches('\0')));
+    if !wants_qr {
+        return Ok(Session {
+            facility,
+            user: None,
+        });
+    }
+    let Some(identity) = request
+        .user_identity
+        .filter(|i| i.identity_type() == UserIdentityType::UsernamePassword)
+    else {
+        warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", "query/retrieve without user name and passcode");
+        return Err(Rejection::NoReason);
+    };
+    let username = String::from_utf8_lossy(&identity.primary_field()).into_owned();
+    let password = String::from_utf8_lossy(&identity.secondary_field()).into_owned();
+    match auth
+        .verify(&username, &password, request.peer.addr.ip())
+        .await
+    {
+        Ok(user) if user.facility == facility.id => {
+            info!(target: "audit", facility = %facility.name, user = %user.username, event = "authentication", outcome = "success", "user authenticated");
+            Ok(Session {
+                facility,
+                user: Some(user),
+            })
+        }
+        Ok(user) => {
+            warn!(target: "audit", facility = %facility.name, user = %user.username, event = "authentication", outcome = "refused", "user of another facility");
+            Err(Rejection::NoReason)
+        }
+        Err(e) => {
+            warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", reason = %e, "authentication failed");
+            Err(Rejection::NoReason)
+        }
+    }
+}
+
+/// Admits facilities by their client certificate (TLS port).
+#[derive(Debug, Clone)]
+pub struct CertificatePolicy {
+    /// The index (certificate fingerprints -> facility).
+    pub index: Index,
+    /// Our AE title.
+    pub ae_title: String,
+    /// Password checks for query/retrieve.
+    pub auth: Authenticator,
+}
+
+impl Policy for CertificatePolicy {
+    type Session = Session;
+
+    async fn admit(&self, request: &AssociateRequest<'_>) -> Result<Session, Rejection> {
+        check_called_ae(&self.ae_title, request)?;
+        let Some(certificate) = &request.peer.certificate else {
+            warn!("TLS peer without a client certificate");
+            return Err(Rejection::CallingAeNotRecognized);
+        };
+        let fingerprint = crate::pki::fingerprint(certificate.as_ref());
+        let facility = match self.index.facility_by_certificate(&fingerprint).await {
+            Ok(Some(facility)) => facility,
+            Ok(None) => {
+                warn!(%fingerprint, "certificate not enrolled for any facility (or revoked)");
+                return Err(Rejection::CallingAeNotRecognized);
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot check certificate");
+                return Err(Rejection::Busy);
+            }
+        };
+        info!(facility = %facility.name, calling_ae = request.calling_ae, "facility associated");
+        with_user(&self.auth, facility, request).await
+    }
+}
+
+/// Admits calling AE titles mapped to facilities (plain port).
+#[derive(Debug, Clone)]
+pub struct AeAllowList {
+    /// The index (facility names -> facility).
+    pub index: Index,
+    /// Our AE title.
+    pub ae_title: String,
+    /// Calling AE title -> facility.
+    pub allowed: HashMap<String, FacilityName>,
+    /// Password checks for query/retrieve.
+    pub auth: Authenticator,
+}
+
+impl Policy for AeAllowList {
+    type Session = Session;
+
+    async fn admit(&self, request: &AssociateRequest<'_>) -> Result<Session, Rejection> {
+        check_called_ae(&self.ae_title, request)?;
+        let Some(name) = self.allowed.get(request.calling_ae) else {
+            warn!(
+                calling_ae = request.calling_ae,
+                "calling AE title not in the allow-list"
+            );
+            return Err(Rejection::CallingAeNotRecognized);
+        };
+        let facility = match self.index.facility_by_name(name).await {
+            Ok(Some(facility)) => facility,
+            Ok(None) => {
+                warn!(facility = %name, "allow-listed AE maps to a facility that does not exist");
+                return Err(Rejection::CallingAeNotRecognized);
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot look up facility");
+                return Err(Rejection::Busy);
+            }
+        };
+        with_user(&self.auth, facility, request).await
+    }
+}
