@@ -75,6 +75,13 @@ impl TlsFiles {
         let roots = dimse::tls::load_certs_file(&self.ca_cert)?;
         Ok(dimse::tls::server_config(chain, key, roots)?)
     }
+
+    /// TLS client settings for calling C-MOVE destinations: their certificates must
+    /// be issued by our CA; the gateway presents no client certificate.
+    fn move_client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let roots = dimse::tls::load_certs_file(&self.ca_cert)?;
+        Ok(dimse::tls::client_config(roots, None)?)
+    }
 }
 
 /// Opens the index named by the config, creating the data dir.
@@ -95,6 +102,7 @@ pub struct Application {
     tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     plain: Option<TcpListener>,
     auth: crate::auth::Authenticator,
+    move_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -118,9 +126,15 @@ impl Application {
             let name = FacilityName::parse(facility).map_err(anyhow::Error::msg)?;
             allow_list.insert(ae.trim().to_string(), name);
         }
-        let tls = match bind(&config.dicom.tls_listen, "DICOM TLS").await? {
-            Some(listener) => Some((listener, TlsFiles::resolve(&config)?.server_config()?)),
-            None => None,
+        // Without a TLS listener there is no CA in use, and C-MOVE destinations
+        // registered with --tls are refused.
+        let (tls, move_tls) = match bind(&config.dicom.tls_listen, "DICOM TLS").await? {
+            Some(listener) => {
+                let files = TlsFiles::resolve(&config)?;
+                let server = files.server_config()?;
+                (Some((listener, server)), Some(files.move_client_config()?))
+            }
+            None => (None, None),
         };
         let plain = bind(&config.dicom.plain_listen, "plain DICOM").await?;
         let auth = crate::auth::Authenticator::new(index.clone(), config.auth.clone()).await?;
@@ -141,6 +155,7 @@ impl Application {
             tls,
             plain,
             auth,
+            move_tls,
         })
     }
 
@@ -178,6 +193,7 @@ impl Application {
         let stop = CancellationToken::new();
         let service = Arc::new(GatewayService {
             ingest: self.ingest.clone(),
+            move_tls: self.move_tls.clone(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         if let Some((listener, config)) = self.tls {

@@ -1,6 +1,7 @@
-//! The `pacs-gateway` command line: `serve`, and the operator's `facility` and `user`
-//! commands.
+//! The `pacs-gateway` command line: `serve`, and the operator's `facility`, `user` and
+//! `device` commands.
 
+mod device;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use crate::app::{Application, TlsFiles, open_index};
 use crate::config::Config;
 use crate::domain::FacilityName;
 
+pub use device::DeviceCommand;
 pub use user::{RoleArg, UserCommand};
 
 /// The central PACS gateway: stores and indexes de-identified images from enrolled
@@ -42,6 +44,9 @@ pub enum Command {
     /// stdin; never given on the command line).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the C-MOVE destinations a facility's users may send studies to.
+    #[command(subcommand)]
+    Device(DeviceCommand),
 }
 
 /// `facility ...`
@@ -96,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Facility(cmd) => facility(config, cmd).await,
         Command::User(cmd) => user::run(config, cmd).await,
+        Command::Device(cmd) => device::run(config, cmd).await,
     }
 }
 

@@ -85,6 +85,37 @@ impl fmt::Display for Uid {
     }
 }
 
+/// A DICOM AE title: 1 to 16 printable ASCII characters, no backslash (PS3.5 6.2).
+/// Leading and trailing spaces are not significant and are removed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AeTitle(String);
+
+impl AeTitle {
+    /// Validates an AE title (after trimming spaces).
+    pub fn parse(ae: &str) -> Result<AeTitle, String> {
+        let trimmed = ae.trim_matches(' ');
+        let printable = |c: char| (' '..='~').contains(&c) && c != '\\';
+        if trimmed.is_empty() || trimmed.len() > 16 || !trimmed.chars().all(printable) {
+            let shown: String = ae.chars().take(40).collect();
+            return Err(format!(
+                "invalid AE title {shown:?}: use 1 to 16 printable ASCII characters, no backslash"
+            ));
+        }
+        Ok(AeTitle(trimmed.to_string()))
+    }
+
+    /// The AE title, without padding.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AeTitle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +144,16 @@ mod tests {
         assert!(FacilityName::parse("st-mary.radiology_2").is_ok());
         for bad in ["", "-x", "a b", "a/b", "ü", &"a".repeat(65)] {
             assert!(FacilityName::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn ae_titles_are_checked() {
+        assert_eq!(AeTitle::parse(" DEST ").unwrap().as_str(), "DEST");
+        assert!(AeTitle::parse("WORK STATION_1").is_ok());
+        assert!(AeTitle::parse(&"A".repeat(16)).is_ok());
+        for bad in ["", "   ", "A\\B", "A\tB", "É", &"A".repeat(17)] {
+            assert!(AeTitle::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }
 }

@@ -80,6 +80,16 @@ pub fn generate(dir: &Path, count: usize) -> Result<u64> {
     Ok(total)
 }
 
+/// Debian's DCMTK tool first (pynetdicom installs programs with the same names).
+pub fn dcmtk(tool: &str) -> PathBuf {
+    let debian = Path::new("/usr/bin").join(tool);
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from(tool)
+    }
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -159,7 +169,7 @@ pub fn storescu(
     let start = Instant::now();
     let mut children = Vec::new();
     for chunk in all.chunks(per) {
-        let mut cmd = Command::new("storescu");
+        let mut cmd = Command::new(dcmtk("storescu"));
         cmd.env("TCP_NODELAY", "1")
             .args(["-aec", called, "-aet", calling]);
         if let Some(c) = tls {
@@ -198,7 +208,7 @@ impl Peer {
     pub fn storescp(work: &Path, tls: bool, certs: &ServerCerts) -> Result<Peer> {
         let dir = tempfile::tempdir_in(work)?;
         let port = free_port()?;
-        let mut cmd = Command::new("storescp");
+        let mut cmd = Command::new(dcmtk("storescp"));
         cmd.env("TCP_NODELAY", "1")
             .args(["--fork", "-aet", "STORESCP", "-od"])
             .arg(dir.path());

@@ -12,7 +12,10 @@ use dimse::assoc::EXPLICIT_VR_LE;
 use super::helpers::*;
 
 async fn dcmtk(tool: &str, args: Vec<String>) -> Output {
-    let mut command = tokio::process::Command::new(tool);
+    // Debian's DCMTK first: pynetdicom also installs programs named findscu, getscu...
+    let debian = std::path::Path::new("/usr/bin").join(tool);
+    let program = if debian.exists() { debian } else { tool.into() };
+    let mut command = tokio::process::Command::new(program);
     command
         .args(&args)
         .env("TCP_NODELAY", "1")

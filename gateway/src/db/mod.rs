@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+pub mod destinations;
 pub mod instances;
 pub mod read;
 pub mod users;

@@ -3,7 +3,8 @@
 //! [`policy`] decides who may associate and as whom (facility, and for
 //! query/retrieve the authenticated user); [`GatewayService`] answers C-ECHO, stores
 //! C-STORE data sets through the ingest path, and answers C-FIND, C-GET and C-MOVE
-//! from the index ([`query`]), always scoped to the session's facility.
+//! from the index ([`query`]), always scoped to the session's facility. C-MOVE goes
+//! only to destinations registered for that facility (`pacs-gateway device add`).
 
 pub mod policy;
 mod query;
@@ -14,10 +15,15 @@ use dimse::assoc::{AcceptedContext, Capabilities, VERIFICATION};
 use dimse::command::{CFindRq, CStoreRq};
 use dimse::qr::{FindResult, MoveDestination, Retrieval, RetrieveRequest};
 use dimse::scp::{AssociationInfo, Service, StoreOutcome};
+use dimse::scu::ClientTls;
+use rustls::pki_types::ServerName;
 use tokio::sync::mpsc;
+use tracing::{info, warn};
 
 use crate::auth::User;
 use crate::db::Facility;
+use crate::db::destinations::Destination;
+use crate::domain::AeTitle;
 use crate::ingest::scan::Encoding;
 use crate::ingest::{Ingest, IngestSink};
 
@@ -37,6 +43,36 @@ pub struct Session {
 pub struct GatewayService {
     /// The ingest path (and through it the index and the blobs).
     pub ingest: Arc<Ingest>,
+    /// TLS client settings for C-MOVE destinations registered with `--tls` (roots:
+    /// the gateway's CA); `None` refuses those destinations.
+    pub move_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl GatewayService {
+    /// How to reach a registered destination, if we can.
+    fn reach(&self, destination: Destination) -> Option<MoveDestination> {
+        let tls = if destination.tls {
+            let Some(config) = self.move_tls.clone() else {
+                warn!(ae_title = %destination.ae_title, "C-MOVE destination wants TLS but the gateway has no TLS client settings");
+                return None;
+            };
+            let Ok(server_name) = ServerName::try_from(destination.host.clone()) else {
+                warn!(ae_title = %destination.ae_title, "C-MOVE destination host is not a valid TLS server name");
+                return None;
+            };
+            Some(ClientTls {
+                config,
+                server_name,
+            })
+        } else {
+            None
+        };
+        Some(MoveDestination {
+            address: destination.address(),
+            ae_title: destination.ae_title.as_str().to_string(),
+            tls,
+        })
+    }
 }
 
 impl Capabilities for GatewayService {
@@ -99,12 +135,31 @@ impl Service<Session> for GatewayService {
 
     async fn move_destination(
         &self,
-        _session: &Session,
+        session: &Session,
         _association: &AssociationInfo,
-        _ae_title: &str,
+        ae_title: &str,
     ) -> Option<MoveDestination> {
-        // Destinations registered per facility arrive with `device add`; until
-        // then every destination is unknown (0xA801).
-        None
+        let facility = &session.facility;
+        let user = session.user.as_ref().map(|u| u.username.to_string());
+        let found = match AeTitle::parse(ae_title) {
+            Ok(ae) => match self.ingest.index.find_destination(facility.id, &ae).await {
+                Ok(found) => found,
+                Err(e) => {
+                    warn!(error = %e, "cannot look up the C-MOVE destination");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let reached = found.and_then(|d| self.reach(d));
+        match &reached {
+            Some(d) => {
+                info!(target: "audit", facility = %facility.name, user, event = "retrieve-move", destination = %d.ae_title, outcome = "accepted", "C-MOVE destination")
+            }
+            None => {
+                warn!(target: "audit", facility = %facility.name, user, event = "retrieve-move", outcome = "refused", "C-MOVE destination unknown for this facility")
+            }
+        }
+        reached
     }
 }

@@ -378,9 +378,21 @@ pub fn dcmtk_tls_args(cert: &FacilityCert) -> Vec<String> {
     ]
 }
 
+/// The DCMTK tool `tool`: Debian's `/usr/bin` copy first, so that a same-named
+/// program earlier on PATH (pynetdicom installs `storescu`, `findscu`...) is not
+/// picked up instead.
+pub fn dcmtk_path(tool: &str) -> PathBuf {
+    let debian = Path::new("/usr/bin").join(tool);
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from(tool)
+    }
+}
+
 /// Fails the test with a clear message when DCMTK is missing.
 pub fn require_dcmtk() {
-    let found = Command::new("storescu")
+    let found = Command::new(dcmtk_path("storescu"))
         .arg("--version")
         .stdout(Stdio::null())
         .status()
@@ -394,7 +406,7 @@ pub fn require_dcmtk() {
 /// Runs a DCMTK tool (with `TCP_NODELAY=1`) and returns its output.
 pub fn dcmtk(tool: &str, args: &[String]) -> Output {
     require_dcmtk();
-    let out = Command::new(tool)
+    let out = Command::new(dcmtk_path(tool))
         .args(args)
         .env("TCP_NODELAY", "1")
         .output()
