@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::edge::Spool;
 use crate::forward::Forwarder;
 use crate::keyfile;
+use crate::query::StudyFilter;
 
 /// The facility client: receives images from modalities, de-identifies and seals
 /// them with the facility key, and forwards them to the central gateway.
@@ -67,6 +68,43 @@ pub enum Command {
     /// Per-study sharing decision (overrides the rules).
     #[command(subcommand)]
     Study(StudyCommand),
+    /// Find studies (study level) on the gateway and locally, with the real names.
+    Query {
+        /// Gateway user (password from PACS_PASSWORD or a prompt); default: the
+        /// `[credentials] file` of the config.
+        #[arg(long)]
+        user: Option<String>,
+        /// Original Patient ID.
+        #[arg(long)]
+        patient_id: Option<String>,
+        /// Patient name, e.g. `Doe^John` (case and accents do not matter).
+        #[arg(long)]
+        name: Option<String>,
+        /// A modality in the study (CT, MR, ...).
+        #[arg(long)]
+        modality: Option<String>,
+        /// Study date YYYYMMDD or range FROM-TO (either end may be open).
+        #[arg(long)]
+        date: Option<String>,
+        /// Original accession number (matched after unsealing).
+        #[arg(long)]
+        accession: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch studies from the gateway and write re-identified files.
+    Retrieve {
+        /// Gateway user (as for `query`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Study Instance UIDs, original or as stored at the gateway.
+        #[arg(required = true)]
+        study_uids: Vec<String>,
+        /// Output folder: OUT/<study uid>/<sop instance uid>.dcm.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `key ...`
@@ -114,6 +152,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status { studies } => status(&config, studies).await.map(|_| 0),
         Command::Retry { all, id } => retry(&config, all, id).await.map(|_| 0),
         Command::Study(cmd) => study(&config, cmd).await.map(|_| 0),
+        Command::Query {
+            user,
+            patient_id,
+            name,
+            modality,
+            date,
+            accession,
+            json,
+        } => {
+            let filter = StudyFilter {
+                patient_id,
+                name,
+                modality,
+                date,
+                accession,
+            };
+            query(&config, user.as_deref(), &filter, json)
+                .await
+                .map(|_| 0)
+        }
+        Command::Retrieve {
+            user,
+            study_uids,
+            out,
+        } => retrieve(&config, user.as_deref(), &study_uids, &out).await,
     }
 }
 
@@ -363,4 +426,60 @@ async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {
     };
     println!("study {uid} is now {what} ({moved} instance(s) re-routed)");
     Ok(())
+}
+
+fn login(config: &Config, user: Option<&str>) -> anyhow::Result<crate::credentials::Login> {
+    Ok(crate::credentials::resolve(
+        user,
+        config.credentials.file.as_deref(),
+    )?)
+}
+
+async fn query(
+    config: &Config,
+    user: Option<&str>,
+    filter: &StudyFilter,
+    json: bool,
+) -> anyhow::Result<()> {
+    let key = keyfile::load(&config.key_file())?;
+    let login = login(config, user)?;
+    let rows = crate::query::find_studies(config, &key.ring(), &login, filter).await?;
+    crate::query::print(&rows, json)
+}
+
+async fn retrieve(
+    config: &Config,
+    user: Option<&str>,
+    uids: &[String],
+    out: &std::path::Path,
+) -> anyhow::Result<i32> {
+    let key = keyfile::load(&config.key_file())?;
+    let ring = key.ring();
+    let login = login(config, user)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} instances {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut written, mut failures) = (0, Vec::new());
+    for uid in uids {
+        bar.set_message(uid.clone());
+        match crate::retrieve::retrieve_study(config, &ring, &login, uid, out, &bar).await {
+            Ok(result) => {
+                written += result.written.len();
+                failures.extend(result.failures);
+            }
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    bar.finish_and_clear();
+    println!(
+        "wrote {written} instance(s) to {}, {} failure(s)",
+        out.display(),
+        failures.len()
+    );
+    for failure in &failures {
+        println!("  failed: {failure}");
+    }
+    Ok(if failures.is_empty() { 0 } else { 1 })
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub sharing: SharingConfig,
     /// How long the local copies are kept.
     pub retention: RetentionConfig,
+    /// Clinician credentials for `query` and `retrieve`.
+    pub credentials: CredentialsConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             deidentification: DeidConfig::default(),
             sharing: SharingConfig::default(),
             retention: RetentionConfig::default(),
+            credentials: CredentialsConfig::default(),
         }
     }
 }
@@ -253,6 +256,16 @@ impl Default for RetentionConfig {
             sweep_interval_secs: 600,
         }
     }
+}
+
+/// `[credentials]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// TOML file with `username` and `password` (mode 0600) used by `query` and
+    /// `retrieve` when no `--user` is given; none means `--user` and a prompt or
+    /// `PACS_PASSWORD`.
+    pub file: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used.

@@ -2,17 +2,20 @@
 //!
 //! Owns the edge SCP modalities store to ([`edge`]), the durable spool and outbox
 //! ([`outbox`]), the sharing rules ([`rules`]), the local store retention ([`retention`]), the de-identifying forwarder to the
-//! central gateway ([`forward`]), the facility key file ([`keyfile`]) and the command
-//! line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
+//! central gateway ([`forward`]), the facility key file ([`keyfile`]), the clinician's
+//! query/retrieve ([`query`], [`retrieve`], [`credentials`]) and the command line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
 //! it is the only place where original patient identifiers and the facility key meet.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod edge;
 pub mod forward;
 pub mod keyfile;
 pub mod outbox;
+pub mod query;
 pub mod retention;
+pub mod retrieve;
 pub mod rules;
 pub mod telemetry;

@@ -363,4 +363,19 @@ impl Outbox {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
     }
+
+    /// Studies with no instance delivered to the gateway and some kept local-only:
+    /// study UID, the spool path of one of its instances still on disk, and how many.
+    pub async fn local_only_studies(&self) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT study_uid, MIN(spool_path), COUNT(*) FROM outbox WHERE state = 'local' AND purged_at IS NULL \
+             AND study_uid NOT IN (SELECT study_uid FROM outbox WHERE state = 'delivered') \
+             GROUP BY study_uid ORDER BY study_uid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
 }

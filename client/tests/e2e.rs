@@ -338,7 +338,7 @@ async fn modalities_can_store_over_tls_with_a_certificate() {
     let file = write_instance(dir.path(), &patient(9), 9, 1, "CT");
     let storescu = |tls: Vec<String>, file: PathBuf| {
         tokio::task::spawn_blocking(move || {
-            Command::new("storescu")
+            Command::new(common::dcmtk_path("storescu"))
                 .env("TCP_NODELAY", "1")
                 .args(tls)
                 .args([

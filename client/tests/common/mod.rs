@@ -286,10 +286,21 @@ pub fn write_instance(dir: &Path, p: &Patient, study: u32, i: u32, description: 
     path
 }
 
+/// The DCMTK tool `tool`, Debian's `/usr/bin` copy first (pynetdicom installs
+/// programs of the same names).
+pub fn dcmtk_path(tool: &str) -> PathBuf {
+    let debian = Path::new("/usr/bin").join(tool);
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from(tool)
+    }
+}
+
 /// `storescu` from the modality to the client's edge port; panics on failure.
 pub async fn storescu(port: u16, files: Vec<PathBuf>) {
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("storescu")
+        Command::new(dcmtk_path("storescu"))
             .env("TCP_NODELAY", "1")
             .args([
                 "-v",
