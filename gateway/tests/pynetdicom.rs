@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::data::{self, Spec};
-use common::{Backend, GATEWAY_AE, PLAIN_AE, TestGateway, args, dataset_sha256, dcmtk_async};
-use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
+use common::{Backend, GATEWAY_AE, PLAIN_AE, TestGateway, args, dataset_sha256};
 
 const USER: &str = "dr.house";
 const PASSWORD: &str = "correct horse battery";
@@ -75,37 +74,8 @@ async fn gateway_with_data(backend: Backend) -> (TestGateway, Vec<PathBuf>, temp
     let files: Vec<_> = (0..6)
         .map(|n| data::write(&dir.path().join(format!("{n}.dcm")), &spec(n)))
         .collect();
-    let mut list = args(&[
-        "-aet",
-        PLAIN_AE,
-        "-aec",
-        GATEWAY_AE,
-        "127.0.0.1",
-        &gw.plain_port.to_string(),
-    ]);
-    list.extend(files.iter().map(|f| f.display().to_string()));
-    let out = dcmtk_async("storescu", list).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let index = gw.index().await;
-    let settings = AuthSettings {
-        failure_delay_ms: 1,
-        ..AuthSettings::default()
-    };
-    let hash = hash_password(&settings, &Password::new(PASSWORD)).unwrap();
-    index
-        .create_user(
-            gw.setup.facility.id,
-            &Username::parse(USER).unwrap(),
-            Role::Clinician,
-            &hash,
-        )
-        .await
-        .unwrap();
-    index.close().await;
+    common::store_plain(&gw, &files).await;
+    common::add_clinician(&gw, gw.setup.facility.id, USER, PASSWORD).await;
     (gw, files, dir)
 }
 

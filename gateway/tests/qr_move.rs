@@ -12,14 +12,13 @@ use std::time::Duration;
 
 use common::data::{self, Spec};
 use common::peers::{eventually, file_dataset, tls_options};
-use common::{Backend, GATEWAY_AE, PLAIN_AE, TestGateway, args, dcmtk_async};
+use common::{Backend, TestGateway};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dimse::Status;
 use dimse::qr::STUDY_ROOT_MOVE;
 use dimse::scu::{Credentials, Proposal, ScuAssociation};
-use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
 use gateway::domain::AeTitle;
 
 const PASSWORD: &str = "correct horse battery";
@@ -106,37 +105,8 @@ async fn gateway_with_study(backend: Backend) -> (TestGateway, Vec<PathBuf>, tem
             )
         })
         .collect();
-    let mut list = args(&[
-        "-aet",
-        PLAIN_AE,
-        "-aec",
-        GATEWAY_AE,
-        "127.0.0.1",
-        &gw.plain_port.to_string(),
-    ]);
-    list.extend(files.iter().map(|f| f.display().to_string()));
-    let out = dcmtk_async("storescu", list).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let index = gw.index().await;
-    let settings = AuthSettings {
-        failure_delay_ms: 1,
-        ..AuthSettings::default()
-    };
-    let hash = hash_password(&settings, &Password::new(PASSWORD)).unwrap();
-    index
-        .create_user(
-            gw.setup.facility.id,
-            &Username::parse("dr.house").unwrap(),
-            Role::Clinician,
-            &hash,
-        )
-        .await
-        .unwrap();
-    index.close().await;
+    common::store_plain(&gw, &files).await;
+    common::add_clinician(&gw, gw.setup.facility.id, "dr.house", PASSWORD).await;
     (gw, files, dir)
 }
 

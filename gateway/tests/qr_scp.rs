@@ -14,7 +14,6 @@ use dicom_object::InMemDicomObject;
 use dimse::assoc::{EXPLICIT_VR_LE, RoleSelection};
 use dimse::qr::{STUDY_ROOT_FIND, STUDY_ROOT_GET};
 use dimse::scu::{Credentials, MemoryStore, Proposal, ScuAssociation};
-use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -31,33 +30,8 @@ async fn gateway_with_data(
             )
         })
         .collect();
-    let mut list = args(&[
-        "-aet",
-        PLAIN_AE,
-        "-aec",
-        GATEWAY_AE,
-        "127.0.0.1",
-        &gw.plain_port.to_string(),
-    ]);
-    list.extend(files.iter().map(|f| f.display().to_string()));
-    let out = dcmtk_async("storescu", list).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let index = gw.index().await;
-    let settings = AuthSettings {
-        failure_delay_ms: 1,
-        ..AuthSettings::default()
-    };
-    let hash = hash_password(&settings, &Password::new(PASSWORD)).unwrap();
-    let name = Username::parse("dr.house").unwrap();
-    index
-        .create_user(gw.setup.facility.id, &name, Role::Clinician, &hash)
-        .await
-        .unwrap();
-    index.close().await;
+    common::store_plain(&gw, &files).await;
+    common::add_clinician(&gw, gw.setup.facility.id, "dr.house", PASSWORD).await;
     (gw, files, dir)
 }
 
@@ -179,19 +153,7 @@ async fn bad_or_missing_credentials_are_refused(backend: Backend) {
         .setup
         .add_plain_facility("other-clinic", "OTHER_AE")
         .await;
-    let index = gw.index().await;
-    let settings = AuthSettings::default();
-    let hash = hash_password(&settings, &Password::new(PASSWORD)).unwrap();
-    index
-        .create_user(
-            other.id,
-            &Username::parse("dr.other").unwrap(),
-            Role::Clinician,
-            &hash,
-        )
-        .await
-        .unwrap();
-    index.close().await;
+    common::add_clinician(&gw, other.id, "dr.other", PASSWORD).await;
     assert!(matches!(
         connect(&gw, "dr.other", Some(PASSWORD)).await,
         Err(dimse::DimseError::Rejected(_))

@@ -483,3 +483,48 @@ impl Setup {
         facility
     }
 }
+
+/// Stores `files` on the plain port as [`PLAIN_AE`] with DCMTK storescu; panics on failure.
+pub async fn store_plain(gw: &TestGateway, files: &[PathBuf]) {
+    let mut list = args(&[
+        "-aet",
+        PLAIN_AE,
+        "-aec",
+        GATEWAY_AE,
+        "127.0.0.1",
+        &gw.plain_port.to_string(),
+    ]);
+    list.extend(files.iter().map(|f| f.display().to_string()));
+    let out = dcmtk_async("storescu", list).await;
+    assert!(
+        out.status.success(),
+        "storescu failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates a clinician of `facility` with `password` (short failure delay).
+pub async fn add_clinician(
+    gw: &TestGateway,
+    facility: gateway::domain::FacilityId,
+    name: &str,
+    password: &str,
+) {
+    use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
+    let settings = AuthSettings {
+        failure_delay_ms: 1,
+        ..AuthSettings::default()
+    };
+    let hash = hash_password(&settings, &Password::new(password)).expect("hash");
+    let index = gw.index().await;
+    index
+        .create_user(
+            facility,
+            &Username::parse(name).expect("user name"),
+            Role::Clinician,
+            &hash,
+        )
+        .await
+        .expect("create user");
+    index.close().await;
+}
