@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::edge::{EdgeService, ModalityPolicy, Spool, SpoolSink};
 use crate::forward::Forwarder;
 use crate::outbox::Outbox;
+use crate::viewer::{ViewerAccess, ViewerProxy};
 
 /// Opens the outbox database, creating the data dir.
 pub async fn open_outbox(config: &Config) -> anyhow::Result<Outbox> {
@@ -57,15 +58,19 @@ impl Client {
             tls: edge_tls(config)?,
             ..ServerOptions::default()
         };
+        let viewers = viewer_access(config)?;
+        let proxy =
+            (!viewers.is_empty()).then(|| Arc::new(ViewerProxy::new(config.clone(), key.ring())));
         let policy = ModalityPolicy {
             ae_title: config.edge.ae_title.clone(),
             modalities: config.edge.modalities.clone(),
+            viewers,
         };
         Ok(Client {
             listener,
             options,
             policy,
-            service: Arc::new(EdgeService { spool }),
+            service: Arc::new(EdgeService { spool, proxy }),
             forwarder,
             outbox,
             retention: config.retention.clone(),
@@ -107,6 +112,24 @@ impl Client {
         self.outbox.close().await;
         Ok(())
     }
+}
+
+/// The configured viewers with the gateway login of the user mapped to each.
+fn viewer_access(config: &Config) -> anyhow::Result<Vec<ViewerAccess>> {
+    let file = config.credentials.file.as_deref();
+    config
+        .edge
+        .viewers
+        .iter()
+        .map(|v| {
+            let login = crate::credentials::for_viewer(&v.ae_title, &v.user, file)?;
+            Ok(ViewerAccess {
+                ae_title: v.ae_title.trim().to_string(),
+                host: v.host.clone(),
+                login: Arc::new(login),
+            })
+        })
+        .collect()
 }
 
 /// DICOM TLS on the edge, when configured.

@@ -167,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 modality,
                 date,
                 accession,
+                study_uid: None,
             };
             query(&config, user.as_deref(), &filter, json)
                 .await

@@ -59,6 +59,8 @@ pub struct EdgeConfig {
     pub listen: String,
     /// Modalities allowed to store here.
     pub modalities: Vec<Modality>,
+    /// Viewers allowed to query and retrieve here (proxied to the gateway).
+    pub viewers: Vec<Viewer>,
     /// Largest PDU accepted.
     pub max_pdu: u32,
     /// Seconds allowed between PDUs.
@@ -78,6 +80,7 @@ impl Default for EdgeConfig {
             ae_title: "PACS_CLIENT".into(),
             listen: "0.0.0.0:11112".into(),
             modalities: Vec::new(),
+            viewers: Vec::new(),
             max_pdu: 256 * 1024,
             read_timeout_secs: 60,
             tls_cert: None,
@@ -95,6 +98,20 @@ pub struct Modality {
     pub ae_title: String,
     /// If set, the modality must also connect from this IP address.
     pub host: Option<String>,
+}
+
+/// `[[edge.viewers]]`: a workstation that queries and retrieves through the client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Viewer {
+    /// Calling AE title of the viewer.
+    pub ae_title: String,
+    /// If set, the viewer must also connect from this IP address.
+    pub host: Option<String>,
+    /// The gateway user whose credentials the client uses for this viewer; the
+    /// password comes from the `[credentials] file` (when it is this user's) or from
+    /// `PACS_PASSWORD`.
+    pub user: String,
 }
 
 /// `[gateway]`

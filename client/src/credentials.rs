@@ -87,6 +87,16 @@ pub enum CredentialsError {
         "no credentials: give --user NAME (password from {PASSWORD_ENV} or a prompt) or set `[credentials] file` in the config"
     )]
     Missing,
+    /// A viewer's user has no password available.
+    #[error(
+        "no password for the gateway user {user} of viewer {viewer}: put it in the `[credentials] file` (username = \"{user}\") or set {PASSWORD_ENV}"
+    )]
+    NoViewerPassword {
+        /// The viewer's AE title.
+        viewer: String,
+        /// The gateway user mapped to it.
+        user: String,
+    },
     /// Prompt failed.
     #[error("cannot read the password: {0}")]
     Prompt(#[source] std::io::Error),
@@ -161,12 +171,62 @@ fn resolve_with(
     }
 }
 
+/// The login `pacs-client serve` uses for a viewer mapped to `user`: the credentials
+/// file when it holds that user, else `PACS_PASSWORD`. Never prompts.
+pub fn for_viewer(
+    viewer: &str,
+    user: &str,
+    file: Option<&Path>,
+) -> Result<Login, CredentialsError> {
+    viewer_login_with(viewer, user, file, std::env::var(PASSWORD_ENV).ok())
+}
+
+fn viewer_login_with(
+    viewer: &str,
+    user: &str,
+    file: Option<&Path>,
+    env: Option<String>,
+) -> Result<Login, CredentialsError> {
+    if let Some(file) = file {
+        let login = read_file(file)?;
+        if login.username == user {
+            return Ok(login);
+        }
+    }
+    match env {
+        Some(password) => Ok(Login::new(user, password)),
+        None => Err(CredentialsError::NoViewerPassword {
+            viewer: viewer.into(),
+            user: user.into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn no_prompt() -> Result<String, CredentialsError> {
         Err(CredentialsError::Missing)
+    }
+
+    #[test]
+    fn viewer_login_prefers_the_file_of_its_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cred.toml");
+        std::fs::write(&file, "username = \"dr.house\"\npassword = \"from file\"\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let login = viewer_login_with("V", "dr.house", Some(&file), Some("env".into())).unwrap();
+        assert_eq!(login.password.as_str(), "from file");
+        let login = viewer_login_with("V", "dr.cuddy", Some(&file), Some("env".into())).unwrap();
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("dr.cuddy", "env")
+        );
+        assert!(matches!(
+            viewer_login_with("V", "dr.cuddy", Some(&file), None),
+            Err(CredentialsError::NoViewerPassword { .. })
+        ));
     }
 
     #[test]

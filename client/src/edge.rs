@@ -2,6 +2,10 @@
 //! modalities in the config, streams each data set into the spool, fsyncs it, routes
 //! it with the sharing rules, commits its outbox row, and only then answers success.
 //! The spool doubles as the client's local store.
+//!
+//! The same port admits the viewers of `[[edge.viewers]]`, whose C-FIND and C-GET go
+//! to the [`ViewerProxy`]; modalities may only store, viewers may only query and
+//! retrieve.
 
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -9,32 +13,48 @@ use std::sync::Arc;
 
 use dimse::Status;
 use dimse::assoc::{AcceptedContext, AssociateRequest, Capabilities, Rejection, VERIFICATION};
-use dimse::command::CStoreRq;
+use dimse::command::{CFindRq, CStoreRq};
+use dimse::qr::{FindResult, Retrieval, RetrieveRequest, STUDY_ROOT_FIND, STUDY_ROOT_GET};
 use dimse::scan::{self, Encoding, Header};
 use dimse::scp::{AssociationInfo, DataSink, Service, StoreOutcome};
 use dimse::server::Policy;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::{Config, Destination, Modality};
 use crate::outbox::{Inserted, NewEntry, Outbox, State};
 use crate::rules::{self, Facts};
+use crate::viewer::{ViewerAccess, ViewerProxy};
 
-/// A modality admitted on the edge port.
+/// What a peer admitted on the edge port may do.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// A modality: stores only.
+    Modality,
+    /// A viewer: queries and retrieves only, as this gateway user.
+    Viewer(Arc<crate::credentials::Login>),
+}
+
+/// A peer admitted on the edge port.
 #[derive(Debug, Clone)]
 pub struct Sender {
     /// Its calling AE title.
     pub calling_ae: String,
+    /// Modality or viewer.
+    pub role: Role,
 }
 
-/// Admits the configured modalities (AE title, and host when given).
+/// Admits the configured modalities and viewers (AE title, and host when given).
 #[derive(Debug, Clone)]
 pub struct ModalityPolicy {
     /// Our AE title.
     pub ae_title: String,
     /// Allowed modalities.
     pub modalities: Vec<Modality>,
+    /// Allowed viewers, with the gateway login used for each.
+    pub viewers: Vec<ViewerAccess>,
 }
 
 impl Policy for ModalityPolicy {
@@ -45,16 +65,28 @@ impl Policy for ModalityPolicy {
             return Err(Rejection::CalledAeNotRecognized);
         }
         let ip = request.peer.addr.ip().to_string();
-        let known = self.modalities.iter().any(|m| {
-            m.ae_title.trim() == request.calling_ae
-                && m.host.as_deref().is_none_or(|h| h.trim() == ip)
-        });
-        if !known {
-            warn!(calling_ae = request.calling_ae, %ip, "modality not in the config; rejected");
+        let matches = |ae: &str, host: Option<&str>| {
+            ae.trim() == request.calling_ae && host.is_none_or(|h| h.trim() == ip)
+        };
+        let role = if self
+            .modalities
+            .iter()
+            .any(|m| matches(&m.ae_title, m.host.as_deref()))
+        {
+            Role::Modality
+        } else if let Some(v) = self
+            .viewers
+            .iter()
+            .find(|v| matches(&v.ae_title, v.host.as_deref()))
+        {
+            Role::Viewer(v.login.clone())
+        } else {
+            warn!(calling_ae = request.calling_ae, %ip, "neither a modality nor a viewer in the config; rejected");
             return Err(Rejection::CallingAeNotRecognized);
-        }
+        };
         Ok(Sender {
             calling_ae: request.calling_ae.to_string(),
+            role,
         })
     }
 }
@@ -92,19 +124,43 @@ impl Spool {
     }
 }
 
-/// C-ECHO and C-STORE for the modalities.
+/// C-ECHO and C-STORE for the modalities; C-FIND and C-GET for the viewers.
 #[derive(Debug, Clone)]
 pub struct EdgeService {
     /// The spool.
     pub spool: Arc<Spool>,
+    /// The viewer proxy, when viewers are configured.
+    pub proxy: Option<Arc<ViewerProxy>>,
 }
 
 impl Capabilities for EdgeService {
     fn supports_abstract_syntax(&self, uid: &str) -> bool {
-        uid == VERIFICATION || dimse::sop::is_storage_sop_class(uid)
+        uid == VERIFICATION
+            || dimse::sop::is_storage_sop_class(uid)
+            || (self.proxy.is_some() && (uid == STUDY_ROOT_FIND || uid == STUDY_ROOT_GET))
     }
     fn supports_transfer_syntax(&self, uid: &str) -> bool {
         Encoding::from_transfer_syntax(uid).is_some()
+    }
+    fn sends_storage(&self) -> bool {
+        self.proxy.is_some()
+    }
+}
+
+fn not_authorized(what: &str) -> StoreOutcome {
+    StoreOutcome::with(Status::NotAuthorized, what)
+}
+
+impl EdgeService {
+    /// The proxy and login for a viewer session; refuses modalities.
+    fn viewer<'a>(
+        &'a self,
+        sender: &'a Sender,
+    ) -> Result<(&'a ViewerProxy, &'a crate::credentials::Login), StoreOutcome> {
+        match (&sender.role, &self.proxy) {
+            (Role::Viewer(login), Some(proxy)) => Ok((proxy, login)),
+            _ => Err(not_authorized("modalities may only store here")),
+        }
     }
 }
 
@@ -118,6 +174,9 @@ impl Service<Sender> for EdgeService {
         request: &CStoreRq,
         context: &AcceptedContext,
     ) -> Result<SpoolSink, StoreOutcome> {
+        if !matches!(sender.role, Role::Modality) {
+            return Err(not_authorized("viewers may not store here"));
+        }
         SpoolSink::begin(
             self.spool.clone(),
             &sender.calling_ae,
@@ -125,6 +184,32 @@ impl Service<Sender> for EdgeService {
             &context.transfer_syntax,
         )
         .await
+    }
+
+    async fn find(
+        &self,
+        sender: &Sender,
+        _association: &AssociationInfo,
+        _request: &CFindRq,
+        context: &AcceptedContext,
+        identifier: Vec<u8>,
+    ) -> Result<mpsc::Receiver<FindResult>, StoreOutcome> {
+        let (proxy, login) = self.viewer(sender)?;
+        proxy.find(login, context, identifier).await
+    }
+
+    async fn retrieve(
+        &self,
+        sender: &Sender,
+        association: &AssociationInfo,
+        request: &RetrieveRequest,
+        context: &AcceptedContext,
+        identifier: Vec<u8>,
+    ) -> Result<Retrieval, StoreOutcome> {
+        let (proxy, login) = self.viewer(sender)?;
+        proxy
+            .retrieve(login, association, request, context, identifier)
+            .await
     }
 }
 

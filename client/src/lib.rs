@@ -3,7 +3,7 @@
 //! Owns the edge SCP modalities store to ([`edge`]), the durable spool and outbox
 //! ([`outbox`]), the sharing rules ([`rules`]), the local store retention ([`retention`]), the de-identifying forwarder to the
 //! central gateway ([`forward`]), the facility key file ([`keyfile`]), the clinician's
-//! query/retrieve ([`query`], [`retrieve`], [`credentials`]) and the command line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
+//! query/retrieve ([`query`], [`retrieve`], [`credentials`]), the viewer proxy on the edge port ([`viewer`]) and the command line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
 //! it is the only place where original patient identifiers and the facility key meet.
 
 pub mod app;
@@ -19,3 +19,4 @@ pub mod retention;
 pub mod retrieve;
 pub mod rules;
 pub mod telemetry;
+pub mod viewer;

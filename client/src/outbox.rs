@@ -378,4 +378,22 @@ impl Outbox {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
     }
+
+    /// The instances of `study_uid` kept local-only and still on disk: SOP class, SOP
+    /// instance, transfer syntax and spool path.
+    pub async fn local_instances(
+        &self,
+        study_uid: &str,
+    ) -> Result<Vec<(String, String, String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT sop_class_uid, sop_instance_uid, transfer_syntax, spool_path FROM outbox \
+             WHERE study_uid = ? AND state = 'local' AND purged_at IS NULL ORDER BY sop_instance_uid",
+        )
+        .bind(study_uid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
 }

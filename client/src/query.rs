@@ -37,6 +37,8 @@ pub struct StudyFilter {
     pub date: Option<String>,
     /// Original Accession Number (exact; matched after unsealing).
     pub accession: Option<String>,
+    /// Original Study Instance UID (exact; mapped forward for the gateway).
+    pub study_uid: Option<String>,
 }
 
 /// Where a study lives.
@@ -143,7 +145,11 @@ impl StudyFilter {
             .accession
             .as_deref()
             .is_none_or(|wanted| wanted.trim() == identity.accession_number.trim());
-        name_ok && id_ok && acc_ok
+        let study_ok = self
+            .study_uid
+            .as_deref()
+            .is_none_or(|wanted| wanted.trim() == identity.study_instance_uid.trim());
+        name_ok && id_ok && acc_ok && study_ok
     }
 
     /// The study-level C-FIND identifier (Explicit VR Little Endian).
@@ -155,10 +161,15 @@ impl StudyFilter {
             .map(|id| phi::pseudonym::patient_id(ring, id))
             .unwrap_or_default();
         let date = self.date.as_deref().unwrap_or_default();
+        let study = self
+            .study_uid
+            .as_deref()
+            .map(|uid| phi::pseudonym::uid(ring, uid.trim()))
+            .unwrap_or_default();
         let mut obj = InMemDicomObject::from_element_iter([
             s(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
             s(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"),
-            s(tags::STUDY_INSTANCE_UID, VR::UI, ""),
+            s(tags::STUDY_INSTANCE_UID, VR::UI, &study),
             s(tags::STUDY_DATE, VR::DA, date),
             s(tags::ACCESSION_NUMBER, VR::SH, ""),
             s(

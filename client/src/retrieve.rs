@@ -148,16 +148,25 @@ impl StoreHandler for Progress {
     }
 }
 
-/// Retrieves one study given by an original or pseudonymous UID into `out`.
-pub async fn retrieve_study(
+/// What a study-level C-GET from the gateway brought back, still de-identified.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// The instances received.
+    pub instances: Vec<ReceivedInstance>,
+    /// What went wrong at study level, for people.
+    pub failures: Vec<String>,
+}
+
+/// Fetches one study given by an original or pseudonymous UID from the gateway
+/// (de-identified, in memory), moving `bar` per instance. `Ok(None)` when the
+/// gateway does not hold the study.
+pub async fn fetch_study(
     config: &Config,
     ring: &KeyRing,
     login: &Login,
     given: &str,
-    out: &Path,
     bar: &ProgressBar,
-) -> anyhow::Result<StudyResult> {
-    let facility = config.facility()?;
+) -> anyhow::Result<Option<Fetched>> {
     let find_proposal = Proposal {
         abstract_syntax: STUDY_ROOT_FIND.into(),
         transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
@@ -166,7 +175,7 @@ pub async fn retrieve_study(
     let located = locate(&mut assoc, &candidates(ring, given)).await;
     let _ = assoc.release().await;
     let Some((study, pairs)) = located? else {
-        bail!("study {given} is not on the gateway (local-only studies are not served yet)");
+        return Ok(None);
     };
     if pairs.len() > 120 {
         bail!("study {given} mixes too many SOP classes and transfer syntaxes for one C-GET");
@@ -191,9 +200,9 @@ pub async fn retrieve_study(
     let outcome = assoc.get(STUDY_ROOT_GET, &id, &mut handler).await;
     let _ = assoc.release().await;
     let outcome = outcome.with_context(|| format!("C-GET of study {given} failed"))?;
-    let mut result = StudyResult::default();
+    let mut fetched = Fetched::default();
     if !outcome.status.is_success() {
-        result.failures.push(format!(
+        fetched.failures.push(format!(
             "study {given}: C-GET ended with {:?} ({} failed){}",
             outcome.status,
             outcome.sub_operations.failed.unwrap_or(0),
@@ -203,13 +212,33 @@ pub async fn retrieve_study(
                 .unwrap_or_default()
         ));
     }
-    let received = handler.store.received();
-    if received.is_empty() && result.failures.is_empty() {
-        result
+    fetched.instances = handler.store.received();
+    if fetched.instances.is_empty() && fetched.failures.is_empty() {
+        fetched
             .failures
             .push(format!("study {given}: the gateway sent no instance"));
     }
-    for instance in &received {
+    Ok(Some(fetched))
+}
+
+/// Retrieves one study given by an original or pseudonymous UID into `out`.
+pub async fn retrieve_study(
+    config: &Config,
+    ring: &KeyRing,
+    login: &Login,
+    given: &str,
+    out: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<StudyResult> {
+    let facility = config.facility()?;
+    let Some(fetched) = fetch_study(config, ring, login, given, bar).await? else {
+        bail!("study {given} is not on the gateway (local-only studies are not served yet)");
+    };
+    let mut result = StudyResult {
+        written: Vec::new(),
+        failures: fetched.failures,
+    };
+    for instance in &fetched.instances {
         match write_reidentified(instance, ring, facility, out) {
             Ok(path) => result.written.push(path),
             Err(e) => result
@@ -220,6 +249,21 @@ pub async fn retrieve_study(
     Ok(result)
 }
 
+/// Decodes one received instance and restores its original identifiers and UIDs.
+pub fn reidentify_instance(
+    instance: &ReceivedInstance,
+    ring: &KeyRing,
+    facility: &str,
+) -> anyhow::Result<InMemDicomObject> {
+    let ts = TransferSyntaxRegistry
+        .get(&instance.transfer_syntax)
+        .with_context(|| format!("unknown transfer syntax {}", instance.transfer_syntax))?;
+    let object = InMemDicomObject::read_dataset_with_ts(instance.data.as_slice(), ts)
+        .context("cannot decode the received data set")?;
+    phi::deid::reidentify(&object, ring, facility)
+        .context("cannot re-identify (sealed with another facility key?)")
+}
+
 /// Re-identifies one received instance and writes it as a Part-10 file.
 pub fn write_reidentified(
     instance: &ReceivedInstance,
@@ -227,13 +271,7 @@ pub fn write_reidentified(
     facility: &str,
     out: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let ts = TransferSyntaxRegistry
-        .get(&instance.transfer_syntax)
-        .with_context(|| format!("unknown transfer syntax {}", instance.transfer_syntax))?;
-    let object = InMemDicomObject::read_dataset_with_ts(instance.data.as_slice(), ts)
-        .context("cannot decode the received data set")?;
-    let original = phi::deid::reidentify(&object, ring, facility)
-        .context("cannot re-identify (sealed with another facility key?)")?;
+    let original = reidentify_instance(instance, ring, facility)?;
     let study = text(&original, tags::STUDY_INSTANCE_UID);
     let sop = text(&original, tags::SOP_INSTANCE_UID);
     let class = text(&original, tags::SOP_CLASS_UID);
