@@ -194,3 +194,75 @@ async fn bad_or_missing_credentials_are_refused(backend: Backend) {
 }
 
 both_backends!(bad_or_missing_credentials_are_refused);
+
+fn identifier(elements: Vec<(dicom_core::Tag, VR, &str)>) -> Vec<u8> {
+    let obj = InMemDicomObject::from_element_iter(
+        elements
+            .into_iter()
+            .map(|(tag, vr, value)| DataElement::new(tag, vr, PrimitiveValue::from(value))),
+    );
+    let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, &ts).unwrap();
+    out
+}
+
+async fn malformed_queries_get_failure_statuses(backend: Backend) {
+    let (gw, _files, _dir) = gateway_with_data(backend).await;
+    let mut assoc = connect(&gw, "dr.house", Some(PASSWORD))
+        .await
+        .expect("admitted");
+    let level = |l: &'static str| (tags::QUERY_RETRIEVE_LEVEL, VR::CS, l);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage bytes", vec![0x55; 37]),
+        (
+            "no level",
+            identifier(vec![(tags::STUDY_INSTANCE_UID, VR::UI, "")]),
+        ),
+        (
+            "unknown level",
+            identifier(vec![level("FOO"), (tags::STUDY_INSTANCE_UID, VR::UI, "")]),
+        ),
+        (
+            "patient level in study root",
+            identifier(vec![level("PATIENT"), (tags::PATIENT_ID, VR::LO, "")]),
+        ),
+        (
+            "impossible date range",
+            identifier(vec![
+                level("STUDY"),
+                (tags::STUDY_DATE, VR::DA, "20240230-2023"),
+            ]),
+        ),
+        (
+            "malformed UID list",
+            identifier(vec![
+                level("STUDY"),
+                (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3\\../x"),
+            ]),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let outcome = assoc
+            .find(STUDY_ROOT_FIND, &bytes)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: association broke: {e}"));
+        assert!(
+            outcome.response.status.is_failure(),
+            "{what}: answered {:?}",
+            outcome.response.status
+        );
+        assert!(outcome.matches.is_empty(), "{what}: returned matches");
+    }
+    // The association still answers a good query afterwards.
+    let good = assoc
+        .find(STUDY_ROOT_FIND, &study_query("STUDY"))
+        .await
+        .unwrap();
+    assert!(good.response.status.is_success());
+    assert_eq!(good.matches.len(), 3);
+    assoc.release().await.unwrap();
+    gw.stop().await;
+}
+
+both_backends!(malformed_queries_get_failure_statuses);
