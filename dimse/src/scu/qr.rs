@@ -273,25 +273,42 @@ impl ScuAssociation {
                 Message::CGetRsp(rsp) if rsp.message_id_being_responded_to == message_id => rsp,
                 other => return Err(unexpected(&other, "C-GET")),
             };
-            let data = match rsp.has_identifier {
-                true => Some(self.read_data_set(id, MAX_RESPONSE_IDENTIFIER).await?),
-                false => None,
-            };
-            if !rsp.status.is_pending() {
-                return Ok(RetrieveOutcome {
-                    status: rsp.status,
-                    sub_operations: rsp.sub_operations,
-                    error_comment: rsp.error_comment,
-                    identifier: data,
-                    pending,
-                });
+            let counts = rsp.sub_operations;
+            let step = (rsp.status, counts, rsp.error_comment, rsp.has_identifier);
+            if let Some(done) = self.retrieve_step(id, step, &mut pending).await? {
+                return Ok(done);
             }
-            pending.push(rsp.sub_operations);
-            if !cancelled && handler.progress(&rsp.sub_operations).is_break() {
+            if !cancelled && handler.progress(&counts).is_break() {
                 self.cancel(context, message_id).await?;
                 cancelled = true;
             }
         }
+    }
+
+    /// One C-GET/C-MOVE response (status, counts, comment, identifier present): the
+    /// final outcome, or `None` after recording a pending response's counts.
+    async fn retrieve_step(
+        &mut self,
+        context: u8,
+        (status, counts, comment, has_identifier): (Status, SubOperations, Option<String>, bool),
+        pending: &mut Vec<SubOperations>,
+    ) -> Result<Option<RetrieveOutcome>, DimseError> {
+        let identifier = match has_identifier {
+            true => Some(self.read_data_set(context, MAX_RESPONSE_IDENTIFIER).await?),
+            false => None,
+        };
+        if status.is_pending() {
+            pending.push(counts);
+            return Ok(None);
+        }
+        let pending = std::mem::take(pending);
+        Ok(Some(RetrieveOutcome {
+            status,
+            sub_operations: counts,
+            error_comment: comment,
+            identifier,
+            pending,
+        }))
     }
 
     /// C-MOVE to the AE title `destination`; `on_pending` sees the counts of each
@@ -319,21 +336,12 @@ impl ScuAssociation {
                 Message::CMoveRsp(rsp) if rsp.message_id_being_responded_to == message_id => rsp,
                 other => return Err(unexpected(&other, "C-MOVE")),
             };
-            let data = match rsp.has_identifier {
-                true => Some(self.read_data_set(id, MAX_RESPONSE_IDENTIFIER).await?),
-                false => None,
-            };
-            if !rsp.status.is_pending() {
-                return Ok(RetrieveOutcome {
-                    status: rsp.status,
-                    sub_operations: rsp.sub_operations,
-                    error_comment: rsp.error_comment,
-                    identifier: data,
-                    pending,
-                });
+            let counts = rsp.sub_operations;
+            let step = (rsp.status, counts, rsp.error_comment, rsp.has_identifier);
+            if let Some(done) = self.retrieve_step(id, step, &mut pending).await? {
+                return Ok(done);
             }
-            pending.push(rsp.sub_operations);
-            if !cancelled && on_pending(&rsp.sub_operations).is_break() {
+            if !cancelled && on_pending(&counts).is_break() {
                 self.cancel(context, message_id).await?;
                 cancelled = true;
             }
