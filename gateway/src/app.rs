@@ -1,5 +1,5 @@
 //! Wiring and lifecycle: from a [`Config`] to bound listeners, an open index and blob
-//! store, and the DICOM servers running until shutdown.
+//! store, and the DICOM and HTTPS servers running until shutdown.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,11 +13,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::audit::AuditTrail;
+use crate::audit::syslog::SyslogExport;
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::db::Index;
 use crate::domain::FacilityName;
+use crate::http::ApiState;
 use crate::ingest::Ingest;
+use crate::metrics::{MeteredPolicy, MeteredService, Metrics};
 use crate::pki;
 use crate::scp::{AeAllowList, CertificatePolicy, GatewayService};
 
@@ -103,6 +107,28 @@ pub struct Application {
     plain: Option<TcpListener>,
     auth: crate::auth::Authenticator,
     move_tls: Option<Arc<rustls::ClientConfig>>,
+    audit: AuditTrail,
+    https: Option<HttpsServer>,
+    metrics: Arc<Metrics>,
+}
+
+/// Starts the audit trail (and its syslog export, if configured) on `index`.
+pub fn start_audit(config: &Config, index: &Index) -> anyhow::Result<AuditTrail> {
+    let syslog = match &config.audit.syslog {
+        Some(s) => Some(SyslogExport::start(s).context("cannot set up the syslog export")?),
+        None => None,
+    };
+    Ok(AuditTrail::start(index.clone(), config.audit.queue, syslog))
+}
+
+/// The bound HTTPS listener and what it serves.
+#[derive(Debug)]
+struct HttpsServer {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: ApiState,
+    max_body_bytes: usize,
+    handshake_timeout: Duration,
 }
 
 async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -120,7 +146,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let index = open_index(&config).await?;
         let blobs = BlobStore::open(&config.data_dir.join("blobs"))?;
-        let ingest = Ingest::new(index.clone(), blobs, config.ingest.duplicate_policy);
+        let audit = start_audit(&config, &index)?;
+        let ingest = Ingest::new(
+            index.clone(),
+            blobs,
+            config.ingest.duplicate_policy,
+            audit.clone(),
+        );
         let mut allow_list = HashMap::new();
         for (ae, facility) in &config.dicom.plain_ae {
             let name = FacilityName::parse(facility).map_err(anyhow::Error::msg)?;
@@ -128,16 +160,44 @@ impl Application {
         }
         // Without a TLS listener there is no CA in use, and C-MOVE destinations
         // registered with --tls are refused.
-        let (tls, move_tls) = match bind(&config.dicom.tls_listen, "DICOM TLS").await? {
-            Some(listener) => {
-                let files = TlsFiles::resolve(&config)?;
+        let tls_listener = bind(&config.dicom.tls_listen, "DICOM TLS").await?;
+        let https_listener = match config.https.enabled {
+            true => bind(&config.https.listen, "HTTPS").await?,
+            false => None,
+        };
+        let files = match tls_listener.is_some() || https_listener.is_some() {
+            true => Some(Arc::new(TlsFiles::resolve(&config)?)),
+            false => None,
+        };
+        let (tls, move_tls) = match (tls_listener, &files) {
+            (Some(listener), Some(files)) => {
                 let server = files.server_config()?;
                 (Some((listener, server)), Some(files.move_client_config()?))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         let plain = bind(&config.dicom.plain_listen, "plain DICOM").await?;
         let auth = crate::auth::Authenticator::new(index.clone(), config.auth.clone()).await?;
+        let mut metrics = Metrics::new();
+        metrics.watch_queues(&ingest.writer, &audit);
+        let metrics = Arc::new(metrics);
+        let https = match (https_listener, &files) {
+            (Some(listener), Some(files)) => Some(HttpsServer {
+                listener,
+                tls: crate::http::server::tls_config(&files.server_cert, &files.server_key)?,
+                state: ApiState {
+                    index: index.clone(),
+                    auth: auth.clone(),
+                    metrics: metrics.clone(),
+                    token_ttl: Duration::from_secs(config.https.token_ttl_secs),
+                    tls_files: Some(files.clone()),
+                    audit: audit.clone(),
+                },
+                max_body_bytes: config.https.max_body_bytes,
+                handshake_timeout: Duration::from_secs(config.https.handshake_timeout_secs),
+            }),
+            _ => None,
+        };
         let d = &config.dicom;
         let options = ServerOptions {
             max_pdu: d.max_pdu,
@@ -156,7 +216,28 @@ impl Application {
             plain,
             auth,
             move_tls,
+            audit,
+            https,
+            metrics,
         })
+    }
+
+    /// Port of the HTTPS listener.
+    pub fn https_port(&self) -> Option<u16> {
+        self.https
+            .as_ref()
+            .and_then(|h| h.listener.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The audit trail (for the HTTPS handlers, which record through it too).
+    pub fn audit(&self) -> &AuditTrail {
+        &self.audit
     }
 
     /// Port of the DICOM TLS listener.
@@ -191,17 +272,25 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let service = Arc::new(GatewayService {
-            ingest: self.ingest.clone(),
-            move_tls: self.move_tls.clone(),
+        let service = Arc::new(MeteredService {
+            inner: Arc::new(GatewayService {
+                ingest: self.ingest.clone(),
+                move_tls: self.move_tls.clone(),
+            }),
+            metrics: self.metrics.clone(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         if let Some((listener, config)) = self.tls {
             info!(addr = %listener.local_addr()?, ae_title = %self.ae_title, "DICOM TLS listening");
-            let policy = CertificatePolicy {
-                index: self.index.clone(),
-                ae_title: self.ae_title.clone(),
-                auth: self.auth.clone(),
+            let policy = MeteredPolicy {
+                inner: CertificatePolicy {
+                    index: self.index.clone(),
+                    ae_title: self.ae_title.clone(),
+                    auth: self.auth.clone(),
+                    audit: self.audit.clone(),
+                },
+                metrics: self.metrics.clone(),
+                listener: "tls",
             };
             let options = ServerOptions {
                 tls: Some(config),
@@ -217,11 +306,16 @@ impl Application {
         }
         if let Some(listener) = self.plain {
             info!(addr = %listener.local_addr()?, allowed_aes = self.allow_list.len(), "plain DICOM listening");
-            let policy = AeAllowList {
-                index: self.index.clone(),
-                ae_title: self.ae_title.clone(),
-                allowed: self.allow_list,
-                auth: self.auth.clone(),
+            let policy = MeteredPolicy {
+                inner: AeAllowList {
+                    index: self.index.clone(),
+                    ae_title: self.ae_title.clone(),
+                    allowed: self.allow_list,
+                    auth: self.auth.clone(),
+                    audit: self.audit.clone(),
+                },
+                metrics: self.metrics.clone(),
+                listener: "plain",
             };
             tasks.spawn(run_server(
                 listener,
@@ -231,6 +325,18 @@ impl Application {
                 stop.clone(),
             ));
         }
+        if let Some(https) = self.https {
+            info!(addr = %https.listener.local_addr()?, "HTTPS listening");
+            let router = crate::http::router(https.state, https.max_body_bytes);
+            let stop = stop.clone();
+            tasks.spawn(crate::http::server::serve(
+                https.listener,
+                https.tls,
+                router,
+                https.handshake_timeout,
+                async move { stop.cancelled().await },
+            ));
+        }
         if tasks.is_empty() {
             bail!("no listener configured: set dicom.tls_listen or dicom.plain_listen");
         }
@@ -238,6 +344,8 @@ impl Application {
         info!("shutting down");
         stop.cancel();
         while tasks.join_next().await.is_some() {}
+        // Every association has ended: their events are queued; write them all.
+        self.audit.shutdown(Duration::from_secs(5)).await;
         self.index.close().await;
         Ok(())
     }
@@ -247,7 +355,7 @@ async fn run_server<P>(
     listener: TcpListener,
     options: ServerOptions,
     policy: P,
-    service: Arc<GatewayService>,
+    service: Arc<MeteredService<GatewayService>>,
     stop: CancellationToken,
 ) where
     P: Policy<Session = crate::scp::Session>,

@@ -1,7 +1,9 @@
-//! The `pacs-gateway` command line: `serve`, and the operator's `facility`, `user` and
-//! `device` commands.
+//! The `pacs-gateway` command line: `serve`, and the operator's `facility`, `user`,
+//! `device` and `audit` commands.
 
+mod audit;
 mod device;
+mod facility_admin;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +15,9 @@ use crate::app::{Application, TlsFiles, open_index};
 use crate::config::Config;
 use crate::domain::FacilityName;
 
+pub use audit::{AuditCommand, parse_since};
 pub use device::DeviceCommand;
+pub use facility_admin::{format_size, normalize_fingerprint, parse_size};
 pub use user::{RoleArg, UserCommand};
 
 /// The central PACS gateway: stores and indexes de-identified images from enrolled
@@ -47,6 +51,9 @@ pub enum Command {
     /// Manage the C-MOVE destinations a facility's users may send studies to.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// `facility ...`
@@ -80,6 +87,34 @@ pub enum FacilityCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Show a facility's storage quota and usage, or change the quota.
+    Quota {
+        /// Facility name.
+        name: String,
+        /// New quota: bytes, or a number with KiB, MiB, GiB or TiB (e.g. 500GiB).
+        /// C-STORE is refused with "out of resources" (0xA700) beyond it.
+        #[arg(long, conflicts_with = "unlimited")]
+        set: Option<String>,
+        /// Remove the quota.
+        #[arg(long)]
+        unlimited: bool,
+        /// Usage (percent of the quota) at which a warning is logged and audited.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+        warn_percent: Option<u8>,
+    },
+    /// List a facility's client certificates (fingerprint, subject, created, revoked).
+    Certs {
+        /// Facility name.
+        name: String,
+    },
+    /// Revoke a facility's client certificate: associations presenting it are
+    /// refused from then on.
+    RevokeCert {
+        /// Facility name.
+        name: String,
+        /// SHA-256 fingerprint, as `facility certs` shows it (`sha256:` optional).
+        fingerprint: String,
+    },
 }
 
 /// A `true`/`false` value for `--flag VALUE`.
@@ -102,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Facility(cmd) => facility(config, cmd).await,
         Command::User(cmd) => user::run(config, cmd).await,
         Command::Device(cmd) => device::run(config, cmd).await,
+        Command::Audit(cmd) => audit::run(config, cmd).await,
     }
 }
 
@@ -169,6 +205,16 @@ async fn facility(config: Config, cmd: FacilityCommand) -> anyhow::Result<()> {
         }
         FacilityCommand::IssueCert { name, out } => {
             issue_cert(&config, &index, &name, &out).await?
+        }
+        FacilityCommand::Quota {
+            name,
+            set,
+            unlimited,
+            warn_percent,
+        } => facility_admin::quota(&config, &index, &name, set, unlimited, warn_percent).await?,
+        FacilityCommand::Certs { name } => facility_admin::certs(&index, &name).await?,
+        FacilityCommand::RevokeCert { name, fingerprint } => {
+            facility_admin::revoke_cert(&config, &index, &name, &fingerprint).await?
         }
     }
     index.close().await;

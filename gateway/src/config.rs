@@ -19,7 +19,7 @@ pub struct Config {
     pub database_url: Option<String>,
     /// DICOM listeners.
     pub dicom: DicomConfig,
-    /// HTTPS listener (reserved for the admin API).
+    /// HTTPS listener: the admin API, `/healthz` and `/metrics`.
     pub https: HttpsConfig,
     /// Certificates; when absent, a dev CA is created in `data_dir/certs`.
     pub tls: TlsConfig,
@@ -27,6 +27,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Password hashing and login lockout.
     pub auth: AuthSettings,
+    /// The audit trail and its syslog export.
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             ingest: IngestConfig::default(),
             auth: AuthSettings::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -84,14 +87,26 @@ impl Default for DicomConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpsConfig {
-    /// Reserved for the admin API and DICOMweb (not served yet).
+    /// Whether the HTTPS listener runs at all.
+    pub enabled: bool,
+    /// Address the HTTPS listener binds.
     pub listen: String,
+    /// Lifetime of an admin API bearer token, in seconds.
+    pub token_ttl_secs: u64,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Seconds allowed for the TLS handshake and for the request headers.
+    pub handshake_timeout_secs: u64,
 }
 
 impl Default for HttpsConfig {
     fn default() -> Self {
         HttpsConfig {
+            enabled: true,
             listen: "0.0.0.0:8443".into(),
+            token_ttl_secs: 3600,
+            max_body_bytes: 64 * 1024,
+            handshake_timeout_secs: 10,
         }
     }
 }
@@ -137,6 +152,118 @@ impl Default for IngestConfig {
         IngestConfig {
             duplicate_policy: DuplicatePolicy::Reject,
         }
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Events waiting for the database writer; when full, the recording request waits.
+    pub queue: usize,
+    /// Export to a syslog collector; none when the table is absent.
+    pub syslog: Option<SyslogConfig>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            queue: 4096,
+            syslog: None,
+        }
+    }
+}
+
+/// How syslog messages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    /// RFC 5425: octet-counted frames over TLS 1.2 or later.
+    Tls,
+    /// RFC 6587: octet-counted frames over plain TCP.
+    Tcp,
+    /// RFC 5426: one message per datagram.
+    Udp,
+}
+
+/// `[audit.syslog]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Collector as `host:port` (IPv6 as `[addr]:port`).
+    pub address: String,
+    /// `tls` (default), `tcp` or `udp`.
+    #[serde(default = "default_transport")]
+    pub transport: SyslogTransport,
+    /// CA certificate(s) that verify the collector (PEM); required for `tls`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain presented to the collector (PEM), optional.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Key of `client_cert` (PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// APP-NAME of the messages.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// HOSTNAME of the messages; default: this machine's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Syslog facility code, 0 to 23 (default 10, security/authorization).
+    #[serde(default = "default_syslog_facility")]
+    pub facility: u8,
+    /// Messages held while the collector is slow or away; beyond that they are
+    /// dropped (and counted), never waited for.
+    #[serde(default = "default_syslog_buffer")]
+    pub buffer: usize,
+}
+
+fn default_transport() -> SyslogTransport {
+    SyslogTransport::Tls
+}
+
+fn default_app_name() -> String {
+    "pacs-gateway".into()
+}
+
+fn default_syslog_facility() -> u8 {
+    10
+}
+
+fn default_syslog_buffer() -> usize {
+    1024
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.queue == 0 {
+            return invalid("audit.queue must be at least 1");
+        }
+        let Some(s) = &self.syslog else {
+            return Ok(());
+        };
+        let port_ok = s
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+        if !port_ok {
+            return invalid("audit.syslog.address must be HOST:PORT");
+        }
+        if s.facility > 23 {
+            return invalid("audit.syslog.facility must be 0 to 23");
+        }
+        if s.buffer == 0 {
+            return invalid("audit.syslog.buffer must be at least 1");
+        }
+        if s.transport == SyslogTransport::Tls && s.ca_file.is_none() {
+            return invalid("audit.syslog.ca_file is required with transport = \"tls\"");
+        }
+        if s.client_cert.is_some() != s.client_key.is_some() {
+            return invalid("audit.syslog.client_cert and client_key go together");
+        }
+        Ok(())
     }
 }
 
@@ -204,6 +331,23 @@ impl Config {
             ));
         }
         self.auth.validate().map_err(ConfigError::Invalid)?;
+        self.audit.validate()?;
+        let https = &self.https;
+        if !(1..=7 * 86400).contains(&https.token_ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "https.token_ttl_secs must be between 1 and 604800 (a week)".into(),
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&https.max_body_bytes) {
+            return Err(ConfigError::Invalid(
+                "https.max_body_bytes must be between 1024 and 16777216".into(),
+            ));
+        }
+        if !(1..=300).contains(&https.handshake_timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "https.handshake_timeout_secs must be between 1 and 300".into(),
+            ));
+        }
         let tls = &self.tls;
         if tls.cert.is_some() != tls.key.is_some() || (tls.cert.is_some() && tls.ca_cert.is_none())
         {
@@ -243,6 +387,16 @@ mod tests {
         assert_eq!(parsed.dicom.max_pdu, defaults.dicom.max_pdu);
         assert_eq!(parsed.ingest.duplicate_policy, DuplicatePolicy::Reject);
         assert_eq!(parsed.auth, defaults.auth);
+        assert_eq!(parsed.audit.queue, defaults.audit.queue);
+        assert!(parsed.audit.syslog.is_none());
+        assert!(parsed.https.enabled);
+        assert_eq!(parsed.https.listen, defaults.https.listen);
+        assert_eq!(parsed.https.token_ttl_secs, 3600);
+        assert_eq!(parsed.https.max_body_bytes, 65536);
+        assert_eq!(
+            parsed.https.handshake_timeout_secs,
+            defaults.https.handshake_timeout_secs
+        );
     }
 
     #[test]
@@ -253,7 +407,20 @@ mod tests {
         let cfg: Config = toml::from_str("[tls]\ncert = \"a.pem\"").unwrap();
         assert!(cfg.validate().is_err());
         assert!(toml::from_str::<Config>("[auth]\nargon2_m = 1").is_err());
+        let cfg: Config = toml::from_str("[https]\ntoken_ttl_secs = 0").unwrap();
+        assert!(cfg.validate().is_err());
         let cfg: Config = toml::from_str("[auth]\nargon2_m_kib = 4096").unwrap();
         assert!(cfg.validate().is_err(), "below the OWASP minimum");
+        let cfg: Config = toml::from_str("[audit.syslog]\naddress = \"log:6514\"").unwrap();
+        assert!(cfg.validate().is_err(), "tls without a CA file");
+        let cfg: Config =
+            toml::from_str("[audit.syslog]\naddress = \"log:514\"\ntransport = \"udp\"").unwrap();
+        cfg.validate().unwrap();
+        assert!(
+            toml::from_str::<Config>(
+                "[audit.syslog]\naddress = \"log:514\"\ntransport = \"smoke\""
+            )
+            .is_err()
+        );
     }
 }

@@ -9,17 +9,22 @@
 //! Layers, top to bottom: [`cli`] and [`app`] (wiring and lifecycle) -> [`scp`] (the
 //! DIMSE service and admission policies) -> [`ingest`] (validation and the durable
 //! write path) -> [`db`] (index) and [`blobs`] (object store). [`pki`] issues and
-//! checks certificates; [`auth`] checks users' passwords; [`config`] reads the TOML
+//! checks certificates; [`auth`] checks users' passwords; [`audit`] keeps the audit
+//! trail (and exports it to syslog); [`http`] serves the admin API, `/healthz` and
+//! `/metrics` ([`metrics`]) over HTTPS; [`config`] reads the TOML
 //! file; [`domain`] holds the validated newtypes every layer shares.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod pki;
 pub mod qr;
 pub mod scp;

@@ -138,6 +138,9 @@ fn config_toml(setup: &Setup, tls_port: u16, plain_port: u16) -> String {
         .collect();
     dicom.insert("plain_ae".into(), Value::Table(plain_ae));
     root.insert("dicom".into(), Value::Table(dicom));
+    let mut https = Table::new();
+    https.insert("listen".into(), Value::from("127.0.0.1:0"));
+    root.insert("https".into(), Value::Table(https));
     toml::to_string(&root).unwrap()
 }
 

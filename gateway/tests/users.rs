@@ -160,7 +160,7 @@ async fn right_password_logs_in_and_every_refusal_looks_the_same(backend: Backen
 
     // A password change takes effect at once.
     let hash = hash_password(&settings(), &Password::new("a brand new passphrase")).unwrap();
-    index.set_password(alice.id, &hash).await.unwrap();
+    index.set_password(alice.id, &hash, None).await.unwrap();
     refusal(&auth, "alice", PASSWORD, "192.0.2.11").await;
     auth.verify("alice", "a brand new passphrase", ip("192.0.2.11"))
         .await
@@ -223,7 +223,7 @@ async fn repeated_failures_lock_the_account_for_the_configured_time(backend: Bac
     }
     refusal(&auth, "alice", PASSWORD, "192.0.2.53").await;
     let hash = hash_password(&settings(), &Password::new(PASSWORD)).unwrap();
-    index.set_password(alice.id, &hash).await.unwrap();
+    index.set_password(alice.id, &hash, None).await.unwrap();
     auth.verify("alice", PASSWORD, ip("192.0.2.53"))
         .await
         .unwrap();

@@ -63,6 +63,15 @@ impl Authenticator {
         &self.settings
     }
 
+    /// The user a failed login named, if the name is an existing user's: what an
+    /// audit event may record. Anything else typed as a user name (a mistyped name,
+    /// or a password entered in the wrong field) is never recorded.
+    pub async fn known_user(&self, name: &str) -> Option<User> {
+        let name = Username::parse(name).ok()?;
+        let account = self.index.user_by_name(&name).await.ok()??;
+        Some(account.user)
+    }
+
     /// Checks `username` and `password` presented by `peer`. Every kind of refusal is
     /// the same [`AuthError::Refused`], answered after the failure delay; only index
     /// failures differ ([`AuthError::Database`]).

@@ -108,7 +108,7 @@ pub(super) async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> 
         UserCommand::Passwd { username } => {
             let account = existing(&index, &username).await?;
             let hash = new_password_hash(settings, &account.user.username).await?;
-            index.set_password(account.user.id, &hash).await?;
+            index.set_password(account.user.id, &hash, None).await?;
             println!("password of {} changed", account.user.username);
         }
         UserCommand::Disable { username } => {

@@ -3,6 +3,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
+use super::quota::{Charged, charge};
 use super::{DbError, Index};
 use crate::domain::{FacilityId, Uid};
 
@@ -15,9 +16,10 @@ pub struct StudyFields {
     pub patient_name: Option<String>,
     /// Blind index of the original name (a few hex digits; collides on purpose).
     pub name_blind_index: Option<String>,
-    /// Sealed identity (Encrypted Content) of this instance.
+    /// Sealed identity (Encrypted Content) of this instance; also stored on the
+    /// instance row, and on the study and series rows when it is their first.
     pub sealed_identity: Option<Vec<u8>>,
-    /// The SOP Instance UID the sealed identity is bound to.
+    /// The SOP Instance UID the sealed identity is bound to (this instance's own).
     pub sealed_sop_instance_uid: Option<String>,
     /// Study Date, `YYYYMMDD`.
     pub study_date: Option<String>,
@@ -113,44 +115,89 @@ impl Index {
         .transpose()
     }
 
-    /// Indexes a new instance. Returns `false`, changing nothing, when the facility
-    /// already has an instance with this UID (a concurrent store won the race).
-    pub async fn insert_instance(&self, record: &InstanceRecord) -> Result<bool, DbError> {
+    /// Indexes a new instance and charges its size to the facility's quota, in one
+    /// transaction. Nothing changes when the facility already has an instance with
+    /// this UID (a concurrent store won the race) or when the quota would be exceeded.
+    pub async fn insert_instance(&self, record: &InstanceRecord) -> Result<Indexed, DbError> {
         let mut tx = self.pool.begin().await?;
-        if !insert_instance_row(&mut tx, record).await? {
-            tx.rollback().await?;
-            return Ok(false);
+        let result = insert_charged(&mut tx, record).await?;
+        match result {
+            Indexed::New(_) => tx.commit().await?,
+            _ => tx.rollback().await?,
         }
-        add_to_series_and_study(&mut tx, record).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(result)
     }
 
-    /// Indexes several new instances in one transaction; for each, `false` means the
-    /// facility already had that UID (nothing changed for it).
-    pub async fn insert_batch(&self, records: &[&InstanceRecord]) -> Result<Vec<bool>, DbError> {
+    /// Indexes several new instances in one transaction, each as
+    /// [`Index::insert_instance`] would (each checked against the quota in turn).
+    pub async fn insert_batch(&self, records: &[&InstanceRecord]) -> Result<Vec<Indexed>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let mut inserted = Vec::with_capacity(records.len());
+        let mut results = Vec::with_capacity(records.len());
         for record in records {
-            let new = insert_instance_row(&mut tx, record).await?;
-            if new {
-                add_to_series_and_study(&mut tx, record).await?;
-            }
-            inserted.push(new);
+            results.push(insert_charged(&mut tx, record).await?);
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(results)
     }
 
-    /// Replaces the stored instance with the same UID by `record`, in one transaction.
-    pub async fn replace_instance(&self, record: &InstanceRecord) -> Result<(), DbError> {
+    /// Replaces the stored instance with the same UID by `record`, in one transaction,
+    /// adjusting the facility's usage by the size difference (refused, changing
+    /// nothing, when a larger copy would exceed the quota).
+    pub async fn replace_instance(&self, record: &InstanceRecord) -> Result<Indexed, DbError> {
         let mut tx = self.pool.begin().await?;
+        let old_size: i64 = sqlx::query(
+            "SELECT size_bytes FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2",
+        )
+        .bind(record.facility.0)
+        .bind(record.sop_instance_uid.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .unwrap_or(0);
+        let Some(charged) = charge(&mut tx, record.facility, record.size_bytes - old_size).await?
+        else {
+            tx.rollback().await?;
+            return Ok(Indexed::OverQuota);
+        };
         remove_instance(&mut tx, record.facility, &record.sop_instance_uid).await?;
         insert_instance_row(&mut tx, record).await?;
         add_to_series_and_study(&mut tx, record).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Indexed::New(charged))
     }
+}
+
+/// What indexing a new instance did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indexed {
+    /// Indexed; the facility's usage changed as shown.
+    New(Charged),
+    /// The facility already had this UID; nothing changed.
+    Exists,
+    /// The facility's quota would be exceeded; nothing changed.
+    OverQuota,
+}
+
+/// Inserts the row, then charges the quota; a refused charge removes the row again
+/// (it is ours: inserted in this transaction).
+async fn insert_charged(
+    tx: &mut Transaction<'_, Any>,
+    record: &InstanceRecord,
+) -> Result<Indexed, DbError> {
+    if !insert_instance_row(tx, record).await? {
+        return Ok(Indexed::Exists);
+    }
+    let Some(charged) = charge(tx, record.facility, record.size_bytes).await? else {
+        sqlx::query("DELETE FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2")
+            .bind(record.facility.0)
+            .bind(record.sop_instance_uid.as_str())
+            .execute(&mut **tx)
+            .await?;
+        return Ok(Indexed::OverQuota);
+    };
+    add_to_series_and_study(tx, record).await?;
+    Ok(Indexed::New(charged))
 }
 
 async fn insert_instance_row(
@@ -159,8 +206,8 @@ async fn insert_instance_row(
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "INSERT INTO instances (facility_id, sop_instance_uid, series_uid, study_uid, sop_class_uid, transfer_syntax, \
-         instance_number, number_of_frames, size_bytes, sha256, blob_key, calling_ae, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         instance_number, number_of_frames, size_bytes, sha256, blob_key, calling_ae, received_at, sealed_identity) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (facility_id, sop_instance_uid) DO NOTHING",
     )
     .bind(r.facility.0)
@@ -176,6 +223,7 @@ async fn insert_instance_row(
     .bind(&r.blob_key)
     .bind(&r.calling_ae)
     .bind(r.received_at)
+    .bind(&r.study.sealed_identity)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -217,8 +265,9 @@ async fn add_to_series_and_study(
     .execute(&mut **tx)
     .await?;
     let new_series = sqlx::query(
-        "INSERT INTO series (facility_id, series_uid, study_uid, modality, series_description, series_number) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (facility_id, series_uid) DO NOTHING",
+        "INSERT INTO series (facility_id, series_uid, study_uid, modality, series_description, series_number, \
+         sealed_identity, sealed_sop_instance_uid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (facility_id, series_uid) DO NOTHING",
     )
     .bind(r.facility.0)
     .bind(r.series_uid.as_str())
@@ -226,9 +275,25 @@ async fn add_to_series_and_study(
     .bind(&r.series.modality)
     .bind(&r.series.description)
     .bind(r.series.number)
+    .bind(&s.sealed_identity)
+    .bind(&s.sealed_sop_instance_uid)
     .execute(&mut **tx)
     .await?
     .rows_affected() as i64;
+    if new_series == 0 && s.sealed_identity.is_some() {
+        // An existing series without an envelope (its first instances had none, or
+        // were indexed before the column existed) takes this instance's.
+        sqlx::query(
+            "UPDATE series SET sealed_identity = $1, sealed_sop_instance_uid = $2 \
+             WHERE facility_id = $3 AND series_uid = $4 AND sealed_identity IS NULL",
+        )
+        .bind(&s.sealed_identity)
+        .bind(&s.sealed_sop_instance_uid)
+        .bind(r.facility.0)
+        .bind(r.series_uid.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
     sqlx::query("UPDATE series SET num_instances = num_instances + 1 WHERE facility_id = $1 AND series_uid = $2")
         .bind(r.facility.0)
         .bind(r.series_uid.as_str())

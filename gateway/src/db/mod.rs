@@ -9,9 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+pub mod admin;
+pub mod certs;
 pub mod destinations;
 pub mod instances;
+pub mod quota;
 pub mod read;
+pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod writer;
 

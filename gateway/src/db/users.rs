@@ -158,28 +158,46 @@ impl Index {
         rows.iter().map(account_from_row).collect()
     }
 
-    /// Replaces a user's password hash; also clears its failure counter and lock.
-    pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<(), DbError> {
+    /// Replaces a user's password hash; also clears its failure counter and lock,
+    /// and revokes every API token of the user but `keep_token` (the token of a
+    /// user changing their own password).
+    pub async fn set_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep_token: Option<&str>,
+    ) -> Result<(), DbError> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE users SET password_hash = $1, failed_count = 0, locked_until = NULL, updated_at = $2 \
              WHERE id = $3",
         )
         .bind(password_hash)
-        .bind(now_millis())
+        .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        revoke_tokens_of(&mut tx, user_id, keep_token, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Disables (every login refused) or re-enables a user.
+    /// Disables (every login refused, every API token revoked) or re-enables a
+    /// user.
     pub async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<(), DbError> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
             .bind(i64::from(disabled))
-            .bind(now_millis())
+            .bind(now)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if disabled {
+            revoke_tokens_of(&mut tx, user_id, None, now).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -302,4 +320,23 @@ fn count_from_row(row: &AnyRow) -> Result<FailureCount, DbError> {
         failed_count: row.try_get(0)?,
         locked_until: row.try_get(1)?,
     })
+}
+
+/// Revokes every live API token of `user_id` but `keep` (a token hash).
+async fn revoke_tokens_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    keep: Option<&str>,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 \
+         WHERE user_id = $2 AND revoked_at IS NULL AND token_hash <> $3",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(keep.unwrap_or(""))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //! temp file while it is hashed; once complete it is scanned from first byte to last,
 //! its UIDs are validated, de-identification marks are checked, duplicates are
 //! resolved by policy, the blob is committed atomically and the index rows are written
-//! in one transaction. Only then does the sender hear success.
+//! in one transaction. Only then does the sender hear success. A facility's storage
+//! quota is checked before the blob is committed and again inside the index
+//! transaction, which keeps `stored_bytes` exact.
 
 mod sink;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use dimse::Status;
 use dimse::scp::StoreOutcome;
 
+use crate::audit::AuditTrail;
 use crate::blobs::BlobStore;
 use crate::config::DuplicatePolicy;
 use crate::db::Index;
@@ -34,17 +37,25 @@ pub struct Ingest {
     pub writer: IndexWriter,
     /// What to do with conflicting duplicates.
     pub duplicate_policy: DuplicatePolicy,
+    /// The audit trail (quota warnings).
+    pub audit: AuditTrail,
 }
 
 impl Ingest {
     /// Builds the ingest path (spawns the index writer: call within a runtime).
-    pub fn new(index: Index, blobs: BlobStore, duplicate_policy: DuplicatePolicy) -> Arc<Self> {
+    pub fn new(
+        index: Index,
+        blobs: BlobStore,
+        duplicate_policy: DuplicatePolicy,
+        audit: AuditTrail,
+    ) -> Arc<Self> {
         let writer = IndexWriter::spawn(index.clone());
         Arc::new(Ingest {
             index,
             blobs,
             writer,
             duplicate_policy,
+            audit,
         })
     }
 }

@@ -13,10 +13,12 @@ use tracing::{info, warn};
 
 use super::scan::{self, Encoding, Header};
 use super::{Ingest, Received, cannot_understand, refuse, validate};
+use crate::audit::{AuditEvent, EventKind, Outcome, Protocol};
 use crate::blobs::{BlobKey, TempBlob};
 use crate::config::DuplicatePolicy;
 use crate::db::Facility;
-use crate::db::instances::InstanceRecord;
+use crate::db::instances::{Indexed, InstanceRecord};
+use crate::db::quota::Charged;
 use crate::domain::Uid;
 
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -173,6 +175,34 @@ impl DataSink for IngestSink {
     }
 }
 
+/// 0xA700: the facility's storage quota has no room for this instance.
+fn over_quota(facility: &Facility, size: i64) -> StoreOutcome {
+    warn!(facility = %facility.name, size_bytes = size, "storage quota exceeded; instance refused");
+    refuse(
+        Status::OutOfResources,
+        "storage quota of the facility exceeded",
+    )
+}
+
+/// Logs and audits (once per crossing) a facility passing its quota warning level.
+async fn quota_warning(ingest: &Ingest, facility: &Facility, charged: &Charged) {
+    let Some(percent) = charged.crossed_warning() else {
+        return;
+    };
+    warn!(
+        facility = %facility.name,
+        percent,
+        stored_bytes = charged.after.stored_bytes,
+        quota_bytes = charged.after.quota_bytes,
+        "storage quota warning level reached"
+    );
+    let event = AuditEvent::new(EventKind::SecurityAlert, Outcome::Success, Protocol::Dicom)
+        .facility(facility.id)
+        .detail(format!("storage quota {percent}% used"))
+        .count(1);
+    ingest.audit.record(event).await;
+}
+
 fn audit(record: &InstanceRecord, facility: &Facility, event: &str) {
     warn!(
         target: "audit",
@@ -210,14 +240,30 @@ async fn store(
         };
         let Some(existing) = existing else {
             if !committed {
+                match ingest.index.quota(record.facility).await {
+                    Ok(Some(quota)) if !quota.allows(record.size_bytes) => {
+                        return over_quota(facility, record.size_bytes);
+                    }
+                    Ok(_) => {}
+                    Err(e) => return processing_failure("index unavailable", e),
+                }
                 if let Err(e) = ingest.blobs.commit(temp, &key).await {
                     return out_of_resources("cannot store blob", e);
                 }
                 committed = true;
             }
             match ingest.writer.insert(record.clone()).await {
-                Ok(true) => return StoreOutcome::success(),
-                Ok(false) => continue,
+                Ok(Indexed::New(charged)) => {
+                    quota_warning(ingest, facility, &charged).await;
+                    return StoreOutcome::success();
+                }
+                Ok(Indexed::Exists) => continue,
+                Ok(Indexed::OverQuota) => {
+                    // Another association took the room meanwhile: the index refused
+                    // the row, so the blob must go too.
+                    let _ = ingest.blobs.delete(&key).await;
+                    return over_quota(facility, record.size_bytes);
+                }
                 Err(e) => return processing_failure("index write failed", e),
             }
         };
@@ -276,8 +322,16 @@ async fn replace(
     if !committed && let Err(e) = ingest.blobs.commit(temp, key).await {
         return out_of_resources("cannot store blob", e);
     }
-    if let Err(e) = ingest.index.replace_instance(record).await {
-        return processing_failure("index write failed", e);
+    match ingest.index.replace_instance(record).await {
+        Ok(Indexed::New(charged)) => quota_warning(ingest, facility, &charged).await,
+        Ok(Indexed::OverQuota) => {
+            if old_key != key.as_str() {
+                let _ = ingest.blobs.delete(key).await;
+            }
+            return over_quota(facility, record.size_bytes);
+        }
+        Ok(Indexed::Exists) => {}
+        Err(e) => return processing_failure("index write failed", e),
     }
     if old_key != key.as_str() {
         let _ = ingest

@@ -109,8 +109,20 @@ const fn patient(
 use Kind::*;
 use Level::{Image, Series, Study};
 
-/// Column alias of the UID a study's sealed identity is bound to.
+/// Column alias of the UID a sealed identity is bound to.
 pub(crate) const SEALED_FOR_ALIAS: &str = "sealed_for";
+
+/// The sealed identity and the UID it is bound to, at `level`: the study's and the
+/// series' are those of their first stored instance, an instance's is its own.
+/// `None` at PATIENT level (a patient has no single envelope).
+pub(crate) fn sealed_columns(level: Level) -> Option<(&'static str, &'static str)> {
+    match level {
+        Level::Patient => None,
+        Level::Study => Some(("s.sealed_identity", "s.sealed_sop_instance_uid")),
+        Level::Series => Some(("r.sealed_identity", "r.sealed_sop_instance_uid")),
+        Level::Image => Some(("i.sealed_identity", "i.sop_instance_uid")),
+    }
+}
 /// Private creator of the product's block carrying the name blind index.
 pub(crate) const PRIVATE_CREATOR: &str = dimse::scan::PRODUCT_PRIVATE_CREATOR;
 /// Group of the product's private block.

@@ -8,6 +8,7 @@
 //! (whose `*` and `?` are DICOM's, `[` escaped as `[[]`), because SQLite's `LIKE`
 //! ignores ASCII case.
 
+use dicom_dictionary_std::tags;
 use sqlx::any::AnyRow;
 
 use super::keys::{Attr, Kind};
@@ -105,14 +106,14 @@ fn select_list(query: &Query) -> String {
     }
     let mut columns: Vec<String> = attrs
         .iter()
+        .filter(|a| a.kind != keys::Kind::Sealed)
         .filter_map(|a| a.select(level).map(|e| format!("{e} AS {}", a.alias)))
         .collect();
-    if attrs.iter().any(|a| a.kind == keys::Kind::Sealed) && level == super::Level::Study {
+    let sealed = attrs.iter().find(|a| a.kind == keys::Kind::Sealed);
+    if let (Some(attr), Some((envelope, bound_to))) = (sealed, keys::sealed_columns(level)) {
         // The envelope is bound to one instance's UID; the client needs it to unseal.
-        columns.push(format!(
-            "s.sealed_sop_instance_uid AS {}",
-            keys::SEALED_FOR_ALIAS
-        ));
+        columns.push(format!("{envelope} AS {}", attr.alias));
+        columns.push(format!("{bound_to} AS {}", keys::SEALED_FOR_ALIAS));
     }
     columns.join(", ")
 }
@@ -131,12 +132,14 @@ pub(crate) fn find(
     let (select, order) = (select_list(query), order_clause(level));
     st.text = match level {
         Level::Patient => format!(
-            "SELECT {select} FROM studies t WHERE t.facility_id = $1 AND t.patient_id IN \
-             (SELECT s.patient_id FROM studies s WHERE s.facility_id = $1 AND s.patient_id IS NOT NULL{filter}) \
+            "SELECT {select} FROM studies t WHERE t.facility_id = $1 AND t.deleted_at IS NULL AND t.patient_id IN \
+             (SELECT s.patient_id FROM studies s WHERE s.facility_id = $1 AND s.deleted_at IS NULL \
+             AND s.patient_id IS NOT NULL{filter}) \
              GROUP BY t.patient_id ORDER BY {order} LIMIT {limit}"
         ),
         _ => format!(
-            "SELECT {select} FROM {} WHERE s.facility_id = $1{filter} ORDER BY {order} LIMIT {limit}",
+            "SELECT {select} FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL{filter} \
+             ORDER BY {order} LIMIT {limit}",
             from_clause(level)
         ),
     };
@@ -149,7 +152,7 @@ pub(crate) fn retrieve(query: &Query, facility: FacilityId, backend: Backend) ->
     let filter = filter(&mut st, query.unique_key_conditions(), backend);
     st.text = format!(
         "SELECT i.study_uid, i.series_uid, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax, \
-         i.blob_key, i.size_bytes FROM {} WHERE s.facility_id = $1{filter} ORDER BY {}",
+         i.blob_key, i.size_bytes FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL{filter} ORDER BY {}",
         from_clause(Level::Image),
         order_clause(Level::Image)
     );
@@ -162,14 +165,31 @@ fn filter<'a>(
     conditions: impl Iterator<Item = &'a Condition>,
     backend: Backend,
 ) -> String {
+    let conditions: Vec<&Condition> = conditions.collect();
+    // study_modalities keeps each study's date: repeating the date condition inside
+    // the Modalities in Study subquery turns a scan of the facility's rows for that
+    // modality into a range scan of its (facility, modality, study_date) index.
+    let study_date = conditions
+        .iter()
+        .find(|c| c.attr.tag == tags::STUDY_DATE && c.attr.kind == Kind::Date);
     let mut out = String::new();
-    for c in conditions {
+    for c in &conditions {
         let Some(column) = c.attr.column else {
             continue;
         };
         let sql = match c.attr.kind {
             Kind::Modalities => {
-                let inner = matches(st, "m.modality", Kind::Text, &c.matcher, backend);
+                let mut inner = matches(st, "m.modality", Kind::Text, &c.matcher, backend);
+                if let Some(date) = study_date {
+                    inner.push_str(" AND ");
+                    inner.push_str(&matches(
+                        st,
+                        "m.study_date",
+                        Kind::Date,
+                        &date.matcher,
+                        backend,
+                    ));
+                }
                 format!(
                     "s.study_uid IN (SELECT m.study_uid FROM study_modalities m \
                      WHERE m.facility_id = $1 AND {inner})"

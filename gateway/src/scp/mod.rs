@@ -5,7 +5,10 @@
 //! C-STORE data sets through the ingest path, and answers C-FIND, C-GET and C-MOVE
 //! from the index ([`query`]), always scoped to the session's facility. C-MOVE goes
 //! only to destinations registered for that facility (`pacs-gateway device add`).
+//! Every association carries an [`activity::Activity`] through which admissions,
+//! queries, retrievals and stores reach the audit trail.
 
+pub mod activity;
 pub mod policy;
 mod query;
 
@@ -20,6 +23,7 @@ use rustls::pki_types::ServerName;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::audit::{EventKind, Outcome};
 use crate::auth::User;
 use crate::db::Facility;
 use crate::db::destinations::Destination;
@@ -27,6 +31,7 @@ use crate::domain::AeTitle;
 use crate::ingest::scan::Encoding;
 use crate::ingest::{Ingest, IngestSink};
 
+use activity::{Activity, CountingSink};
 pub use policy::{AeAllowList, CertificatePolicy, QR_SOP_CLASSES};
 
 /// Who is on an association: the facility, and the user for query/retrieve.
@@ -36,6 +41,9 @@ pub struct Session {
     pub facility: Facility,
     /// The authenticated user, when the association negotiated query/retrieve.
     pub user: Option<User>,
+    /// Who the association is, for the audit trail, and what it stored; its last
+    /// clone records the association's `instances-transferred` event.
+    pub activity: Arc<Activity>,
 }
 
 /// C-ECHO, C-STORE for every standard storage SOP class, and query/retrieve.
@@ -92,7 +100,7 @@ impl Capabilities for GatewayService {
 }
 
 impl Service<Session> for GatewayService {
-    type Sink = IngestSink;
+    type Sink = CountingSink;
 
     async fn begin_store(
         &self,
@@ -100,8 +108,8 @@ impl Service<Session> for GatewayService {
         association: &AssociationInfo,
         request: &CStoreRq,
         context: &AcceptedContext,
-    ) -> Result<IngestSink, StoreOutcome> {
-        IngestSink::begin(
+    ) -> Result<CountingSink, StoreOutcome> {
+        let inner = IngestSink::begin(
             self.ingest.clone(),
             session.facility.clone(),
             &association.calling_ae,
@@ -109,6 +117,11 @@ impl Service<Session> for GatewayService {
             &context.transfer_syntax,
         )
         .await
+        .inspect_err(|outcome| session.activity.count_store(outcome))?;
+        Ok(CountingSink {
+            inner,
+            activity: session.activity.clone(),
+        })
     }
 
     async fn find(
@@ -157,7 +170,25 @@ impl Service<Session> for GatewayService {
                 info!(target: "audit", facility = %facility.name, user, event = "retrieve-move", destination = %d.ae_title, outcome = "accepted", "C-MOVE destination")
             }
             None => {
-                warn!(target: "audit", facility = %facility.name, user, event = "retrieve-move", outcome = "refused", "C-MOVE destination unknown for this facility")
+                warn!(target: "audit", facility = %facility.name, user, event = "retrieve-move", outcome = "refused", "C-MOVE destination unknown for this facility");
+                let shown: String = ae_title
+                    .chars()
+                    .take(16)
+                    .map(|c| {
+                        if c.is_ascii_graphic() || c == ' ' {
+                            c
+                        } else {
+                            '?'
+                        }
+                    })
+                    .collect();
+                let event = session
+                    .activity
+                    .event(EventKind::BeginTransferring, Outcome::MinorFailure)
+                    .detail(format!(
+                        "C-MOVE refused: destination {shown} unknown for this facility"
+                    ));
+                session.activity.record(event).await;
             }
         }
         reached

@@ -4,6 +4,8 @@
 //! AE title that is not ours, and both require User Identity Negotiation (user name
 //! and passcode, checked with argon2id) on any association that proposes a
 //! query/retrieve SOP class; the user must belong to the admitted facility.
+//! Logins, failed logins and refused peers (unknown or revoked certificate, unknown
+//! AE title) are recorded in the audit trail.
 
 use std::collections::HashMap;
 
@@ -13,9 +15,12 @@ use dimse::server::Policy;
 use tracing::{info, warn};
 
 use super::Session;
+use super::activity::Activity;
+use crate::audit::{AuditEvent, AuditTrail, EventKind, Outcome, Protocol};
 use crate::auth::Authenticator;
+use crate::db::certs::CertificateStatus;
 use crate::db::{Facility, Index};
-use crate::domain::FacilityName;
+use crate::domain::{FacilityId, FacilityName};
 
 /// Query/retrieve SOP classes served (Patient Root and Study Root FIND, MOVE, GET).
 pub const QR_SOP_CLASSES: [&str; 6] = [
@@ -36,48 +41,129 @@ fn check_called_ae(ours: &str, request: &AssociateRequest<'_>) -> Result<(), Rej
     }
 }
 
+/// Printable ASCII of a wire value, at most `max` characters, for audit details.
+fn shown(value: &str, max: usize) -> String {
+    value
+        .chars()
+        .take(max)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Records a refused association as a security alert.
+async fn alert(
+    trail: &AuditTrail,
+    request: &AssociateRequest<'_>,
+    facility: Option<FacilityId>,
+    reason: &str,
+) {
+    let mut event = AuditEvent::new(
+        EventKind::SecurityAlert,
+        Outcome::SeriousFailure,
+        Protocol::Dicom,
+    )
+    .peer(request.peer.addr.ip())
+    .detail(format!(
+        "association refused: {reason} (calling AE {})",
+        shown(request.calling_ae, 16)
+    ));
+    event.facility_id = facility;
+    trail.record(event).await;
+}
+
 /// Adds the user to a facility session when the association asks for query/retrieve.
 async fn with_user(
     auth: &Authenticator,
+    trail: &AuditTrail,
     facility: Facility,
     request: &AssociateRequest<'_>,
 ) -> Result<Session, Rejection> {
+    let peer = request.peer.addr.ip();
+    let session = |facility: Facility, user: Option<crate::auth::User>| {
+        let username = user.as_ref().map(|u| u.username.to_string());
+        let activity = Activity::new(
+            trail.clone(),
+            facility.id,
+            username,
+            peer,
+            request.calling_ae,
+        );
+        Session {
+            facility,
+            user,
+            activity: std::sync::Arc::new(activity),
+        }
+    };
     let wants_qr = request
         .abstract_syntaxes
         .iter()
         .any(|a| QR_SOP_CLASSES.contains(&a.trim_end_matches('\0')));
     if !wants_qr {
-        return Ok(Session {
-            facility,
-            user: None,
-        });
+        return Ok(session(facility, None));
     }
+    let failure = |username: Option<&str>, reason: &str| {
+        let event = AuditEvent::new(
+            EventKind::AuthenticationFailure,
+            Outcome::MinorFailure,
+            Protocol::Dicom,
+        )
+        .facility(facility.id)
+        .peer(peer)
+        .detail(format!(
+            "query/retrieve association refused: {reason} (calling AE {})",
+            shown(request.calling_ae, 16)
+        ));
+        match username {
+            Some(name) => event.user(shown(name, 64)),
+            None => event,
+        }
+    };
     let Some(identity) = request
         .user_identity
         .filter(|i| i.identity_type() == UserIdentityType::UsernamePassword)
     else {
         warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", "query/retrieve without user name and passcode");
+        trail
+            .record(failure(None, "no user name and passcode"))
+            .await;
         return Err(Rejection::NoReason);
     };
     let username = String::from_utf8_lossy(&identity.primary_field()).into_owned();
     let password = String::from_utf8_lossy(&identity.secondary_field()).into_owned();
-    match auth
-        .verify(&username, &password, request.peer.addr.ip())
-        .await
-    {
+    match auth.verify(&username, &password, peer).await {
         Ok(user) if user.facility == facility.id => {
             info!(target: "audit", facility = %facility.name, user = %user.username, event = "authentication", outcome = "success", "user authenticated");
-            Ok(Session {
-                facility,
-                user: Some(user),
-            })
+            let session = session(facility, Some(user));
+            let event = session
+                .activity
+                .event(EventKind::Login, Outcome::Success)
+                .detail(format!(
+                    "query/retrieve association (calling AE {})",
+                    session.activity.calling_ae()
+                ));
+            trail.record(event).await;
+            Ok(session)
         }
         Ok(user) => {
             warn!(target: "audit", facility = %facility.name, user = %user.username, event = "authentication", outcome = "refused", "user of another facility");
+            trail
+                .record(failure(Some(&username), "user of another facility"))
+                .await;
             Err(Rejection::NoReason)
         }
         Err(e) => {
             warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", reason = %e, "authentication failed");
+            let event = match auth.known_user(&username).await {
+                Some(user) => failure(Some(user.username.as_str()), "authentication failed"),
+                None => failure(None, "authentication failed (unknown user name)"),
+            };
+            trail.record(event).await;
             Err(Rejection::NoReason)
         }
     }
@@ -92,6 +178,8 @@ pub struct CertificatePolicy {
     pub ae_title: String,
     /// Password checks for query/retrieve.
     pub auth: Authenticator,
+    /// Where admissions and refusals are recorded.
+    pub audit: AuditTrail,
 }
 
 impl Policy for CertificatePolicy {
@@ -101,6 +189,7 @@ impl Policy for CertificatePolicy {
         check_called_ae(&self.ae_title, request)?;
         let Some(certificate) = &request.peer.certificate else {
             warn!("TLS peer without a client certificate");
+            alert(&self.audit, request, None, "no client certificate").await;
             return Err(Rejection::CallingAeNotRecognized);
         };
         let fingerprint = crate::pki::fingerprint(certificate.as_ref());
@@ -108,6 +197,12 @@ impl Policy for CertificatePolicy {
             Ok(Some(facility)) => facility,
             Ok(None) => {
                 warn!(%fingerprint, "certificate not enrolled for any facility (or revoked)");
+                let (facility, reason) = match self.index.certificate_status(&fingerprint).await {
+                    Ok(CertificateStatus::Revoked(f)) => (Some(f), "revoked certificate"),
+                    _ => (None, "unknown certificate"),
+                };
+                let reason = format!("{reason} sha256:{fingerprint}");
+                alert(&self.audit, request, facility, &reason).await;
                 return Err(Rejection::CallingAeNotRecognized);
             }
             Err(e) => {
@@ -116,7 +211,7 @@ impl Policy for CertificatePolicy {
             }
         };
         info!(facility = %facility.name, calling_ae = request.calling_ae, "facility associated");
-        with_user(&self.auth, facility, request).await
+        with_user(&self.auth, &self.audit, facility, request).await
     }
 }
 
@@ -131,6 +226,8 @@ pub struct AeAllowList {
     pub allowed: HashMap<String, FacilityName>,
     /// Password checks for query/retrieve.
     pub auth: Authenticator,
+    /// Where admissions and refusals are recorded.
+    pub audit: AuditTrail,
 }
 
 impl Policy for AeAllowList {
@@ -143,6 +240,7 @@ impl Policy for AeAllowList {
                 calling_ae = request.calling_ae,
                 "calling AE title not in the allow-list"
             );
+            alert(&self.audit, request, None, "unknown AE title").await;
             return Err(Rejection::CallingAeNotRecognized);
         };
         let facility = match self.index.facility_by_name(name).await {
@@ -156,6 +254,6 @@ impl Policy for AeAllowList {
                 return Err(Rejection::Busy);
             }
         };
-        with_user(&self.auth, facility, request).await
+        with_user(&self.auth, &self.audit, facility, request).await
     }
 }

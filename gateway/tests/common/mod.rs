@@ -186,6 +186,7 @@ impl Setup {
         config.dicom.ae_title = GATEWAY_AE.into();
         config.dicom.tls_listen = "127.0.0.1:0".into();
         config.dicom.plain_listen = "127.0.0.1:0".into();
+        config.https.listen = "127.0.0.1:0".into();
         config
             .dicom
             .plain_ae
@@ -308,6 +309,8 @@ pub struct TestGateway {
     pub tls_port: u16,
     /// Plain DICOM port.
     pub plain_port: u16,
+    /// Its metrics (what `/metrics` serves).
+    pub metrics: std::sync::Arc<gateway::metrics::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -331,6 +334,7 @@ impl TestGateway {
             .expect("build gateway");
         let tls_port = app.tls_port().expect("tls port");
         let plain_port = app.plain_port().expect("plain port");
+        let metrics = app.metrics().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -339,6 +343,7 @@ impl TestGateway {
             setup,
             tls_port,
             plain_port,
+            metrics,
             stop: Some(tx),
             task: Some(task),
         }

@@ -210,7 +210,8 @@ pub(crate) struct Fixture {
 }
 
 /// A gateway with both facilities' studies stored through it, and the sealed identity
-/// of St Mary's study 101 planted in the index (ingest does not fill it yet).
+/// of St Mary's study 101 planted in the index (these instances carry none; ingest of
+/// sealed instances is covered by `qr_sealed.rs`).
 pub(crate) async fn fixture(backend: Backend) -> Fixture {
     let mut setup = Setup::new(backend, &Options::default()).await;
     let theirs = setup.add_plain_facility(OTHER, OTHER_AE).await.id;

@@ -1,0 +1,254 @@
+//! The gateway's HTTPS side: the admin API under `/api/v1` (contract:
+//! `schemas/admin-api.openapi.yaml`), `/healthz` and `/metrics`.
+//!
+//! [`routes`] is the single table of (method, path, handler) the [`router`] is built
+//! from and the OpenAPI test checks. [`server`] serves a router over rustls (HTTP/1.1
+//! and HTTP/2 by ALPN). Handlers live in [`session`] (login, logout, me), [`users`],
+//! [`devices`] (C-MOVE destinations and client certificates) and [`facilities`]
+//! (facility list, usage, quota, studies). Every facility-scoped handler goes through
+//! [`session::Caller::scope`], which decides who may name which facility. This module
+//! records every changing request in the audit trail ([`audit`]) and never talks DICOM.
+
+pub mod audit;
+pub mod devices;
+pub mod error;
+pub mod facilities;
+pub mod server;
+pub mod session;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use serde_json::json;
+
+use crate::app::TlsFiles;
+use crate::audit::AuditTrail;
+use crate::auth::Authenticator;
+use crate::db::Index;
+use crate::metrics::Metrics;
+
+pub use error::ApiError;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The index.
+    pub index: Index,
+    /// Password checks with lockout (the same as DIMSE's).
+    pub auth: Authenticator,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Lifetime of a new bearer token.
+    pub token_ttl: Duration,
+    /// Certificate files, for issuing facility certificates (`None`: cannot issue).
+    pub tls_files: Option<Arc<TlsFiles>>,
+    /// The audit trail (every changing request is recorded, see [`audit`]).
+    pub audit: AuditTrail,
+}
+
+/// One route: method, path template (axum syntax, as in the OpenAPI file), handler.
+pub type Route = (Method, &'static str, MethodRouter<ApiState>);
+
+macro_rules! route {
+    ($method:ident, $path:literal, $handler:expr) => {
+        (
+            Method::$method,
+            $path,
+            labelled(on(MethodFilter::$method, $handler), $path),
+        )
+    };
+}
+
+/// The route template a response came from (for metrics).
+#[derive(Debug, Clone, Copy)]
+struct RouteLabel(&'static str);
+
+fn labelled(router: MethodRouter<ApiState>, path: &'static str) -> MethodRouter<ApiState> {
+    router.layer(axum::middleware::map_response(
+        move |mut response: Response| async move {
+            response.extensions_mut().insert(RouteLabel(path));
+            response
+        },
+    ))
+}
+
+/// Every route the HTTPS server answers. The router is built from this list only.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(GET, "/healthz", healthz),
+        route!(GET, "/metrics", metrics),
+        route!(POST, "/api/v1/login", session::login),
+        route!(POST, "/api/v1/logout", session::logout),
+        route!(GET, "/api/v1/me", session::me),
+        route!(PUT, "/api/v1/me/password", session::change_password),
+        route!(GET, "/api/v1/facilities", facilities::list),
+        route!(GET, "/api/v1/facilities/{facility}/users", users::list),
+        route!(POST, "/api/v1/facilities/{facility}/users", users::create),
+        route!(
+            POST,
+            "/api/v1/facilities/{facility}/users/{username}/disable",
+            users::disable
+        ),
+        route!(
+            POST,
+            "/api/v1/facilities/{facility}/users/{username}/enable",
+            users::enable
+        ),
+        route!(
+            PUT,
+            "/api/v1/facilities/{facility}/users/{username}/password",
+            users::reset_password
+        ),
+        route!(
+            GET,
+            "/api/v1/facilities/{facility}/destinations",
+            devices::list_destinations
+        ),
+        route!(
+            POST,
+            "/api/v1/facilities/{facility}/destinations",
+            devices::add_destination
+        ),
+        route!(
+            DELETE,
+            "/api/v1/facilities/{facility}/destinations/{ae_title}",
+            devices::remove_destination
+        ),
+        route!(
+            GET,
+            "/api/v1/facilities/{facility}/certificates",
+            devices::list_certificates
+        ),
+        route!(
+            POST,
+            "/api/v1/facilities/{facility}/certificates",
+            devices::issue_certificate
+        ),
+        route!(
+            POST,
+            "/api/v1/facilities/{facility}/certificates/{id}/revoke",
+            devices::revoke_certificate
+        ),
+        route!(
+            GET,
+            "/api/v1/facilities/{facility}/usage",
+            facilities::usage
+        ),
+        route!(
+            PUT,
+            "/api/v1/facilities/{facility}/quota",
+            facilities::set_quota
+        ),
+        route!(
+            GET,
+            "/api/v1/facilities/{facility}/studies",
+            facilities::studies
+        ),
+        route!(
+            DELETE,
+            "/api/v1/facilities/{facility}/studies/{study_uid}",
+            facilities::delete_study
+        ),
+        route!(GET, "/api/v1/facilities/{facility}/audit", audit::list),
+    ]
+}
+
+/// (method, path) of every route, for documentation checks.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// The whole HTTPS application: [`routes`], JSON 404/405 fallbacks, the body limit
+/// and request metrics.
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let mut router = Router::new();
+    for (_, path, handler) in routes() {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_changes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request,
+        ))
+        .with_state(state)
+}
+
+/// Counts each request by method, route template and status.
+async fn count_request(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("unmatched", |r| r.0);
+    state
+        .metrics
+        .http_request(method.as_str(), route, response.status().as_u16());
+    response
+}
+
+/// `GET /healthz`: 200 when the index answers, else 503.
+async fn healthz(State(state): State<ApiState>) -> Response {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::query("SELECT 1").fetch_one(&state.index.pool),
+    )
+    .await;
+    match ping {
+        Ok(Ok(_)) => axum::Json(json!({"status": "ok"})).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unavailable"})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// An index time (ms since the epoch) as RFC 3339 UTC, e.g. `2026-11-21T10:00:00.123Z`
+/// (the audit trail's formatting, shared).
+pub use crate::audit::rfc3339;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_255_200_123), "2026-11-21T10:00:00.123Z");
+    }
+
+    #[test]
+    fn every_route_is_unique() {
+        let table = route_table();
+        for (i, a) in table.iter().enumerate() {
+            assert!(!table[i + 1..].contains(a), "route {a:?} is listed twice");
+        }
+    }
+}
