@@ -63,7 +63,7 @@ impl Client {
             (!viewers.is_empty()).then(|| Arc::new(ViewerProxy::new(config.clone(), key.ring())));
         let policy = ModalityPolicy {
             ae_title: config.edge.ae_title.clone(),
-            modalities: config.edge.modalities.clone(),
+            rules: spool.rules.clone(),
             viewers,
         };
         Ok(Client {
@@ -75,6 +75,12 @@ impl Client {
             outbox,
             retention: config.retention.clone(),
         })
+    }
+
+    /// Follows the modalities and sharing rules of the config file at `path` (the
+    /// one this client was built from): a change applies to the next association.
+    pub fn watch_config(&self, path: &Path) {
+        self.policy.rules.watch(path);
     }
 
     /// The edge port.
@@ -117,6 +123,7 @@ impl Client {
 /// The configured viewers with the gateway login of the user mapped to each.
 fn viewer_access(config: &Config) -> anyhow::Result<Vec<ViewerAccess>> {
     let file = config.credentials.file.as_deref();
+    let shared = Arc::new(config.clone());
     config
         .edge
         .viewers
@@ -127,6 +134,7 @@ fn viewer_access(config: &Config) -> anyhow::Result<Vec<ViewerAccess>> {
                 ae_title: v.ae_title.trim().to_string(),
                 host: v.host.clone(),
                 login: Arc::new(login),
+                config: shared.clone(),
             })
         })
         .collect()

@@ -1,5 +1,9 @@
 //! The `pacs-client` command line.
 
+mod local;
+
+pub use local::{Action, ModalityCommand, RuleCommand};
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,11 +88,23 @@ pub enum Command {
         #[arg(long)]
         modality: Option<String>,
         /// Study date YYYYMMDD or range FROM-TO (either end may be open).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         date: Option<String>,
         /// Original accession number (matched after unsealing).
         #[arg(long)]
         accession: Option<String>,
+        /// What to list: studies, the series of `--study`, or the instances of
+        /// `--series` in `--study`.
+        #[arg(long, value_enum, default_value = "study")]
+        level: crate::query::QueryLevel,
+        /// Study Instance UID (original or as stored at the gateway); needed for
+        /// `--level series` and `image`.
+        #[arg(long)]
+        study: Option<String>,
+        /// Series Instance UID (original or as stored at the gateway); needed for
+        /// `--level image`.
+        #[arg(long)]
+        series: Option<String>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -105,6 +121,16 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Modalities allowed to store here (edits `[[edge.modalities]]` of the config file).
+    #[command(subcommand)]
+    Modality(ModalityCommand),
+    /// Sharing rules (edits `[[sharing.rules]]` of the config file).
+    #[command(subcommand)]
+    Rule(RuleCommand),
+    /// Facility administration at the gateway's admin API: users, C-MOVE
+    /// destinations, certificates, usage, audit trail, studies.
+    #[command(subcommand)]
+    Admin(crate::admin::AdminCommand),
 }
 
 /// `key ...`
@@ -146,6 +172,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Key(cmd) => key(&config, cmd).map(|_| 0),
         Command::Serve => {
             let client = Client::build(&config).await?;
+            if let Some(path) = cli.config.as_deref() {
+                client.watch_config(path);
+            }
             client.run_until_stopped(shutdown_signal()).await.map(|_| 0)
         }
         Command::Send { paths, calling_ae } => send(&config, &paths, &calling_ae).await,
@@ -159,15 +188,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             modality,
             date,
             accession,
+            level,
+            study,
+            series,
             json,
         } => {
+            if level != crate::query::QueryLevel::Study {
+                return query_below(&config, user.as_deref(), level, study, series, json)
+                    .await
+                    .map(|_| 0);
+            }
             let filter = StudyFilter {
                 patient_id,
                 name,
                 modality,
                 date,
                 accession,
-                study_uid: None,
+                study_uid: study,
             };
             query(&config, user.as_deref(), &filter, json)
                 .await
@@ -178,6 +215,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             study_uids,
             out,
         } => retrieve(&config, user.as_deref(), &study_uids, &out).await,
+        Command::Modality(cmd) => local::modality(cli.config.as_deref(), cmd).map(|_| 0),
+        Command::Rule(cmd) => local::rule(cli.config.as_deref(), cmd).map(|_| 0),
+        Command::Admin(cmd) => Ok(crate::admin::run(&config, cmd).await),
     }
 }
 
@@ -446,6 +486,31 @@ async fn query(
     let login = login(config, user)?;
     let rows = crate::query::find_studies(config, &key.ring(), &login, filter).await?;
     crate::query::print(&rows, json)
+}
+
+async fn query_below(
+    config: &Config,
+    user: Option<&str>,
+    level: crate::query::QueryLevel,
+    study: Option<String>,
+    series: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(study) = study else {
+        anyhow::bail!("--level series and --level image need --study UID");
+    };
+    let key = keyfile::load(&config.key_file())?;
+    let login = login(config, user)?;
+    let rows = crate::query::find_below(
+        config,
+        &key.ring(),
+        &login,
+        level,
+        &study,
+        series.as_deref(),
+    )
+    .await?;
+    crate::query::print_items(&rows, level, json)
 }
 
 async fn retrieve(

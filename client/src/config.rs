@@ -112,6 +112,21 @@ pub struct Viewer {
     /// password comes from the `[credentials] file` (when it is this user's) or from
     /// `PACS_PASSWORD`.
     pub user: String,
+    /// The viewer's own DICOM port, where C-MOVE sends what it asks for (its AE
+    /// title is then the move destination); needs `host`. Without it the viewer can
+    /// only C-GET.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+impl Viewer {
+    /// `host:port` of the viewer as a C-MOVE destination, when it is one.
+    pub fn move_address(&self) -> Option<String> {
+        match (&self.host, self.port) {
+            (Some(host), Some(port)) => Some(format!("{}:{port}", host.trim())),
+            _ => None,
+        }
+    }
 }
 
 /// `[gateway]`
@@ -132,6 +147,8 @@ pub struct GatewayConfig {
     pub key: Option<PathBuf>,
     /// The gateway CA.
     pub ca: Option<PathBuf>,
+    /// Base URL of the gateway's admin HTTPS API; default `https://<host of address>:8443`.
+    pub admin_url: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -144,7 +161,23 @@ impl Default for GatewayConfig {
             cert: None,
             key: None,
             ca: None,
+            admin_url: None,
         }
+    }
+}
+
+impl GatewayConfig {
+    /// The admin API base URL in effect, without a trailing slash: `admin_url`, or
+    /// `https://<host of address>:8443`.
+    pub fn admin_url(&self) -> String {
+        if let Some(url) = self.admin_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            return url.trim().trim_end_matches('/').to_string();
+        }
+        let host = match self.address.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => self.address.as_str(),
+        };
+        format!("https://{host}:8443")
     }
 }
 
@@ -320,10 +353,35 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Config::parse(&text, path)
+    }
+
+    /// Parses the text of the config file at `path` (named in errors only). The one
+    /// parser every reader of the file goes through, so an edit made by
+    /// `pacs-client modality|rule` is checked exactly as `serve` will read it.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
-        })
+        })?;
+        config.check_viewers()?;
+        Ok(config)
+    }
+
+    /// A viewer with a `port` (a C-MOVE destination) must have a `host` too.
+    pub fn check_viewers(&self) -> Result<(), ConfigError> {
+        match self
+            .edge
+            .viewers
+            .iter()
+            .find(|v| v.port.is_some() && v.host.is_none())
+        {
+            Some(v) => Err(ConfigError::Invalid(format!(
+                "[[edge.viewers]] {}: `port` needs `host` (where C-MOVE sends its instances)",
+                v.ae_title
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The facility name, required for anything that seals or sends.
@@ -368,8 +426,39 @@ mod tests {
     }
 
     #[test]
+    fn admin_url_defaults_to_the_gateway_host_on_8443() {
+        let mut gateway = GatewayConfig {
+            address: "pacs.example.org:2762".into(),
+            ..GatewayConfig::default()
+        };
+        assert_eq!(gateway.admin_url(), "https://pacs.example.org:8443");
+        gateway.address = "[::1]:2762".into();
+        assert_eq!(gateway.admin_url(), "https://[::1]:8443");
+        gateway.admin_url = Some("https://admin.example.org:9443/".into());
+        assert_eq!(gateway.admin_url(), "https://admin.example.org:9443");
+    }
+
+    #[test]
     fn typos_are_refused() {
         assert!(toml::from_str::<Config>("[forwarder]\nassociation = 3").is_err());
         assert!(Config::default().facility().is_err());
+    }
+
+    #[test]
+    fn a_move_destination_viewer_needs_a_host() {
+        let viewer = |extra: &str| {
+            let text = format!("[[edge.viewers]]\nae_title = \"V\"\nuser = \"u\"\n{extra}");
+            toml::from_str::<Config>(&text).unwrap()
+        };
+        let no_port = viewer("");
+        assert!(no_port.check_viewers().is_ok());
+        assert_eq!(no_port.edge.viewers[0].move_address(), None);
+        assert!(viewer("port = 104").check_viewers().is_err());
+        let both = viewer("host = \"10.0.0.9\"\nport = 104");
+        assert!(both.check_viewers().is_ok());
+        assert_eq!(
+            both.edge.viewers[0].move_address().as_deref(),
+            Some("10.0.0.9:104")
+        );
     }
 }

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use dimse::Status;
 use dimse::assoc::{AcceptedContext, AssociateRequest, Capabilities, Rejection, VERIFICATION};
 use dimse::command::{CFindRq, CStoreRq};
-use dimse::qr::{FindResult, Retrieval, RetrieveRequest, STUDY_ROOT_FIND, STUDY_ROOT_GET};
+use dimse::qr::{
+    FindResult, MoveDestination, PATIENT_ROOT_FIND, PATIENT_ROOT_GET, PATIENT_ROOT_MOVE, Retrieval,
+    RetrieveRequest, STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE,
+};
 use dimse::scan::{self, Encoding, Header};
 use dimse::scp::{AssociationInfo, DataSink, Service, StoreOutcome};
 use dimse::server::Policy;
@@ -23,8 +26,9 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::config::{Config, Destination, Modality};
+use crate::config::{Config, Destination};
 use crate::outbox::{Inserted, NewEntry, Outbox, State};
+use crate::reload::LiveRules;
 use crate::rules::{self, Facts};
 use crate::viewer::{ViewerAccess, ViewerProxy};
 
@@ -51,8 +55,8 @@ pub struct Sender {
 pub struct ModalityPolicy {
     /// Our AE title.
     pub ae_title: String,
-    /// Allowed modalities.
-    pub modalities: Vec<Modality>,
+    /// Allowed modalities (followed from the config file while serving).
+    pub rules: Arc<LiveRules>,
     /// Allowed viewers, with the gateway login used for each.
     pub viewers: Vec<ViewerAccess>,
 }
@@ -65,11 +69,12 @@ impl Policy for ModalityPolicy {
             return Err(Rejection::CalledAeNotRecognized);
         }
         let ip = request.peer.addr.ip().to_string();
+        self.rules.refresh();
+        let modalities = self.rules.modalities();
         let matches = |ae: &str, host: Option<&str>| {
             ae.trim() == request.calling_ae && host.is_none_or(|h| h.trim() == ip)
         };
-        let role = if self
-            .modalities
+        let role = if modalities
             .iter()
             .any(|m| matches(&m.ae_title, m.host.as_deref()))
         {
@@ -79,7 +84,24 @@ impl Policy for ModalityPolicy {
             .iter()
             .find(|v| matches(&v.ae_title, v.host.as_deref()))
         {
-            Role::Viewer(v.login.clone())
+            // User name + passcode (type 2, the only type with a secondary field).
+            let own = request
+                .user_identity
+                .filter(|i| !i.secondary_field().is_empty())
+                .map(|i| {
+                    (
+                        String::from_utf8_lossy(&i.primary_field()).into_owned(),
+                        String::from_utf8_lossy(&i.secondary_field()).into_owned(),
+                    )
+                });
+            let own_identity = own.is_some();
+            match v.login_for(own).await {
+                Ok(login) => Role::Viewer(login),
+                Err(e) => {
+                    warn!(calling_ae = request.calling_ae, own_identity, error = %format!("{e:#}"), "the gateway refused the viewer's login; rejected");
+                    return Err(Rejection::NoReason);
+                }
+            }
         } else {
             warn!(calling_ae = request.calling_ae, %ip, "neither a modality nor a viewer in the config; rejected");
             return Err(Rejection::CallingAeNotRecognized);
@@ -98,8 +120,8 @@ pub struct Spool {
     pub root: PathBuf,
     /// The outbox.
     pub outbox: Outbox,
-    /// Sharing rules.
-    pub sharing: crate::config::SharingConfig,
+    /// Sharing rules (the same live values the [`ModalityPolicy`] refreshes).
+    pub rules: Arc<LiveRules>,
 }
 
 impl Spool {
@@ -114,7 +136,7 @@ impl Spool {
         Ok(Arc::new(Spool {
             root,
             outbox,
-            sharing: config.sharing.clone(),
+            rules: LiveRules::new(config),
         }))
     }
 
@@ -137,7 +159,7 @@ impl Capabilities for EdgeService {
     fn supports_abstract_syntax(&self, uid: &str) -> bool {
         uid == VERIFICATION
             || dimse::sop::is_storage_sop_class(uid)
-            || (self.proxy.is_some() && (uid == STUDY_ROOT_FIND || uid == STUDY_ROOT_GET))
+            || (self.proxy.is_some() && QUERY_RETRIEVE.contains(&uid))
     }
     fn supports_transfer_syntax(&self, uid: &str) -> bool {
         Encoding::from_transfer_syntax(uid).is_some()
@@ -146,6 +168,16 @@ impl Capabilities for EdgeService {
         self.proxy.is_some()
     }
 }
+
+/// The Q/R SOP classes proxied for viewers.
+const QUERY_RETRIEVE: [&str; 6] = [
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+];
 
 fn not_authorized(what: &str) -> StoreOutcome {
     StoreOutcome::with(Status::NotAuthorized, what)
@@ -210,6 +242,16 @@ impl Service<Sender> for EdgeService {
         proxy
             .retrieve(login, association, request, context, identifier)
             .await
+    }
+
+    async fn move_destination(
+        &self,
+        sender: &Sender,
+        _association: &AssociationInfo,
+        ae_title: &str,
+    ) -> Option<MoveDestination> {
+        let (proxy, _) = self.viewer(sender).ok()?;
+        proxy.move_destination(ae_title)
     }
 }
 
@@ -326,7 +368,7 @@ impl SpoolSink {
             modality: header.modality.as_deref(),
             study_description: header.study_description.as_deref(),
         };
-        let state = match rules::route(&self.spool.sharing, flag, facts) {
+        let state = match rules::route(&self.spool.rules.sharing(), flag, facts) {
             Destination::Forward => State::Pending,
             Destination::Local => State::Local,
         };

@@ -1,11 +1,15 @@
 //! The facility client (`pacs-client`).
 //!
-//! Owns the edge SCP modalities store to ([`edge`]), the durable spool and outbox
+//! Owns the edge SCP modalities store to ([`edge`], whose modalities and sharing rules
+//! follow the config file while serving: [`reload`]), the durable spool and outbox
 //! ([`outbox`]), the sharing rules ([`rules`]), the local store retention ([`retention`]), the de-identifying forwarder to the
 //! central gateway ([`forward`]), the facility key file ([`keyfile`]), the clinician's
-//! query/retrieve ([`query`], [`retrieve`], [`credentials`]), the viewer proxy on the edge port ([`viewer`]) and the command line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
+//! query/retrieve ([`query`], [`retrieve`], [`credentials`]), the viewer proxy on the edge port ([`viewer`]), local administration of modalities and
+//! rules in the config file ([`local_admin`]), the facility admin CLI for the gateway's admin
+//! API ([`admin`]) and the command line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
 //! it is the only place where original patient identifiers and the facility key meet.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -13,8 +17,10 @@ pub mod credentials;
 pub mod edge;
 pub mod forward;
 pub mod keyfile;
+pub mod local_admin;
 pub mod outbox;
 pub mod query;
+pub mod reload;
 pub mod retention;
 pub mod retrieve;
 pub mod rules;

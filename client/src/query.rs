@@ -8,6 +8,8 @@
 //! Plaintext identifiers never leave this process: the gateway only sees pseudonyms,
 //! the 16-bit blind index and the dates/modality.
 
+mod levels;
+
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
@@ -23,6 +25,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::credentials::Login;
+
+pub use levels::{ItemRow, QueryLevel, find_below, print_items};
 
 /// What to look for; every given condition must hold.
 #[derive(Debug, Clone, Default)]
@@ -245,6 +249,27 @@ pub fn unseal_identity(
     ring: &KeyRing,
     facility: &str,
 ) -> Option<Identity> {
+    let original = unseal_item(response, ring, facility)?;
+    let optional = |tag| Some(text(&original, tag)).filter(|v| !v.is_empty());
+    Some(Identity {
+        patient_name: text(&original, tags::PATIENT_NAME),
+        patient_id: text(&original, tags::PATIENT_ID),
+        study_instance_uid: text(&original, tags::STUDY_INSTANCE_UID),
+        accession_number: text(&original, tags::ACCESSION_NUMBER),
+        study_date: optional(tags::STUDY_DATE),
+        description: optional(tags::STUDY_DESCRIPTION),
+    })
+}
+
+/// The original values sealed in the (0400,0500) item of a C-FIND response at any
+/// level: every attribute de-identification changed in the instance the envelope
+/// belongs to (for a study or series, its first stored instance). `None` when the
+/// response has no item, or it does not open with this facility's key.
+pub fn unseal_item(
+    response: &InMemDicomObject,
+    ring: &KeyRing,
+    facility: &str,
+) -> Option<InMemDicomObject> {
     let sequence = response.get(tags::ENCRYPTED_ATTRIBUTES_SEQUENCE)?;
     let item = sequence.items()?.first()?;
     let bound_to = text(item, tags::REFERENCED_SOP_INSTANCE_UID);
@@ -261,16 +286,7 @@ pub fn unseal_identity(
         ),
         sequence.clone(),
     ]);
-    let original = phi::deid::reidentify(&carrier, ring, facility).ok()?;
-    let optional = |tag| Some(text(&original, tag)).filter(|v| !v.is_empty());
-    Some(Identity {
-        patient_name: text(&original, tags::PATIENT_NAME),
-        patient_id: text(&original, tags::PATIENT_ID),
-        study_instance_uid: text(&original, tags::STUDY_INSTANCE_UID),
-        accession_number: text(&original, tags::ACCESSION_NUMBER),
-        study_date: optional(tags::STUDY_DATE),
-        description: optional(tags::STUDY_DESCRIPTION),
-    })
+    phi::deid::reidentify(&carrier, ring, facility).ok()
 }
 
 /// Opens a Q/R association to the gateway with the facility certificate and `login`.

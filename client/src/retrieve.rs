@@ -3,7 +3,11 @@
 //! learns which (SOP class, transfer syntax) pairs it holds with SERIES and IMAGE
 //! level C-FINDs, fetches it with a study-level C-GET on a second association,
 //! re-identifies every instance with the facility key and writes
-//! `DIR/<original study UID>/<original SOP instance UID>.dcm`.
+//! `DIR/<original study UID>/<original SOP instance UID>.dcm`. A study the gateway
+//! does not hold but this client keeps local-only is copied from the spool.
+//!
+//! [`fetch`] (a study, a series or some instances, by pseudonymous UIDs) is shared
+//! with the viewer proxy.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -69,55 +73,89 @@ async fn find(assoc: &mut ScuAssociation, id: Vec<u8>) -> anyhow::Result<Vec<InM
     found.matches.iter().map(|m| decode(m)).collect()
 }
 
-/// The gateway study UID and its (SOP class, transfer syntax) pairs, if found.
+/// What to fetch from the gateway, in its (pseudonymous) UIDs: a study, one series
+/// of it, or some instances of that series.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Study Instance UID.
+    pub study: String,
+    /// Series Instance UID (SERIES and IMAGE level).
+    pub series: Option<String>,
+    /// SOP Instance UIDs (IMAGE level).
+    pub instances: Vec<String>,
+}
+
+impl Target {
+    /// The C-GET identifier (Study Root) at the target's level.
+    fn identifier(&self) -> anyhow::Result<Vec<u8>> {
+        let sops = self.instances.join("\\");
+        let mut keys = vec![(tags::STUDY_INSTANCE_UID, self.study.as_str())];
+        let level = match &self.series {
+            Some(series) => {
+                keys.push((tags::SERIES_INSTANCE_UID, series.as_str()));
+                if self.instances.is_empty() {
+                    "SERIES"
+                } else {
+                    keys.push((tags::SOP_INSTANCE_UID, sops.as_str()));
+                    "IMAGE"
+                }
+            }
+            None => "STUDY",
+        };
+        identifier(level, &keys)
+    }
+}
+
+/// The (SOP class, transfer syntax) pairs of what `target` names, or `None` when the
+/// gateway holds none of it.
 async fn locate(
     assoc: &mut ScuAssociation,
-    candidates: &[String],
-) -> anyhow::Result<Option<(String, Vec<(String, String)>)>> {
-    for study in candidates {
-        let series = find(
-            assoc,
-            identifier(
-                "SERIES",
-                &[
-                    (tags::STUDY_INSTANCE_UID, study),
-                    (tags::SERIES_INSTANCE_UID, ""),
-                ],
-            )?,
-        )
-        .await?;
-        if series.is_empty() {
-            continue;
-        }
-        let mut pairs = Vec::new();
-        for s in &series {
-            let series_uid = text(s, tags::SERIES_INSTANCE_UID);
+    target: &Target,
+) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let study = target.study.as_str();
+    let series_list = match &target.series {
+        Some(series) => vec![series.clone()],
+        None => {
             let keys = [
-                (tags::STUDY_INSTANCE_UID, study.as_str()),
-                (tags::SERIES_INSTANCE_UID, series_uid.as_str()),
-                (tags::SOP_INSTANCE_UID, ""),
-                (tags::SOP_CLASS_UID, ""),
-                (tags::AVAILABLE_TRANSFER_SYNTAX_UID, ""),
+                (tags::STUDY_INSTANCE_UID, study),
+                (tags::SERIES_INSTANCE_UID, ""),
             ];
-            for image in find(assoc, identifier("IMAGE", &keys)?).await? {
-                let class = text(&image, tags::SOP_CLASS_UID);
-                let ts = text(&image, tags::AVAILABLE_TRANSFER_SYNTAX_UID);
-                let syntaxes = if ts.is_empty() {
-                    vec![EXPLICIT_VR_LE.to_string(), IMPLICIT_VR_LE.to_string()]
-                } else {
-                    vec![ts]
-                };
-                for ts in syntaxes {
-                    let pair = (class.clone(), ts);
-                    if !class.is_empty() && !pairs.contains(&pair) {
-                        pairs.push(pair);
-                    }
+            find(assoc, identifier("SERIES", &keys)?)
+                .await?
+                .iter()
+                .map(|s| text(s, tags::SERIES_INSTANCE_UID))
+                .collect()
+        }
+    };
+    let sops = target.instances.join("\\");
+    let mut pairs = Vec::new();
+    let mut found = false;
+    for series_uid in &series_list {
+        let keys = [
+            (tags::STUDY_INSTANCE_UID, study),
+            (tags::SERIES_INSTANCE_UID, series_uid.as_str()),
+            (tags::SOP_INSTANCE_UID, sops.as_str()),
+            (tags::SOP_CLASS_UID, ""),
+            (tags::AVAILABLE_TRANSFER_SYNTAX_UID, ""),
+        ];
+        for image in find(assoc, identifier("IMAGE", &keys)?).await? {
+            found = true;
+            let class = text(&image, tags::SOP_CLASS_UID);
+            let ts = text(&image, tags::AVAILABLE_TRANSFER_SYNTAX_UID);
+            let syntaxes = if ts.is_empty() {
+                vec![EXPLICIT_VR_LE.to_string(), IMPLICIT_VR_LE.to_string()]
+            } else {
+                vec![ts]
+            };
+            for ts in syntaxes {
+                let pair = (class.clone(), ts);
+                if !class.is_empty() && !pairs.contains(&pair) {
+                    pairs.push(pair);
                 }
             }
         }
-        return Ok(Some((study.clone(), pairs)));
     }
-    Ok(None)
+    Ok(found.then_some(pairs))
 }
 
 /// A [`MemoryStore`] that moves a progress bar.
@@ -167,14 +205,35 @@ pub async fn fetch_study(
     given: &str,
     bar: &ProgressBar,
 ) -> anyhow::Result<Option<Fetched>> {
+    for study in candidates(ring, given) {
+        let target = Target {
+            study,
+            ..Target::default()
+        };
+        if let Some(fetched) = fetch(config, login, &target, bar).await? {
+            return Ok(Some(fetched));
+        }
+    }
+    Ok(None)
+}
+
+/// Fetches what `target` names from the gateway with C-GET (de-identified, in
+/// memory), moving `bar` per instance. `Ok(None)` when the gateway holds none of it.
+pub async fn fetch(
+    config: &Config,
+    login: &Login,
+    target: &Target,
+    bar: &ProgressBar,
+) -> anyhow::Result<Option<Fetched>> {
+    let given = &target.study;
     let find_proposal = Proposal {
         abstract_syntax: STUDY_ROOT_FIND.into(),
         transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
     };
     let mut assoc = connect(config, login, &[find_proposal], Vec::new()).await?;
-    let located = locate(&mut assoc, &candidates(ring, given)).await;
+    let located = locate(&mut assoc, target).await;
     let _ = assoc.release().await;
-    let Some((study, pairs)) = located? else {
+    let Some(pairs) = located? else {
         return Ok(None);
     };
     if pairs.len() > 120 {
@@ -192,7 +251,7 @@ pub async fn fetch_study(
         }
     }
     let mut assoc = connect(config, login, &proposals, roles).await?;
-    let id = identifier("STUDY", &[(tags::STUDY_INSTANCE_UID, &study)])?;
+    let id = target.identifier()?;
     let mut handler = Progress {
         store: MemoryStore::default(),
         bar: bar.clone(),
@@ -232,7 +291,7 @@ pub async fn retrieve_study(
 ) -> anyhow::Result<StudyResult> {
     let facility = config.facility()?;
     let Some(fetched) = fetch_study(config, ring, login, given, bar).await? else {
-        bail!("study {given} is not on the gateway (local-only studies are not served yet)");
+        return copy_local(config, given, out, bar).await;
     };
     let mut result = StudyResult {
         written: Vec::new(),
@@ -244,6 +303,47 @@ pub async fn retrieve_study(
             Err(e) => result
                 .failures
                 .push(format!("instance {}: {e:#}", instance.sop_instance_uid)),
+        }
+    }
+    Ok(result)
+}
+
+/// A study the gateway does not hold, copied from the instances this client keeps
+/// local-only (original files, as the modality sent them).
+async fn copy_local(
+    config: &Config,
+    given: &str,
+    out: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<StudyResult> {
+    let outbox = crate::app::open_outbox(config).await?;
+    let listed = outbox.local_instances(given).await;
+    outbox.close().await;
+    let listed = listed.context("cannot read the local store")?;
+    if listed.is_empty() {
+        bail!("study {given} is neither on the gateway nor in this client's local store");
+    }
+    if !crate::edge::valid_uid(given) {
+        bail!("{given:?} is not a valid study UID");
+    }
+    let dir = out.join(given);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    bar.inc_length(listed.len() as u64);
+    let mut result = StudyResult::default();
+    for (_, sop, _, path) in listed {
+        bar.inc(1);
+        if !crate::edge::valid_uid(&sop) {
+            result
+                .failures
+                .push(format!("instance {sop:?}: invalid UID in the local store"));
+            continue;
+        }
+        let target = dir.join(format!("{sop}.dcm"));
+        match std::fs::copy(&path, &target) {
+            Ok(_) => result.written.push(target),
+            Err(e) => result
+                .failures
+                .push(format!("instance {sop}: cannot copy {path}: {e}")),
         }
     }
     Ok(result)

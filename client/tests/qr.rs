@@ -260,5 +260,86 @@ async fn query_and_retrieve_with_a_password() {
         PASSWORD,
     );
     assert_eq!(out.status.code(), Some(1));
+
+    // Series and instances of a study, by original or pseudonymous UID, re-identified.
+    for given in [study.as_str(), pseudonymous] {
+        let series = query_json(&config_file, &["--level", "series", "--study", given]);
+        assert_eq!(series.len(), 1, "{series:?}");
+        assert_eq!(
+            series[0]["series_instance_uid"],
+            format!("{UID_ROOT}.2.1").as_str()
+        );
+        assert_eq!(series[0]["study_instance_uid"], study.as_str());
+        assert_eq!(series[0]["patient_name"], p1.name.as_str());
+        assert_eq!(series[0]["patient_id"], p1.id.as_str());
+        assert_eq!(series[0]["modality"], "CT");
+        assert_eq!(series[0]["instances"], 2);
+    }
+    let series_uid = format!("{UID_ROOT}.2.1");
+    let images = query_json(
+        &config_file,
+        &[
+            "--level",
+            "image",
+            "--study",
+            &study,
+            "--series",
+            &series_uid,
+        ],
+    );
+    let mut sops = field(&images, "sop_instance_uid");
+    sops.sort();
+    assert_eq!(
+        sops,
+        [format!("{UID_ROOT}.3.1.1"), format!("{UID_ROOT}.3.1.2")]
+    );
+    assert!(images.iter().all(|r| r["patient_name"] == p1.name.as_str()
+        && r["series_instance_uid"] == series_uid.as_str()));
+    let table = pacs_client(
+        &config_file,
+        &[
+            "query", "--user", "dr.house", "--level", "series", "--study", &study,
+        ],
+        PASSWORD,
+    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&p1.name) && table.contains(&series_uid),
+        "{table}"
+    );
+    assert!(!table.contains("2.25."), "{table}");
+    let missing = pacs_client(
+        &config_file,
+        &[
+            "query", "--user", "dr.house", "--level", "image", "--study", &study,
+        ],
+        PASSWORD,
+    );
+    assert!(!missing.status.success(), "image level without --series");
+
+    // A local-only study is served from the client's own store.
+    let local_study = format!("{UID_ROOT}.1.3");
+    let out = pacs_client(
+        &config_file,
+        &[
+            "retrieve",
+            "--user",
+            "dr.house",
+            &local_study,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        PASSWORD,
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = out_dir
+        .join(&local_study)
+        .join(format!("{UID_ROOT}.3.3.1.dcm"));
+    assert_eq!(read_object(&written), read_object(&files[3]));
     running.stop().await;
 }

@@ -118,6 +118,7 @@ async fn viewer_queries_and_retrieves_through_the_client() {
         ae_title: VIEWER_AE.into(),
         host: None,
         user: "dr.house".into(),
+        port: None,
     }];
     let credentials = dir.path().join("credentials.toml");
     std::fs::write(

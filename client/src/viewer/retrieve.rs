@@ -1,0 +1,285 @@
+//! C-GET and C-MOVE for viewers: the identifier's UIDs (original) name a study, a
+//! series or some instances; the proxy fetches them from the gateway with C-GET (its
+//! pseudonymous UIDs), re-identifies every instance exactly and hands it to the
+//! DIMSE layer, which sends it back on the viewer's association (C-GET) or stores it
+//! to the move destination, a viewer of the config with host and port (C-MOVE),
+//! with the sub-operation counts. What the gateway does not hold is served from the
+//! instances kept local-only in the spool.
+
+use std::io::Cursor;
+
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dimse::Status;
+use dimse::assoc::AcceptedContext;
+use dimse::qr::{MoveDestination, Retrieval, RetrieveItem, RetrieveRequest};
+use dimse::scp::{AssociationInfo, StoreOutcome};
+use indicatif::ProgressBar;
+use phi::keys::KeyRing;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::find::Level;
+use super::{ViewerProxy, decode, encode, read_header, refuse};
+use crate::credentials::Login;
+use crate::query::text;
+
+/// The UIDs of a retrieve identifier's key (single value or list).
+fn uid_list(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Vec<String> {
+    text(obj, tag)
+        .split('\\')
+        .map(|u| u.trim_matches([' ', '\0']).to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// What a viewer's C-GET / C-MOVE names, in original UIDs.
+#[derive(Debug)]
+struct Wanted {
+    study: String,
+    series: Option<String>,
+    instances: Vec<String>,
+}
+
+impl Wanted {
+    fn from_identifier(obj: &InMemDicomObject) -> Result<Wanted, StoreOutcome> {
+        let bad = |what: &str| refuse(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, what);
+        let level = Level::parse(&text(obj, tags::QUERY_RETRIEVE_LEVEL))
+            .filter(|l| *l != Level::Patient)
+            .ok_or_else(|| bad("retrieve at STUDY, SERIES or IMAGE level"))?;
+        let single = |tag| match uid_list(obj, tag).as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        };
+        let study =
+            single(tags::STUDY_INSTANCE_UID).ok_or_else(|| bad("give one StudyInstanceUID"))?;
+        let series = match level {
+            Level::Study => None,
+            _ => Some(
+                single(tags::SERIES_INSTANCE_UID)
+                    .ok_or_else(|| bad("give one SeriesInstanceUID"))?,
+            ),
+        };
+        let instances = match level {
+            Level::Image => uid_list(obj, tags::SOP_INSTANCE_UID),
+            _ => Vec::new(),
+        };
+        if level == Level::Image && instances.is_empty() {
+            return Err(bad("give the SOPInstanceUID(s)"));
+        }
+        Ok(Wanted {
+            study,
+            series,
+            instances,
+        })
+    }
+
+    /// The same, in the gateway's pseudonymous UIDs.
+    fn target(&self, ring: &KeyRing) -> crate::retrieve::Target {
+        let map = |u: &str| phi::pseudonym::uid(ring, u);
+        crate::retrieve::Target {
+            study: map(&self.study),
+            series: self.series.as_deref().map(map),
+            instances: self.instances.iter().map(|u| map(u)).collect(),
+        }
+    }
+}
+
+impl ViewerProxy {
+    /// Where a C-MOVE to `ae_title` goes: a viewer of the config with host and port.
+    pub fn move_destination(&self, ae_title: &str) -> Option<MoveDestination> {
+        let viewer = self
+            .config
+            .edge
+            .viewers
+            .iter()
+            .find(|v| v.ae_title.trim() == ae_title.trim())?;
+        Some(MoveDestination {
+            address: viewer.move_address()?,
+            ae_title: viewer.ae_title.trim().to_string(),
+            tls: None,
+        })
+    }
+
+    /// Answers a viewer's C-GET or C-MOVE (STUDY, SERIES or IMAGE level) as `login`:
+    /// fetches from the gateway with C-GET, re-identifies each instance and hands it
+    /// back in its own transfer syntax (over the viewer's association for a C-GET,
+    /// to the move destination for a C-MOVE).
+    pub async fn retrieve(
+        &self,
+        login: &Login,
+        association: &AssociationInfo,
+        request: &RetrieveRequest,
+        context: &AcceptedContext,
+        identifier: Vec<u8>,
+    ) -> Result<Retrieval, StoreOutcome> {
+        let obj = decode(context, &identifier)?;
+        let wanted = Wanted::from_identifier(&obj)?;
+        let contexts = match request {
+            RetrieveRequest::Get(_) => Some(association),
+            RetrieveRequest::Move(_) => None,
+        };
+        let facility = self
+            .config
+            .facility()
+            .map_err(|_| refuse(Status::UNABLE_TO_PROCESS, "facility not configured"))?;
+        let fetched = crate::retrieve::fetch(
+            &self.config,
+            login,
+            &wanted.target(&self.ring),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .map_err(|e| {
+            warn!(error = %format!("{e:#}"), "viewer retrieve failed at the gateway");
+            refuse(Status::UNABLE_TO_PROCESS, "the gateway retrieve failed")
+        })?;
+        let Some(fetched) = fetched else {
+            return self.local_study(&wanted, contexts).await;
+        };
+        for failure in &fetched.failures {
+            warn!(failure = %failure, "viewer retrieve incomplete");
+        }
+        let total = fetched.instances.len();
+        let mut items = Vec::new();
+        let mut syntaxes = Vec::new();
+        for instance in &fetched.instances {
+            match self.restore(instance, facility, contexts) {
+                Ok(item) => {
+                    let pair = (item.sop_class_uid.clone(), item.transfer_syntax.clone());
+                    if !syntaxes.contains(&pair) {
+                        syntaxes.push(pair);
+                    }
+                    items.push(item);
+                }
+                Err(e) => warn!(error = %format!("{e:#}"), "instance not sent to the viewer"),
+            }
+        }
+        info!(total, sent = items.len(), "viewer retrieve answered");
+        Ok(retrieval(total, syntaxes, items))
+    }
+
+    /// What the gateway does not hold, served from the instances kept local-only in
+    /// this client's spool (originals, sent as stored).
+    async fn local_study(
+        &self,
+        wanted: &Wanted,
+        contexts: Option<&AssociationInfo>,
+    ) -> Result<Retrieval, StoreOutcome> {
+        let failed = |e: &dyn std::fmt::Display| {
+            warn!(error = %e, "local store unavailable");
+            refuse(Status::UNABLE_TO_PROCESS, "the local store is unavailable")
+        };
+        let outbox = crate::app::open_outbox(&self.config)
+            .await
+            .map_err(|e| failed(&e))?;
+        let listed = outbox.local_instances(&wanted.study).await;
+        outbox.close().await;
+        let mut listed = listed.map_err(|e| failed(&e))?;
+        if !wanted.instances.is_empty() {
+            listed.retain(|(_, sop, _, _)| wanted.instances.contains(sop));
+        }
+        if let Some(series) = &wanted.series {
+            let series = series.clone();
+            listed = tokio::task::spawn_blocking(move || {
+                listed
+                    .into_iter()
+                    .filter(|(_, _, _, path)| {
+                        read_header(path)
+                            .is_some_and(|h| text(&h, tags::SERIES_INSTANCE_UID) == series)
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        }
+        let total = listed.len();
+        let mut items = Vec::new();
+        let mut syntaxes = Vec::new();
+        for (class, sop, ts, path) in listed {
+            if !accepts(contexts, &class, &ts) {
+                continue;
+            }
+            let Ok(item) = open_spooled(&path, class.clone(), sop, ts.clone()).await else {
+                continue;
+            };
+            if !syntaxes.contains(&(class.clone(), ts.clone())) {
+                syntaxes.push((class, ts));
+            }
+            items.push(item);
+        }
+        info!(
+            total,
+            sent = items.len(),
+            "viewer retrieve answered from the local store"
+        );
+        Ok(retrieval(total, syntaxes, items))
+    }
+
+    /// Re-identifies one instance and encodes it for the viewer, if the viewer
+    /// accepted its SOP class and transfer syntax (C-GET; a C-MOVE destination
+    /// association proposes what the items need).
+    fn restore(
+        &self,
+        instance: &dimse::scu::ReceivedInstance,
+        facility: &str,
+        contexts: Option<&AssociationInfo>,
+    ) -> anyhow::Result<RetrieveItem> {
+        let original = crate::retrieve::reidentify_instance(instance, &self.ring, facility)?;
+        let sop_class_uid = text(&original, tags::SOP_CLASS_UID);
+        let sop_instance_uid = text(&original, tags::SOP_INSTANCE_UID);
+        let ts = instance.transfer_syntax.clone();
+        if !accepts(contexts, &sop_class_uid, &ts) {
+            anyhow::bail!("the viewer did not accept {sop_class_uid} in {ts}");
+        }
+        let data = encode(&original, &ts)?;
+        Ok(RetrieveItem {
+            sop_class_uid,
+            sop_instance_uid,
+            transfer_syntax: ts,
+            data: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+/// Whether the viewer's association (for a C-GET) takes `class` in `ts` as SCP.
+fn accepts(contexts: Option<&AssociationInfo>, class: &str, ts: &str) -> bool {
+    contexts.is_none_or(|a| {
+        a.contexts
+            .iter()
+            .any(|c| c.scp_role && c.abstract_syntax == class && c.transfer_syntax == ts)
+    })
+}
+
+fn retrieval(total: usize, syntaxes: Vec<(String, String)>, items: Vec<RetrieveItem>) -> Retrieval {
+    let (tx, rx) = mpsc::channel(items.len().max(1));
+    for item in items {
+        let _ = tx.try_send(item);
+    }
+    Retrieval {
+        total,
+        syntaxes,
+        items: rx,
+    }
+}
+
+/// A spooled Part-10 file as a retrieve item: its data set, streamed from disk.
+async fn open_spooled(
+    path: &str,
+    sop_class_uid: String,
+    sop_instance_uid: String,
+    transfer_syntax: String,
+) -> anyhow::Result<RetrieveItem> {
+    use tokio::io::AsyncSeekExt;
+    let path = std::path::Path::new(path);
+    let meta = dimse::scu::read_file_meta(path).await?;
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(meta.dataset_offset as u64))
+        .await?;
+    Ok(RetrieveItem {
+        sop_class_uid,
+        sop_instance_uid,
+        transfer_syntax,
+        data: Box::new(tokio::io::BufReader::new(file)),
+    })
+}
