@@ -1,6 +1,7 @@
-//! End-to-end tooling that crosses binaries. Today: the ingest benchmark
-//! ([`bench`], binary `ingest-bench`, run by `scripts/bench-ingest.sh`). The
-//! modality -> client -> gateway -> clinician tests arrive with the facility client;
-//! the gateway's own integration tests live in `gateway/tests`.
+//! End-to-end tooling that crosses binaries: the ingest benchmark ([`bench`], binary
+//! `ingest-bench`, run by `scripts/bench-ingest.sh`) and the C-FIND benchmark
+//! ([`findbench`], binary `find-bench`, run by `scripts/bench-find.sh`). The
+//! gateway's own integration tests live in `gateway/tests`.
 
 pub mod bench;
+pub mod findbench;

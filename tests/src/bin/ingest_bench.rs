@@ -105,7 +105,8 @@ impl Gateway {
             &config,
             format!(
                 "data_dir = {data:?}\n[dicom]\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
-                 plain_listen = \"127.0.0.1:{plain_port}\"\n[dicom.plain_ae]\nBENCH = \"bench\"\n"
+                 plain_listen = \"127.0.0.1:{plain_port}\"\n[dicom.plain_ae]\nBENCH = \"bench\"\n\
+                 [https]\nenabled = false\n"
             ),
         )?;
         let run = |args: &[&str]| -> Result<()> {
