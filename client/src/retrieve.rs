@@ -6,11 +6,15 @@
 //! `DIR/<original study UID>/<original SOP instance UID>.dcm`. A study the gateway
 //! does not hold but this client keeps local-only is copied from the spool.
 //!
-//! [`fetch`] (a study, a series or some instances, by pseudonymous UIDs) is shared
-//! with the viewer proxy.
+//! Instances are handled one by one as the C-GET brings them ([`InstanceConsumer`]),
+//! so a study of any size needs the memory of one instance. [`locate_target`] and
+//! [`get_into`] (a study, a series or some instances, by pseudonymous UIDs) are
+//! shared with the viewer proxy.
 
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -21,10 +25,8 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dimse::assoc::{AcceptedContext, EXPLICIT_VR_LE, IMPLICIT_VR_LE, RoleSelection};
 use dimse::command::{CStoreRq, SubOperations};
 use dimse::qr::{STUDY_ROOT_FIND, STUDY_ROOT_GET};
-use dimse::scp::StoreOutcome;
-use dimse::scu::{
-    MemorySink, MemoryStore, Proposal, ReceivedInstance, ScuAssociation, StoreHandler,
-};
+use dimse::scp::{DataSink, StoreOutcome};
+use dimse::scu::{Proposal, ReceivedInstance, ScuAssociation, StoreHandler};
 use indicatif::ProgressBar;
 use phi::keys::KeyRing;
 
@@ -106,12 +108,18 @@ impl Target {
     }
 }
 
-/// The (SOP class, transfer syntax) pairs of what `target` names, or `None` when the
-/// gateway holds none of it.
-async fn locate(
-    assoc: &mut ScuAssociation,
-    target: &Target,
-) -> anyhow::Result<Option<Vec<(String, String)>>> {
+/// What `target` names on the gateway: the (SOP class, transfer syntax) pairs to
+/// propose for its C-GET, and how many instances it has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Located {
+    /// (SOP class, transfer syntax) pairs.
+    pub pairs: Vec<(String, String)>,
+    /// Instances.
+    pub count: usize,
+}
+
+/// Where `target` is, or `None` when the gateway holds none of it.
+async fn locate(assoc: &mut ScuAssociation, target: &Target) -> anyhow::Result<Option<Located>> {
     let study = target.study.as_str();
     let series_list = match &target.series {
         Some(series) => vec![series.clone()],
@@ -129,7 +137,7 @@ async fn locate(
     };
     let sops = target.instances.join("\\");
     let mut pairs = Vec::new();
-    let mut found = false;
+    let mut count = 0usize;
     for series_uid in &series_list {
         let keys = [
             (tags::STUDY_INSTANCE_UID, study),
@@ -139,7 +147,7 @@ async fn locate(
             (tags::AVAILABLE_TRANSFER_SYNTAX_UID, ""),
         ];
         for image in find(assoc, identifier("IMAGE", &keys)?).await? {
-            found = true;
+            count += 1;
             let class = text(&image, tags::SOP_CLASS_UID);
             let ts = text(&image, tags::AVAILABLE_TRANSFER_SYNTAX_UID);
             let syntaxes = if ts.is_empty() {
@@ -155,25 +163,66 @@ async fn locate(
             }
         }
     }
-    Ok(found.then_some(pairs))
+    Ok((count > 0).then_some(Located { pairs, count }))
 }
 
-/// A [`MemoryStore`] that moves a progress bar.
-struct Progress {
-    store: MemoryStore,
+/// Takes each instance of a C-GET once it has arrived whole, while the retrieval
+/// goes on: nothing holds more than the instance at hand.
+pub trait InstanceConsumer: Send + Sync + 'static {
+    /// One received instance (de-identified, as the gateway sent it); the outcome
+    /// is the C-STORE response sent to the gateway.
+    fn take(&self, instance: ReceivedInstance) -> impl Future<Output = StoreOutcome> + Send;
+
+    /// Whether the receiving side has gone (the C-GET is then cancelled).
+    fn stopped(&self) -> bool {
+        false
+    }
+}
+
+/// The C-GET [`StoreHandler`] feeding an [`InstanceConsumer`], moving a progress
+/// bar.
+struct Streaming<C> {
+    consumer: Arc<C>,
     bar: ProgressBar,
 }
 
-impl StoreHandler for Progress {
-    type Sink = MemorySink;
+/// One instance on its way to an [`InstanceConsumer`].
+struct StreamingSink<C> {
+    instance: ReceivedInstance,
+    consumer: Arc<C>,
+}
+
+impl<C: InstanceConsumer> DataSink for StreamingSink<C> {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreOutcome> {
+        self.instance.data.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    async fn finish(self) -> StoreOutcome {
+        self.consumer.take(self.instance).await
+    }
+
+    async fn discard(self) {}
+}
+
+impl<C: InstanceConsumer> StoreHandler for Streaming<C> {
+    type Sink = StreamingSink<C>;
 
     async fn begin(
         &mut self,
         request: &CStoreRq,
         context: &AcceptedContext,
-    ) -> Result<MemorySink, StoreOutcome> {
+    ) -> Result<StreamingSink<C>, StoreOutcome> {
         self.bar.inc(1);
-        self.store.begin(request, context).await
+        Ok(StreamingSink {
+            instance: ReceivedInstance {
+                sop_class_uid: request.affected_sop_class_uid.clone(),
+                sop_instance_uid: request.affected_sop_instance_uid.clone(),
+                transfer_syntax: context.transfer_syntax.clone(),
+                data: Vec::new(),
+            },
+            consumer: self.consumer.clone(),
+        })
     }
 
     fn progress(&mut self, counts: &SubOperations) -> ControlFlow<()> {
@@ -182,50 +231,20 @@ impl StoreHandler for Progress {
             self.bar
                 .set_length(u64::from(done) + u64::from(left) + u64::from(failed));
         }
-        ControlFlow::Continue(())
-    }
-}
-
-/// What a study-level C-GET from the gateway brought back, still de-identified.
-#[derive(Debug, Default)]
-pub struct Fetched {
-    /// The instances received.
-    pub instances: Vec<ReceivedInstance>,
-    /// What went wrong at study level, for people.
-    pub failures: Vec<String>,
-}
-
-/// Fetches one study given by an original or pseudonymous UID from the gateway
-/// (de-identified, in memory), moving `bar` per instance. `Ok(None)` when the
-/// gateway does not hold the study.
-pub async fn fetch_study(
-    config: &Config,
-    ring: &KeyRing,
-    login: &Login,
-    given: &str,
-    bar: &ProgressBar,
-) -> anyhow::Result<Option<Fetched>> {
-    for study in candidates(ring, given) {
-        let target = Target {
-            study,
-            ..Target::default()
-        };
-        if let Some(fetched) = fetch(config, login, &target, bar).await? {
-            return Ok(Some(fetched));
+        match self.consumer.stopped() {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
         }
     }
-    Ok(None)
 }
 
-/// Fetches what `target` names from the gateway with C-GET (de-identified, in
-/// memory), moving `bar` per instance. `Ok(None)` when the gateway holds none of it.
-pub async fn fetch(
+/// Where `target` is on the gateway (one Q/R association, released), or `None`
+/// when the gateway holds none of it.
+pub async fn locate_target(
     config: &Config,
     login: &Login,
     target: &Target,
-    bar: &ProgressBar,
-) -> anyhow::Result<Option<Fetched>> {
-    let given = &target.study;
+) -> anyhow::Result<Option<Located>> {
     let find_proposal = Proposal {
         abstract_syntax: STUDY_ROOT_FIND.into(),
         transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
@@ -233,15 +252,27 @@ pub async fn fetch(
     let mut assoc = connect(config, login, &[find_proposal], Vec::new()).await?;
     let located = locate(&mut assoc, target).await;
     let _ = assoc.release().await;
-    let Some(pairs) = located? else {
-        return Ok(None);
-    };
-    if pairs.len() > 120 {
+    located
+}
+
+/// Fetches what `target` names (found by [`locate_target`]) with one C-GET,
+/// handing every instance to `consumer` as it arrives and moving `bar` per
+/// instance. Returns what went wrong, for people (empty when all went well).
+pub async fn get_into<C: InstanceConsumer>(
+    config: &Config,
+    login: &Login,
+    target: &Target,
+    located: &Located,
+    consumer: Arc<C>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<String>> {
+    let given = &target.study;
+    if located.pairs.len() > 120 {
         bail!("study {given} mixes too many SOP classes and transfer syntaxes for one C-GET");
     }
     let mut proposals = vec![Proposal::query(STUDY_ROOT_GET)];
     let mut roles: Vec<RoleSelection> = Vec::new();
-    for (class, ts) in &pairs {
+    for (class, ts) in &located.pairs {
         proposals.push(Proposal {
             abstract_syntax: class.clone(),
             transfer_syntaxes: vec![ts.clone()],
@@ -252,16 +283,16 @@ pub async fn fetch(
     }
     let mut assoc = connect(config, login, &proposals, roles).await?;
     let id = target.identifier()?;
-    let mut handler = Progress {
-        store: MemoryStore::default(),
+    let mut handler = Streaming {
+        consumer,
         bar: bar.clone(),
     };
     let outcome = assoc.get(STUDY_ROOT_GET, &id, &mut handler).await;
     let _ = assoc.release().await;
     let outcome = outcome.with_context(|| format!("C-GET of study {given} failed"))?;
-    let mut fetched = Fetched::default();
+    let mut failures = Vec::new();
     if !outcome.status.is_success() {
-        fetched.failures.push(format!(
+        failures.push(format!(
             "study {given}: C-GET ended with {:?} ({} failed){}",
             outcome.status,
             outcome.sub_operations.failed.unwrap_or(0),
@@ -271,16 +302,51 @@ pub async fn fetch(
                 .unwrap_or_default()
         ));
     }
-    fetched.instances = handler.store.received();
-    if fetched.instances.is_empty() && fetched.failures.is_empty() {
-        fetched
-            .failures
-            .push(format!("study {given}: the gateway sent no instance"));
-    }
-    Ok(Some(fetched))
+    Ok(failures)
 }
 
-/// Retrieves one study given by an original or pseudonymous UID into `out`.
+/// Writes each received instance, re-identified, as a Part-10 file under `out`.
+struct FileWriter {
+    ring: KeyRing,
+    facility: String,
+    out: PathBuf,
+    result: Mutex<StudyResult>,
+}
+
+impl FileWriter {
+    fn note(&self, outcome: Result<PathBuf, String>) {
+        if let Ok(mut result) = self.result.lock() {
+            match outcome {
+                Ok(path) => result.written.push(path),
+                Err(failure) => result.failures.push(failure),
+            }
+        }
+    }
+}
+
+impl InstanceConsumer for FileWriter {
+    async fn take(&self, instance: ReceivedInstance) -> StoreOutcome {
+        match write_reidentified(&instance, &self.ring, &self.facility, &self.out) {
+            Ok(path) => {
+                self.note(Ok(path));
+                StoreOutcome::success()
+            }
+            Err(e) => {
+                self.note(Err(format!(
+                    "instance {}: {e:#}",
+                    instance.sop_instance_uid
+                )));
+                StoreOutcome::with(
+                    dimse::Status::ProcessingFailure,
+                    "the client could not re-identify or write the instance",
+                )
+            }
+        }
+    }
+}
+
+/// Retrieves one study given by an original or pseudonymous UID into `out`,
+/// writing each instance as it arrives.
 pub async fn retrieve_study(
     config: &Config,
     ring: &KeyRing,
@@ -290,22 +356,31 @@ pub async fn retrieve_study(
     bar: &ProgressBar,
 ) -> anyhow::Result<StudyResult> {
     let facility = config.facility()?;
-    let Some(fetched) = fetch_study(config, ring, login, given, bar).await? else {
-        return copy_local(config, given, out, bar).await;
-    };
-    let mut result = StudyResult {
-        written: Vec::new(),
-        failures: fetched.failures,
-    };
-    for instance in &fetched.instances {
-        match write_reidentified(instance, ring, facility, out) {
-            Ok(path) => result.written.push(path),
-            Err(e) => result
+    for study in candidates(ring, given) {
+        let target = Target {
+            study,
+            ..Target::default()
+        };
+        let Some(located) = locate_target(config, login, &target).await? else {
+            continue;
+        };
+        let writer = Arc::new(FileWriter {
+            ring: ring.clone(),
+            facility: facility.to_string(),
+            out: out.to_path_buf(),
+            result: Mutex::new(StudyResult::default()),
+        });
+        let failures = get_into(config, login, &target, &located, writer.clone(), bar).await?;
+        let mut result = writer.result.lock().map(|r| r.clone()).unwrap_or_default();
+        result.failures.extend(failures);
+        if result.written.is_empty() && result.failures.is_empty() {
+            result
                 .failures
-                .push(format!("instance {}: {e:#}", instance.sop_instance_uid)),
+                .push(format!("study {given}: the gateway sent no instance"));
         }
+        return Ok(result);
     }
-    Ok(result)
+    copy_local(config, given, out, bar).await
 }
 
 /// A study the gateway does not hold, copied from the instances this client keeps

@@ -7,7 +7,7 @@
 //! found and served from the client's spool.
 //!
 //! [`find`] translates identifiers and re-identifies responses; this module talks to
-//! the gateway ([`crate::query::connect`], [`crate::retrieve::fetch`]) and the spool.
+//! the gateway ([`crate::query::connect`], [`crate::retrieve::get_into`]) and the spool.
 //! It decides nothing about who is a viewer (that is the edge policy's business).
 
 pub(crate) mod find;
@@ -71,8 +71,8 @@ impl ViewerAccess {
 
 /// Answers viewers' C-FIND, C-GET and C-MOVE by asking the gateway.
 pub struct ViewerProxy {
-    config: Config,
-    ring: KeyRing,
+    config: Arc<Config>,
+    ring: Arc<KeyRing>,
 }
 
 impl std::fmt::Debug for ViewerProxy {
@@ -243,7 +243,10 @@ fn read_header(path: &str) -> Option<InMemDicomObject> {
 impl ViewerProxy {
     /// A proxy asking the gateway of `config`, re-identifying with `ring`.
     pub fn new(config: Config, ring: KeyRing) -> ViewerProxy {
-        ViewerProxy { config, ring }
+        ViewerProxy {
+            config: Arc::new(config),
+            ring: Arc::new(ring),
+        }
     }
 
     /// Answers a viewer's C-FIND (either model, any level) as `login`.

@@ -3,10 +3,13 @@
 //! pseudonymous UIDs), re-identifies every instance exactly and hands it to the
 //! DIMSE layer, which sends it back on the viewer's association (C-GET) or stores it
 //! to the move destination, a viewer of the config with host and port (C-MOVE),
-//! with the sub-operation counts. What the gateway does not hold is served from the
+//! with the sub-operation counts. Instances stream through one at a time (the
+//! gateway's C-GET and the viewer's retrieve run together, a slow viewer slowing
+//! the gateway down; a viewer that cancels cancels the gateway's C-GET). What the gateway does not hold is served from the
 //! instances kept local-only in the spool.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
@@ -14,6 +17,7 @@ use dimse::Status;
 use dimse::assoc::AcceptedContext;
 use dimse::qr::{MoveDestination, Retrieval, RetrieveItem, RetrieveRequest};
 use dimse::scp::{AssociationInfo, StoreOutcome};
+use dimse::scu::ReceivedInstance;
 use indicatif::ProgressBar;
 use phi::keys::KeyRing;
 use tokio::sync::mpsc;
@@ -23,6 +27,7 @@ use super::find::Level;
 use super::{ViewerProxy, decode, encode, read_header, refuse};
 use crate::credentials::Login;
 use crate::query::text;
+use crate::retrieve::InstanceConsumer;
 
 /// The UIDs of a retrieve identifier's key (single value or list).
 fn uid_list(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Vec<String> {
@@ -123,40 +128,61 @@ impl ViewerProxy {
             .config
             .facility()
             .map_err(|_| refuse(Status::UNABLE_TO_PROCESS, "facility not configured"))?;
-        let fetched = crate::retrieve::fetch(
-            &self.config,
-            login,
-            &wanted.target(&self.ring),
-            &ProgressBar::hidden(),
-        )
-        .await
-        .map_err(|e| {
-            warn!(error = %format!("{e:#}"), "viewer retrieve failed at the gateway");
-            refuse(Status::UNABLE_TO_PROCESS, "the gateway retrieve failed")
-        })?;
-        let Some(fetched) = fetched else {
+        let target = wanted.target(&self.ring);
+        let located = crate::retrieve::locate_target(&self.config, login, &target)
+            .await
+            .map_err(|e| {
+                warn!(error = %format!("{e:#}"), "viewer retrieve failed at the gateway");
+                refuse(Status::UNABLE_TO_PROCESS, "the gateway retrieve failed")
+            })?;
+        let Some(located) = located else {
             return self.local_study(&wanted, contexts).await;
         };
-        for failure in &fetched.failures {
-            warn!(failure = %failure, "viewer retrieve incomplete");
-        }
-        let total = fetched.instances.len();
-        let mut items = Vec::new();
-        let mut syntaxes = Vec::new();
-        for instance in &fetched.instances {
-            match self.restore(instance, facility, contexts) {
-                Ok(item) => {
-                    let pair = (item.sop_class_uid.clone(), item.transfer_syntax.clone());
-                    if !syntaxes.contains(&pair) {
-                        syntaxes.push(pair);
+        // The viewer's C-GET takes only the pairs it accepted; a C-MOVE destination
+        // is offered them all.
+        let syntaxes: Vec<(String, String)> = located
+            .pairs
+            .iter()
+            .filter(|(class, ts)| accepts(contexts, class, ts))
+            .cloned()
+            .collect();
+        // Each instance goes on to the viewer as soon as it is re-identified; the
+        // small channel makes a slow viewer slow the gateway's C-GET down.
+        let (tx, items) = mpsc::channel(2);
+        let forward = Arc::new(Forward {
+            ring: self.ring.clone(),
+            facility: facility.to_string(),
+            accepted: syntaxes.clone(),
+            tx,
+        });
+        let config = self.config.clone();
+        let login = login.clone();
+        let total = located.count;
+        tokio::spawn(async move {
+            let got = crate::retrieve::get_into(
+                &config,
+                &login,
+                &target,
+                &located,
+                forward,
+                &ProgressBar::hidden(),
+            )
+            .await;
+            match got {
+                Ok(failures) => {
+                    for failure in failures {
+                        warn!(failure = %failure, "viewer retrieve incomplete");
                     }
-                    items.push(item);
+                    info!(total, "viewer retrieve answered");
                 }
-                Err(e) => warn!(error = %format!("{e:#}"), "instance not sent to the viewer"),
+                Err(e) => warn!(error = %format!("{e:#}"), "viewer retrieve failed at the gateway"),
             }
-        }
-        info!(total, sent = items.len(), "viewer retrieve answered");
-        Ok(retrieval(total, syntaxes, items))
+        });
+        Ok(Retrieval {
+            total,
+            syntaxes,
+            items,
+        })
     }
 
     /// What the gateway does not hold, served from the instances kept local-only in
@@ -215,30 +241,73 @@ impl ViewerProxy {
         );
         Ok(retrieval(total, syntaxes, items))
     }
+}
 
-    /// Re-identifies one instance and encodes it for the viewer, if the viewer
-    /// accepted its SOP class and transfer syntax (C-GET; a C-MOVE destination
-    /// association proposes what the items need).
-    fn restore(
-        &self,
-        instance: &dimse::scu::ReceivedInstance,
-        facility: &str,
-        contexts: Option<&AssociationInfo>,
-    ) -> anyhow::Result<RetrieveItem> {
-        let original = crate::retrieve::reidentify_instance(instance, &self.ring, facility)?;
-        let sop_class_uid = text(&original, tags::SOP_CLASS_UID);
-        let sop_instance_uid = text(&original, tags::SOP_INSTANCE_UID);
-        let ts = instance.transfer_syntax.clone();
-        if !accepts(contexts, &sop_class_uid, &ts) {
-            anyhow::bail!("the viewer did not accept {sop_class_uid} in {ts}");
+/// Re-identifies the instances of a viewer retrieve as they come from the gateway
+/// and hands them to the DIMSE layer, which sends them to the viewer.
+struct Forward {
+    ring: Arc<KeyRing>,
+    facility: String,
+    /// (SOP class, transfer syntax) pairs the viewer takes.
+    accepted: Vec<(String, String)>,
+    tx: mpsc::Sender<RetrieveItem>,
+}
+
+/// Re-identifies one instance and encodes it in its own transfer syntax, if the
+/// viewer takes that pair.
+fn restore(
+    ring: &KeyRing,
+    facility: &str,
+    accepted: &[(String, String)],
+    instance: &ReceivedInstance,
+) -> anyhow::Result<RetrieveItem> {
+    let pair = (
+        instance.sop_class_uid.clone(),
+        instance.transfer_syntax.clone(),
+    );
+    if !accepted.contains(&pair) {
+        anyhow::bail!("the viewer did not accept {} in {}", pair.0, pair.1);
+    }
+    let original = crate::retrieve::reidentify_instance(instance, ring, facility)?;
+    let data = encode(&original, &instance.transfer_syntax)?;
+    Ok(RetrieveItem {
+        sop_class_uid: text(&original, tags::SOP_CLASS_UID),
+        sop_instance_uid: text(&original, tags::SOP_INSTANCE_UID),
+        transfer_syntax: pair.1,
+        data: Box::new(Cursor::new(data)),
+    })
+}
+
+impl InstanceConsumer for Forward {
+    async fn take(&self, instance: ReceivedInstance) -> StoreOutcome {
+        // Decoding and re-encoding a large instance is CPU work: off the workers.
+        let (ring, facility, accepted) = (
+            self.ring.clone(),
+            self.facility.clone(),
+            self.accepted.clone(),
+        );
+        let restored =
+            tokio::task::spawn_blocking(move || restore(&ring, &facility, &accepted, &instance))
+                .await;
+        let item = match restored {
+            Ok(Ok(item)) => item,
+            Ok(Err(e)) => {
+                warn!(error = %format!("{e:#}"), "instance not sent to the viewer");
+                return StoreOutcome::success();
+            }
+            Err(e) => {
+                warn!(error = %e, "instance not sent to the viewer");
+                return StoreOutcome::success();
+            }
+        };
+        match self.tx.send(item).await {
+            Ok(()) => StoreOutcome::success(),
+            Err(_) => StoreOutcome::with(Status::Cancel, "the viewer's retrieve has ended"),
         }
-        let data = encode(&original, &ts)?;
-        Ok(RetrieveItem {
-            sop_class_uid,
-            sop_instance_uid,
-            transfer_syntax: ts,
-            data: Box::new(Cursor::new(data)),
-        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.tx.is_closed()
     }
 }
 
