@@ -1,9 +1,11 @@
 //! PDU framing over any async byte stream (TCP or TLS).
 //!
 //! Reads whole PDUs with `dicom_ul::read_pdu` from a bounded buffer (never larger than
-//! the negotiated maximum PDU plus its header), and writes P-DATA-TF PDUs directly from
-//! borrowed slices so that sending a data set copies nothing into an intermediate PDU.
-//! Every read and every PDV write has a timeout (except [`PduConn::read_pdu_untimed`],
+//! the negotiated maximum PDU plus its header), and writes P-DATA-TF PDUs from
+//! borrowed slices through a small write buffer: small PDVs (PDU headers, command
+//! sets, C-FIND identifiers) are gathered into one write per message, large ones go
+//! to the stream directly, so sending a data set copies nothing into an intermediate
+//! PDU. Every read, every PDV write and every flush has a timeout (except [`PduConn::read_pdu_untimed`],
 //! for a peer that is legitimately waiting on us). No DIMSE semantics here beyond
 //! splitting a data set into PDVs ([`PduConn::send_data_set`]).
 
@@ -13,7 +15,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDU_HEADER_SIZE};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
 use crate::error::DimseError;
 
@@ -24,9 +26,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// Size of a PDV item header: item length (4), presentation context id (1), control (1).
 pub const PDV_HEADER_LEN: usize = 6;
 
+/// Capacity of the write buffer: writes at least this large bypass it.
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// A PDU-level connection.
 pub struct PduConn {
-    stream: Box<dyn Io>,
+    stream: BufWriter<Box<dyn Io>>,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
     /// Largest PDU (variable part) we accept from the peer.
@@ -48,7 +53,7 @@ impl PduConn {
     pub fn new(stream: Box<dyn Io>, max_receive: u32, read_timeout: Duration) -> Self {
         let max_receive = max_receive.clamp(dicom_ul::pdu::MINIMUM_PDU_SIZE, 64 * 1024 * 1024);
         PduConn {
-            stream,
+            stream: BufWriter::with_capacity(WRITE_BUFFER, stream),
             read_buf: BytesMut::with_capacity(64 * 1024),
             write_buf: Vec::with_capacity(1024),
             max_receive,
@@ -73,7 +78,7 @@ impl PduConn {
 
     /// The underlying stream (to inspect TLS state, for instance).
     pub fn stream_mut(&mut self) -> &mut dyn Io {
-        &mut *self.stream
+        &mut **self.stream.get_mut()
     }
 
     /// Reads the next PDU, waiting at most the read timeout for it to start and finish.
@@ -179,6 +184,19 @@ impl PduConn {
         self.flush().await
     }
 
+    /// Sends a command set in one PDV and then its data set from `data`
+    /// ([`PduConn::send_data_set`]): one flush for both.
+    pub async fn send_command_and_data_set(
+        &mut self,
+        context_id: u8,
+        command: &[u8],
+        peer_max_pdu: u32,
+        data: &mut (impl AsyncRead + Unpin + ?Sized),
+    ) -> Result<(), DimseError> {
+        self.write_pdv(context_id, true, true, command).await?;
+        self.send_data_set(context_id, peer_max_pdu, data).await
+    }
+
     /// Streams a data set from `data` in PDVs that fit `peer_max_pdu`, then flushes.
     /// The last PDV is known only when the reader reports end of data, so one chunk is
     /// held back; an empty reader gives one empty last PDV.
@@ -191,12 +209,14 @@ impl PduConn {
         let chunk = (peer_max_pdu as usize)
             .saturating_sub(PDV_HEADER_LEN)
             .clamp(1024, 1024 * 1024);
-        let mut current = vec![0u8; chunk];
-        let mut filled = fill(data, &mut current).await?;
-        let mut next = vec![0u8; chunk];
+        // Buffers grow to what the data set needs (a C-FIND identifier is a few
+        // hundred bytes), at most one chunk each.
+        let mut current = Vec::new();
+        let mut filled = fill(data, &mut current, chunk).await?;
+        let mut next = Vec::new();
         loop {
             let next_filled = if filled == chunk {
-                fill(data, &mut next).await?
+                fill(data, &mut next, chunk).await?
             } else {
                 0
             };
@@ -212,10 +232,14 @@ impl PduConn {
         self.flush().await
     }
 
-    /// Flushes buffered writes (TLS records).
+    /// Flushes buffered writes (the write buffer, TLS records), within the read
+    /// timeout.
     pub async fn flush(&mut self) -> Result<(), DimseError> {
-        self.stream.flush().await?;
-        Ok(())
+        let timeout = self.read_timeout;
+        match tokio::time::timeout(timeout, self.stream.flush()).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(DimseError::Timeout(timeout)),
+        }
     }
 
     /// Sends an A-ABORT from the service provider and closes the stream.
@@ -242,18 +266,14 @@ impl PduConn {
     }
 }
 
-/// Reads until `buf` is full or the reader ends; returns the bytes read.
+/// Reads into `buf` (cleared first) until it holds `limit` bytes or the reader ends;
+/// returns the bytes read.
 async fn fill(
     reader: &mut (impl AsyncRead + Unpin + ?Sized),
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
+    limit: usize,
 ) -> Result<usize, DimseError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = reader.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
+    buf.clear();
+    let n = reader.take(limit as u64).read_to_end(buf).await?;
+    Ok(n)
 }

@@ -370,8 +370,10 @@ impl ScuAssociation {
             move_originator_ae_title: originator.map(|(ae, _)| ae.to_string()),
             move_originator_message_id: originator.map(|(_, id)| id),
         };
-        self.send_command(context, &rq.into()).await?;
-        self.send_data(context, &mut data).await?;
+        let command = Message::from(rq).encode();
+        self.conn
+            .send_command_and_data_set(context, &command, self.peer_max_pdu, &mut data)
+            .await?;
         match self.read_command(context).await? {
             Message::CStoreRsp(rsp) => Ok(rsp),
             other => Err(DimseError::Unexpected(format!(

@@ -110,12 +110,18 @@ impl Reply {
         peer_max_pdu: u32,
         message: &Message,
     ) -> Result<(), DimseError> {
-        conn.send_command(context, &message.encode()).await?;
-        if let Some(identifier) = &self.identifier {
-            conn.send_data_set(context, peer_max_pdu, &mut identifier.as_slice())
-                .await?;
+        match &self.identifier {
+            Some(identifier) => {
+                conn.send_command_and_data_set(
+                    context,
+                    &message.encode(),
+                    peer_max_pdu,
+                    &mut identifier.as_slice(),
+                )
+                .await
+            }
+            None => conn.send_command(context, &message.encode()).await,
         }
-        Ok(())
     }
 
     pub(super) async fn send_find(

@@ -300,11 +300,14 @@ async fn store_on_requestor(
         move_originator_ae_title: None,
         move_originator_message_id: None,
     };
-    conn.send_command(context.id, &Message::from(rq).encode())
-        .await?;
     let mut data = item.data;
-    conn.send_data_set(context.id, info.peer_max_pdu, &mut data)
-        .await?;
+    conn.send_command_and_data_set(
+        context.id,
+        &Message::from(rq).encode(),
+        info.peer_max_pdu,
+        &mut data,
+    )
+    .await?;
     loop {
         match incoming.next(conn, true).await? {
             Event::StoreResponse(rsp) if rsp.message_id_being_responded_to == message_id => {

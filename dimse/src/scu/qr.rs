@@ -177,8 +177,15 @@ impl ScuAssociation {
         identifier: &[u8],
     ) -> Result<u8, DimseError> {
         let context = self.request_context(sop_class)?;
-        self.send_command(context, &request).await?;
-        self.send_data(context, &mut &identifier[..]).await?;
+        let peer_max_pdu = self.peer_max_pdu;
+        self.conn
+            .send_command_and_data_set(
+                context,
+                &request.encode(),
+                peer_max_pdu,
+                &mut &identifier[..],
+            )
+            .await?;
         Ok(context)
     }
 
