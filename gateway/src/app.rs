@@ -129,6 +129,7 @@ struct HttpsServer {
     state: ApiState,
     max_body_bytes: usize,
     handshake_timeout: Duration,
+    max_connections: usize,
 }
 
 async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -195,6 +196,7 @@ impl Application {
                 },
                 max_body_bytes: config.https.max_body_bytes,
                 handshake_timeout: Duration::from_secs(config.https.handshake_timeout_secs),
+                max_connections: config.https.max_connections,
             }),
             _ => None,
         };
@@ -334,6 +336,7 @@ impl Application {
                 https.tls,
                 router,
                 https.handshake_timeout,
+                https.max_connections,
                 async move { stop.cancelled().await },
             ));
         }

@@ -97,6 +97,8 @@ pub struct HttpsConfig {
     pub max_body_bytes: usize,
     /// Seconds allowed for the TLS handshake and for the request headers.
     pub handshake_timeout_secs: u64,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
 }
 
 impl Default for HttpsConfig {
@@ -107,6 +109,7 @@ impl Default for HttpsConfig {
             token_ttl_secs: 3600,
             max_body_bytes: 64 * 1024,
             handshake_timeout_secs: 10,
+            max_connections: 256,
         }
     }
 }
@@ -346,6 +349,11 @@ impl Config {
         if !(1..=300).contains(&https.handshake_timeout_secs) {
             return Err(ConfigError::Invalid(
                 "https.handshake_timeout_secs must be between 1 and 300".into(),
+            ));
+        }
+        if !(1..=65536).contains(&https.max_connections) {
+            return Err(ConfigError::Invalid(
+                "https.max_connections must be between 1 and 65536".into(),
             ));
         }
         let tls = &self.tls;

@@ -26,8 +26,16 @@ struct Running {
 }
 
 async fn start(backend: Backend) -> Running {
+    start_with(backend, |_| {}).await
+}
+
+async fn start_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut gateway::config::Config),
+) -> Running {
     let mut setup = Setup::new(backend, &Options::default()).await;
     setup.config.auth = fast_auth();
+    adjust(&mut setup.config);
     let index = setup.index().await;
     let hash = gateway::auth::hash_password(&fast_auth(), &gateway::auth::Password::new(PASSWORD))
         .unwrap();
@@ -321,3 +329,48 @@ async fn revoked_certificate_is_refused(backend: Backend) {
     gw.task.await.unwrap().unwrap();
 }
 both_backends!(revoked_certificate_is_refused);
+
+/// `https.max_connections`: a connection beyond the limit is closed at once; once
+/// one ends, new ones are served again.
+async fn connections_beyond_the_limit_are_closed(backend: Backend) {
+    let gw = start_with(backend, |c| c.https.max_connections = 1).await;
+    let url = format!("https://localhost:{}/healthz", gw.https_port);
+    // A client that connects and says nothing holds the only slot (until the
+    // handshake timeout, 10 s by default).
+    let idle = tokio::net::TcpStream::connect(("127.0.0.1", gw.https_port))
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..50 {
+        // A new client each time: no pooled connection.
+        match client(&gw.setup, true).get(&url).send().await {
+            Err(_) => {
+                refused = true;
+                break;
+            }
+            // The idle connection may not have been accepted yet.
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    assert!(
+        refused,
+        "a second connection was served beyond max_connections = 1"
+    );
+    drop(idle);
+    let mut served = None;
+    for _ in 0..100 {
+        if let Ok(response) = client(&gw.setup, true).get(&url).send().await {
+            served = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        served,
+        Some(StatusCode::OK),
+        "served again once the idle connection ended"
+    );
+    let _ = gw.stop.send(());
+    gw.task.await.unwrap().unwrap();
+}
+both_backends!(connections_beyond_the_limit_are_closed);

@@ -2,7 +2,8 @@
 //! HTTP/1.1 / HTTP/2 connection builder (the protocol chosen by ALPN).
 //!
 //! Every TLS handshake and every request head must arrive within the handshake
-//! timeout; a peer sending garbage only loses its own connection. On shutdown the
+//! timeout; a peer sending garbage only loses its own connection. At most
+//! `max_connections` are served at once: further ones are closed on arrival. On shutdown the
 //! listener closes, open connections finish their requests (HTTP/2 GOAWAY, HTTP/1
 //! close after the current response) and are dropped after a grace period.
 
@@ -50,8 +51,10 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     handshake_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut turned_away = 0u64;
     let acceptor = TlsAcceptor::from(tls);
     let stop = CancellationToken::new();
     let mut connections = JoinSet::new();
@@ -60,6 +63,16 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if connections.len() >= max_connections => {
+                    // Logged for the first refusal and then every 1000th, so that a
+                    // flood does not flood the log too.
+                    if turned_away % 1000 == 0 {
+                        warn!(%peer, max_connections, refused_so_far = turned_away + 1,
+                            "too many HTTPS connections; closing new ones until some end");
+                    }
+                    turned_away += 1;
+                    drop(stream);
+                }
                 Ok((stream, peer)) => {
                     connections.spawn(connection(
                         stream,
