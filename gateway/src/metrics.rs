@@ -517,7 +517,9 @@ mod tests {
         let w = writer.clone();
         let insert = tokio::spawn(async move { w.insert(record).await });
         let probe = writer.pending_probe();
+        let deadline = Instant::now() + Duration::from_secs(10);
         while probe.pending() == 0 {
+            assert!(Instant::now() < deadline, "the insert never started");
             tokio::task::yield_now().await;
         }
         assert_eq!(sample(&m.encode(), "pacs_gateway_index_queue_instances"), 1);
