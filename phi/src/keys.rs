@@ -30,6 +30,7 @@ const INFO_SEALING: &[u8] = b"pacs sealing";
 const INFO_PSEUDONYMS: &[u8] = b"pacs pseudonyms";
 const INFO_UIDS: &[u8] = b"pacs uids";
 const INFO_BLIND_INDEX: &[u8] = b"pacs blind index";
+const INFO_NONCE: &[u8] = b"pacs sealing nonce";
 
 /// Magic bytes opening a wrapped (passphrase-protected) key.
 pub const WRAPPED_KEY_MAGIC: [u8; 4] = *b"PHIK";
@@ -143,15 +144,17 @@ impl FacilityKey {
         &self.id
     }
 
-    /// The subkeys for sealing, pseudonyms, UIDs and the blind index.
+    /// The subkeys for sealing (key and synthetic nonces), pseudonyms, UIDs and the blind index.
     pub fn ring(&self) -> KeyRing {
         let mut subkeys = Subkeys {
             sealing: [0; KEY_LEN],
             pseudonyms: [0; KEY_LEN],
             uids: [0; KEY_LEN],
             blind_index: [0; KEY_LEN],
+            nonce: [0; KEY_LEN],
         };
         expand(&self.bytes, INFO_SEALING, &mut subkeys.sealing);
+        expand(&self.bytes, INFO_NONCE, &mut subkeys.nonce);
         expand(&self.bytes, INFO_PSEUDONYMS, &mut subkeys.pseudonyms);
         expand(&self.bytes, INFO_UIDS, &mut subkeys.uids);
         expand(&self.bytes, INFO_BLIND_INDEX, &mut subkeys.blind_index);
@@ -292,7 +295,7 @@ impl Default for WrapParams {
     }
 }
 
-/// The four subkeys and the key id. Cloning copies the subkeys; every copy is zeroized
+/// The five subkeys and the key id. Cloning copies the subkeys; every copy is zeroized
 /// on drop. `Debug` shows the key id only.
 #[derive(Clone)]
 pub struct KeyRing {
@@ -306,6 +309,7 @@ struct Subkeys {
     pseudonyms: [u8; KEY_LEN],
     uids: [u8; KEY_LEN],
     blind_index: [u8; KEY_LEN],
+    nonce: [u8; KEY_LEN],
 }
 
 impl KeyRing {
@@ -316,6 +320,11 @@ impl KeyRing {
 
     pub(crate) fn sealing_key(&self) -> &[u8; KEY_LEN] {
         &self.subkeys.sealing
+    }
+
+    /// The HMAC key that derives an envelope's synthetic nonce from its content.
+    pub(crate) fn nonce_key(&self) -> &[u8; KEY_LEN] {
+        &self.subkeys.nonce
     }
 
     pub(crate) fn pseudonym_key(&self) -> &[u8; KEY_LEN] {
@@ -419,6 +428,7 @@ mod tests {
             ring.pseudonym_key(),
             ring.uid_key(),
             ring.blind_index_key(),
+            ring.nonce_key(),
         ];
         for (i, a) in all.iter().enumerate() {
             assert_ne!(**a, [0u8; KEY_LEN]);
@@ -467,6 +477,10 @@ mod tests {
             (
                 ring.blind_index_key(),
                 "e8b94b31a7e60c9fc5f10cc611451853e6de9b54bae28d6a1eea4f416f98c863",
+            ),
+            (
+                ring.nonce_key(),
+                "c9e69eef32e37fea810ce5e2b2f46e461cbfcd8ce91ee9cc91e264af8e1ebf69",
             ),
         ];
         for (subkey, expected) in known {

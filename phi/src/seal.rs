@@ -9,7 +9,8 @@
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use rand_core::{OsRng, RngCore};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use zeroize::Zeroize;
 
 use crate::PhiError;
@@ -19,7 +20,7 @@ use crate::keys::{KEY_ID_LEN, KEY_LEN, KeyId, KeyRing};
 pub const ENVELOPE_VERSION: u8 = 1;
 /// Magic bytes opening every envelope; with the version byte, `PHI\x01`.
 pub const ENVELOPE_MAGIC: [u8; 3] = *b"PHI";
-/// AES-GCM nonce length in bytes (96 bits, random per envelope).
+/// AES-GCM nonce length in bytes (96 bits, synthetic: see [`seal`]).
 pub const NONCE_LEN: usize = 12;
 /// AES-GCM tag length in bytes.
 pub const TAG_LEN: usize = 16;
@@ -42,15 +43,40 @@ pub struct SealContext<'a> {
     pub sop_instance_uid: &'a str,
 }
 
-/// Encrypts `plaintext` into a new envelope with a random nonce.
+/// Encrypts `plaintext` into an envelope.
+///
+/// Deterministic: the nonce is synthetic, the first 96 bits of
+/// HMAC-SHA256(nonce subkey, u64be(len(aad)) || aad || plaintext), so sealing the
+/// same values for the same instance twice gives the same bytes, and a re-sent
+/// instance is an identical duplicate at the gateway. Two different (context,
+/// plaintext) pairs share a nonce only if the PRF collides on 96 bits, the same
+/// bound as random nonces; equal envelopes reveal only that the same instance was
+/// sealed with the same values, which the gateway sees anyway (same SOP Instance
+/// UID, same bytes). The argument is in `schemas/sealed-identity.md`.
 ///
 /// # Panics
-/// If the operating system cannot provide randomness, or `plaintext` exceeds
-/// AES-GCM's limit of 64 GiB.
+/// If `plaintext` exceeds AES-GCM's limit of 64 GiB.
 pub fn seal(ring: &KeyRing, context: &SealContext<'_>, plaintext: &[u8]) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
+    let mut bound = Vec::with_capacity(BOUND_HEADER_LEN);
+    bound.extend_from_slice(&ENVELOPE_MAGIC);
+    bound.push(ENVELOPE_VERSION);
+    bound.extend_from_slice(&ring.key_id().to_bytes());
+    let aad = associated_data(&bound, context);
+    let nonce = synthetic_nonce(ring, &aad, plaintext);
     seal_with_nonce(ring, context, plaintext, &nonce)
+}
+
+/// `HMAC-SHA256(nonce subkey, u64be(len(aad)) || aad || plaintext)[..12]`.
+fn synthetic_nonce(ring: &KeyRing, aad: &[u8], plaintext: &[u8]) -> [u8; NONCE_LEN] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(ring.nonce_key())
+        .expect("HMAC takes keys of any length");
+    mac.update(&(aad.len() as u64).to_be_bytes());
+    mac.update(aad);
+    mac.update(plaintext);
+    let digest = mac.finalize().into_bytes();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&digest[..NONCE_LEN]);
+    nonce
 }
 
 fn seal_with_nonce(
@@ -216,12 +242,47 @@ mod tests {
     }
 
     #[test]
-    fn nonces_are_random() {
+    fn known_answer_with_synthetic_nonce() {
+        // Computed independently from schemas/sealed-identity.md (Python hmac + AESGCM).
+        let key = FacilityKey::from_bytes(core::array::from_fn(|i| i as u8));
+        let envelope = seal(&key.ring(), &context(), b"hello");
+        assert_eq!(
+            hex::encode(&envelope),
+            "50484901672d4301bbcab50e0738b236202ab607fceaba28\
+             c11abc57314cf21f226ad6c40d17e87b4faa02fb45"
+        );
+    }
+
+    #[test]
+    fn sealing_is_deterministic_per_content_and_context() {
         let ring = ring();
         let a = seal(&ring, &context(), b"same");
-        let b = seal(&ring, &context(), b"same");
-        assert_ne!(a[12..24], b[12..24]);
-        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            seal(&ring, &context(), b"same"),
+            "a re-send seals to the same bytes"
+        );
+        let other_text = seal(&ring, &context(), b"samf");
+        assert_ne!(a[12..24], other_text[12..24], "other content, other nonce");
+        let other_instance = seal(
+            &ring,
+            &SealContext {
+                sop_instance_uid: "2.25.1",
+                ..context()
+            },
+            b"same",
+        );
+        assert_ne!(
+            a[12..24],
+            other_instance[12..24],
+            "other instance, other nonce"
+        );
+        let other_key = seal(
+            &FacilityKey::from_bytes([43; KEY_LEN]).ring(),
+            &context(),
+            b"same",
+        );
+        assert_ne!(a[12..24], other_key[12..24]);
     }
 
     #[test]
