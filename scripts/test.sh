@@ -16,3 +16,5 @@ if [ -z "${PACS_TEST_DATABASE_URL:-}" ]; then
   echo "PACS_TEST_DATABASE_URL not set: PostgreSQL variants of the gateway tests will be SKIPPED"
 fi
 cargo test --workspace --all-targets
+# systemd units (systemd-analyze verify) and, when a container engine answers, the images.
+scripts/check-deploy.sh --images

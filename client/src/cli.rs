@@ -1,7 +1,11 @@
 //! The `pacs-client` command line.
 
+mod docs;
+mod first_run;
 mod local;
 
+pub use docs::DocsCommand;
+pub use first_run::{GlobalSettings, ServeArgs};
 pub use local::{Action, ModalityCommand, RuleCommand};
 
 use std::io::IsTerminal;
@@ -23,7 +27,8 @@ use crate::query::StudyFilter;
 /// The facility client: receives images from modalities, de-identifies and seals
 /// them with the facility key, and forwards them to the central gateway.
 #[derive(Debug, Parser)]
-#[command(name = "pacs-client", version)]
+#[command(name = "pacs-client", version = crate::telemetry::long_version())]
+#[command(after_help = EXIT_CODES)]
 pub struct Cli {
     /// Configuration file (TOML); see schemas/client.toml.
     #[arg(long, short, global = true, env = "PACS_CLIENT_CONFIG")]
@@ -31,6 +36,19 @@ pub struct Cli {
     /// More log output (-v debug); RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log line format on standard error: `text` (coloured only on a terminal, never
+    /// with NO_COLOR) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "PACS_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
+    /// Settings every command shares (override the config file).
+    #[command(flatten)]
+    pub global: GlobalSettings,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -45,7 +63,7 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// Run the edge SCP and the forwarder until Ctrl-C or SIGTERM.
-    Serve,
+    Serve(ServeArgs),
     /// Import DICOM files or folders (a CD, a directory of .dcm) and send them.
     Send {
         /// Files or folders.
@@ -131,7 +149,19 @@ pub enum Command {
     /// destinations, certificates, usage, audit trail, studies.
     #[command(subcommand)]
     Admin(crate::admin::AdminCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a folder.
+    Man(DocsCommand),
 }
+
+/// The exit-code table, shown after `--help` (README "Exit codes").
+pub const EXIT_CODES: &str = "Exit codes: 0 done; 1 failed while running (or some items \
+failed); 2 usage error; 3 not logged in to the admin API; 64 configuration cannot be used; \
+141 output closed (e.g. `| head`).";
 
 /// `key ...`
 #[derive(Debug, Subcommand)]
@@ -166,11 +196,20 @@ pub enum StudyCommand {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let config = Config::load(cli.config.as_deref())?;
+    match &cli.command {
+        Command::Completions { shell } => return docs::completions(*shell).map(|_| 0),
+        Command::Man(cmd) => return docs::man(cmd).map(|_| 0),
+        _ => {}
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    cli.global.apply(&mut config);
     match cli.command {
+        Command::Completions { .. } | Command::Man(_) => Ok(0),
         Command::Init => init(&config).map(|_| 0),
         Command::Key(cmd) => key(&config, cmd).map(|_| 0),
-        Command::Serve => {
+        Command::Serve(args) => {
+            args.apply(&mut config)?;
+            crate::startup::banner(&config, cli.config.as_deref());
             let client = Client::build(&config).await?;
             if let Some(path) = cli.config.as_deref() {
                 client.watch_config(path);
@@ -439,7 +478,10 @@ async fn status(config: &Config, studies: bool) -> anyhow::Result<()> {
 
 async fn retry(config: &Config, all: bool, id: Option<i64>) -> anyhow::Result<()> {
     if !all && id.is_none() {
-        bail!("say which: `pacs-client retry ID` or `pacs-client retry --all`");
+        return Err(crate::exit::UsageError(
+            "say which: `pacs-client retry ID` or `pacs-client retry --all`".into(),
+        )
+        .into());
     }
     let outbox = open_outbox(config).await?;
     let n = outbox.retry(id).await?;
@@ -457,7 +499,7 @@ async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {
         StudyCommand::Unshare { study_uid } => (study_uid, false),
     };
     if !crate::edge::valid_uid(uid) {
-        bail!("{uid:?} is not a Study Instance UID");
+        return Err(crate::exit::UsageError(format!("{uid:?} is not a Study Instance UID")).into());
     }
     let moved = outbox.set_study_flag(uid, share).await?;
     let what = if share {
@@ -497,7 +539,10 @@ async fn query_below(
     json: bool,
 ) -> anyhow::Result<()> {
     let Some(study) = study else {
-        anyhow::bail!("--level series and --level image need --study UID");
+        return Err(crate::exit::UsageError(
+            "--level series and --level image need --study UID".into(),
+        )
+        .into());
     };
     let key = keyfile::load(&config.key_file())?;
     let login = login(config, user)?;

@@ -87,6 +87,12 @@ pub enum CredentialsError {
         "no credentials: give --user NAME (password from {PASSWORD_ENV} or a prompt) or set `[credentials] file` in the config"
     )]
     Missing,
+    /// `--user` was given, but no password: not in the environment and no terminal
+    /// to prompt on.
+    #[error(
+        "no password for --user {0}: set {PASSWORD_ENV} (standard input is not a terminal, so there is no prompt)"
+    )]
+    NoPassword(String),
     /// A viewer's user has no password available.
     #[error(
         "no password for the gateway user {user} of viewer {viewer}: put it in the `[credentials] file` (username = \"{user}\") or set {PASSWORD_ENV}"
@@ -138,9 +144,9 @@ pub fn read_file(path: &Path) -> Result<Login, CredentialsError> {
 /// user must equal `--user` if given); else a prompt on a terminal.
 pub fn resolve(user: Option<&str>, file: Option<&Path>) -> Result<Login, CredentialsError> {
     let env = std::env::var(PASSWORD_ENV).ok();
-    resolve_with(user, file, env, || {
+    resolve_with(user, file, env, |user| {
         if !std::io::stdin().is_terminal() {
-            return Err(CredentialsError::Missing);
+            return Err(CredentialsError::NoPassword(user.into()));
         }
         rpassword::prompt_password("gateway password: ").map_err(CredentialsError::Prompt)
     })
@@ -150,7 +156,7 @@ fn resolve_with(
     user: Option<&str>,
     file: Option<&Path>,
     env: Option<String>,
-    prompt: impl FnOnce() -> Result<String, CredentialsError>,
+    prompt: impl FnOnce(&str) -> Result<String, CredentialsError>,
 ) -> Result<Login, CredentialsError> {
     if let (Some(user), Some(password)) = (user, env) {
         return Ok(Login::new(user, password));
@@ -166,7 +172,7 @@ fn resolve_with(
         };
     }
     match user {
-        Some(user) => Ok(Login::new(user, prompt()?)),
+        Some(user) => Ok(Login::new(user, prompt(user)?)),
         None => Err(CredentialsError::Missing),
     }
 }
@@ -206,8 +212,8 @@ fn viewer_login_with(
 mod tests {
     use super::*;
 
-    fn no_prompt() -> Result<String, CredentialsError> {
-        Err(CredentialsError::Missing)
+    fn no_prompt(user: &str) -> Result<String, CredentialsError> {
+        Err(CredentialsError::NoPassword(user.into()))
     }
 
     #[test]
@@ -253,7 +259,7 @@ mod tests {
             resolve_with(Some("other"), Some(&file), None, no_prompt),
             Err(CredentialsError::Mismatch { .. })
         ));
-        let login = resolve_with(Some("b"), None, None, || Ok("typed".into())).unwrap();
+        let login = resolve_with(Some("b"), None, None, |_| Ok("typed".into())).unwrap();
         assert_eq!(login.password.as_str(), "typed");
         assert!(matches!(
             resolve_with(None, None, Some("pw".into()), no_prompt),

@@ -58,10 +58,13 @@ pub fn gateway_tls(config: &Config) -> anyhow::Result<ClientTls> {
             "gateway.cert, gateway.key and gateway.ca must be set (the files from `pacs-gateway facility issue-cert`)"
         );
     };
-    let chain = dimse::tls::load_certs_file(cert)?;
-    let key = dimse::tls::load_private_key_file(key)?;
-    let roots = dimse::tls::load_certs_file(ca)?;
-    let config_tls = dimse::tls::client_config(roots, Some((chain, key)))?;
+    let hint = |e: dimse::tls::TlsError| {
+        anyhow::anyhow!("{e}; check `cert`, `key` and `ca` in the [gateway] section of the config")
+    };
+    let chain = dimse::tls::load_certs_file(cert).map_err(hint)?;
+    let key = dimse::tls::load_private_key_file(key).map_err(hint)?;
+    let roots = dimse::tls::load_certs_file(ca).map_err(hint)?;
+    let config_tls = dimse::tls::client_config(roots, Some((chain, key))).map_err(hint)?;
     let server_name =
         rustls::pki_types::ServerName::try_from(g.server_name.clone()).map_err(|_| {
             anyhow::anyhow!(

@@ -6,7 +6,8 @@
 //! central gateway ([`forward`]), the facility key file ([`keyfile`]), the clinician's
 //! query/retrieve ([`query`], [`retrieve`], [`credentials`]), the viewer proxy on the edge port ([`viewer`]), local administration of modalities and
 //! rules in the config file ([`local_admin`]), the facility admin CLI for the gateway's admin
-//! API ([`admin`]) and the command line ([`cli`]). It builds on `dimse` for the network and on `phi` for identity;
+//! API ([`admin`]) and the command line ([`cli`]), which ends with a code from the
+//! table in [`exit`] and logs as [`telemetry`] sets up. It builds on `dimse` for the network and on `phi` for identity;
 //! it is the only place where original patient identifiers and the facility key meet.
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod edge;
+pub mod exit;
 pub mod forward;
 pub mod keyfile;
 pub mod local_admin;
@@ -24,5 +26,6 @@ pub mod reload;
 pub mod retention;
 pub mod retrieve;
 pub mod rules;
+pub mod startup;
 pub mod telemetry;
 pub mod viewer;

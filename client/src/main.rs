@@ -1,24 +1,23 @@
-//! `pacs-client`: parses the command line, sets up logging, runs the command.
+//! `pacs-client`: parses the command line, sets up logging, runs the command, and
+//! exits with a code from the table in [`client::exit`].
 
 use clap::Parser;
 
 use client::cli::{Cli, run};
-use client::config::ConfigError;
+use client::exit;
 
 #[tokio::main]
 async fn main() {
+    exit::exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
-    client::telemetry::init(cli.verbose);
+    client::telemetry::init(cli.verbose, cli.log_format);
     match run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("pacs-client: {e:#}");
-            let code = if e.downcast_ref::<ConfigError>().is_some() {
-                64
-            } else {
-                1
-            };
-            std::process::exit(code);
+            if !exit::is_broken_pipe(&e) {
+                eprintln!("pacs-client: {}", exit::one_line(&e));
+            }
+            std::process::exit(exit::code_for(&e));
         }
     }
 }

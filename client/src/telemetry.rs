@@ -1,20 +1,84 @@
 //! Logging setup for the `pacs-client` binary: `RUST_LOG` wins, otherwise `info`
-//! (`-v` debug, `-vv` trace). Patient data never goes into a span or event: log
-//! lines carry outbox ids, UIDs and AE titles, never names or patient IDs.
+//! (`-v` debug, `-vv` trace). `--log-format text` (default) writes compact lines,
+//! coloured only when standard error is a terminal and `NO_COLOR` is not set;
+//! `--log-format json` writes one JSON object per line (for journald, Loki, ELK).
+//! Patient data never goes into a span or event: log lines carry outbox ids, UIDs
+//! and AE titles, never names or patient IDs.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber (stderr, compact).
-pub fn init(verbose: u8) {
+/// The version as `--version`, `/healthz` and the start banner show it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the binary was built from (`unknown` outside a checkout).
+pub const COMMIT: &str = match option_env!("PACS_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
+
+/// `VERSION (commit COMMIT)`, for `--version`.
+pub fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| format!("{VERSION} (commit {COMMIT})"))
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Compact human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Whether log lines get ANSI colours: only on a terminal, never with `NO_COLOR`.
+pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Installs the global subscriber (standard error).
+pub fn init(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .compact()
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .compact()
+            .try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(true, Some("1".as_ref())));
+        assert!(
+            use_colour(true, Some("".as_ref())),
+            "NO_COLOR=\"\" is unset"
+        );
+    }
 }

@@ -157,6 +157,9 @@ fn add_list_remove_round_trips_keep_the_file() {
 fn invalid_input_is_refused_and_the_file_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let file = example(dir.path());
+    // The example's viewer is commented out; this test needs one.
+    let original = format!("{EXAMPLE}\n[[edge.viewers]]\nae_title = \"VIEWER1\"\nuser = \"dr.house\"\n");
+    std::fs::write(&file, &original).unwrap();
     let refused: [(&[&str], i32, &str); 10] = [
         (&["modality", "add", "CT_ROOM_1"], 1, "already allowed"),
         (&["modality", "add", "VIEWER1"], 1, "viewer"),
@@ -207,7 +210,7 @@ fn invalid_input_is_refused_and_the_file_is_unchanged() {
         );
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
-            EXAMPLE,
+            original,
             "{args:?} changed the file"
         );
     }

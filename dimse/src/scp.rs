@@ -6,6 +6,8 @@
 //! C-CANCEL stops them (see the child modules `find` and `retrieve`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValue, PDataValueType};
@@ -36,6 +38,57 @@ struct Assoc<'a, T, S> {
     session: &'a T,
     service: &'a S,
     stop: &'a CancellationToken,
+    tally: &'a Tally,
+}
+
+/// What an association did, for the INFO line logged when it ends.
+#[derive(Default)]
+struct Tally {
+    stored: AtomicU64,
+    refused: AtomicU64,
+    bytes: AtomicU64,
+    queries: AtomicU64,
+    retrievals: AtomicU64,
+}
+
+impl Tally {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn store(&self, outcome: &StoreOutcome) {
+        match outcome.status.is_failure() {
+            false => Tally::add(&self.stored, 1),
+            true => Tally::add(&self.refused, 1),
+        }
+    }
+
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The one INFO line per finished association: who, what, how long, how it ended.
+fn log_finished(
+    info: &AssociationInfo,
+    label: Option<&str>,
+    tally: &Tally,
+    started: Instant,
+    ended: &str,
+) {
+    info!(
+        peer = %info.peer.addr,
+        calling_ae = %info.calling_ae,
+        facility = label.unwrap_or("-"),
+        stored = Tally::get(&tally.stored),
+        refused = Tally::get(&tally.refused),
+        bytes = Tally::get(&tally.bytes),
+        queries = Tally::get(&tally.queries),
+        retrievals = Tally::get(&tally.retrievals),
+        duration_ms = started.elapsed().as_millis() as u64,
+        ended,
+        "association finished"
+    );
 }
 
 enum State<K> {
@@ -90,21 +143,43 @@ impl<K: DataSink> State<K> {
 
 /// Runs an established association until release, abort, error or `stop`.
 pub(crate) async fn run<T, S>(
-    mut conn: PduConn,
+    conn: PduConn,
     info: AssociationInfo,
     session: T,
+    label: Option<String>,
     service: Arc<S>,
     stop: CancellationToken,
 ) where
     T: Send + Sync,
     S: Service<T>,
 {
+    let started = Instant::now();
+    let tally = Tally::default();
+    let ended = serve_messages(conn, &info, &session, &tally, &service, &stop).await;
+    log_finished(&info, label.as_deref(), &tally, started, ended);
+    drop(info.permit);
+}
+
+/// The message loop; returns how the association ended.
+async fn serve_messages<T, S>(
+    mut conn: PduConn,
+    info: &AssociationInfo,
+    session: &T,
+    tally: &Tally,
+    service: &Arc<S>,
+    stop: &CancellationToken,
+) -> &'static str
+where
+    T: Send + Sync,
+    S: Service<T>,
+{
     conn.set_read_timeout(info.read_timeout);
     let assoc = Assoc {
-        info: &info,
-        session: &session,
-        service: &*service,
-        stop: &stop,
+        info,
+        session,
+        service: &**service,
+        stop,
+        tally,
     };
     let mut state = State::<S::Sink>::idle();
     loop {
@@ -114,20 +189,20 @@ pub(crate) async fn run<T, S>(
                 info!("server shutting down; aborting association");
                 conn.abort(AbortRQServiceProviderReason::ReasonNotSpecified).await;
                 state.discard().await;
-                return;
+                return "server shutdown";
             }
         };
         match pdu {
             Ok(Pdu::PData { data }) => {
                 for pdv in data {
                     match on_pdv(&mut conn, &assoc, state, pdv).await {
-                        Ok(State::Ended) => return,
+                        Ok(State::Ended) => return "ended during a query or retrieval",
                         Ok(next) => state = next,
                         Err(e) => {
                             warn!(error = %e, "protocol error; aborting association");
                             conn.abort(AbortRQServiceProviderReason::UnexpectedPdu)
                                 .await;
-                            return;
+                            return "protocol error";
                         }
                     }
                 }
@@ -141,19 +216,19 @@ pub(crate) async fn run<T, S>(
                 let _ = conn.write_pdu(&Pdu::ReleaseRP).await;
                 conn.shutdown().await;
                 debug!("association released");
-                break;
+                return "released";
             }
             Ok(Pdu::AbortRQ { source }) => {
                 info!(?source, "association aborted by the peer");
                 state.discard().await;
-                break;
+                return "aborted by the peer";
             }
             Ok(other) => {
                 warn!(pdu = %other.short_description(), "unexpected PDU; aborting");
                 conn.abort(AbortRQServiceProviderReason::UnexpectedPdu)
                     .await;
                 state.discard().await;
-                break;
+                return "unexpected PDU";
             }
             Err(e) => {
                 if !matches!(e, DimseError::Closed) || !is_idle(&state) {
@@ -168,11 +243,10 @@ pub(crate) async fn run<T, S>(
                 };
                 conn.abort(reason).await;
                 state.discard().await;
-                break;
+                return "connection failed";
             }
         }
     }
-    drop(info.permit);
 }
 
 fn is_idle<K>(state: &State<K>) -> bool {
@@ -223,6 +297,7 @@ where
             },
             PDataValueType::Data,
         ) if context == id => {
+            Tally::add(&assoc.tally.bytes, pdv.data.len() as u64);
             if let Some(s) = sink.as_mut() {
                 if let Err(outcome) = s.write(&pdv.data).await {
                     if let Some(s) = sink.take() {
@@ -244,6 +319,7 @@ where
                 (Some(sink), None) => sink.finish().await,
                 (None, None) => StoreOutcome::with(Status::ProcessingFailure, "no sink"),
             };
+            assoc.tally.store(&outcome);
             send(conn, id, &store_response(&request, outcome)).await?;
             Ok(State::idle())
         }
@@ -332,22 +408,34 @@ where
                     request,
                     context: id,
                 }),
-                Err(outcome) => Ok(State::Drain {
-                    reply: store_response(&request, outcome),
-                    context: id,
-                }),
+                Err(outcome) => {
+                    assoc.tally.store(&outcome);
+                    Ok(State::Drain {
+                        reply: store_response(&request, outcome),
+                        context: id,
+                    })
+                }
             }
         }
         Message::CCancelRq(_) => Ok(State::idle()),
-        Message::CFindRq(rq) => Ok(State::identifier(QrRequest::Find(rq), id)),
-        Message::CGetRq(rq) => Ok(State::identifier(
-            QrRequest::Retrieve(RetrieveRequest::Get(rq)),
-            id,
-        )),
-        Message::CMoveRq(rq) => Ok(State::identifier(
-            QrRequest::Retrieve(RetrieveRequest::Move(rq)),
-            id,
-        )),
+        Message::CFindRq(rq) => {
+            Tally::add(&assoc.tally.queries, 1);
+            Ok(State::identifier(QrRequest::Find(rq), id))
+        }
+        Message::CGetRq(rq) => {
+            Tally::add(&assoc.tally.retrievals, 1);
+            Ok(State::identifier(
+                QrRequest::Retrieve(RetrieveRequest::Get(rq)),
+                id,
+            ))
+        }
+        Message::CMoveRq(rq) => {
+            Tally::add(&assoc.tally.retrievals, 1);
+            Ok(State::identifier(
+                QrRequest::Retrieve(RetrieveRequest::Move(rq)),
+                id,
+            ))
+        }
         other => Err(DimseError::Unexpected(format!(
             "{} sent to the acceptor",
             other.name()

@@ -38,6 +38,12 @@ pub trait Policy: Send + Sync + 'static {
         &self,
         request: &AssociateRequest<'_>,
     ) -> impl Future<Output = Result<Self::Session, Rejection>> + Send;
+
+    /// Who an admitted association is, for the one INFO line logged when it ends
+    /// (e.g. the facility). Never patient data. The default says nothing.
+    fn describe(&self, _session: &Self::Session) -> Option<String> {
+        None
+    }
 }
 
 /// Limits and timeouts of an acceptor.
@@ -164,7 +170,8 @@ async fn handle<P, S>(
         }
     };
     let stop = shared.stop.clone();
-    scp::run(conn, info, session, shared.service.clone(), stop).await;
+    let label = shared.policy.describe(&session);
+    scp::run(conn, info, session, label, shared.service.clone(), stop).await;
 }
 
 type Established<T> = Option<(PduConn, AssociationInfo, T)>;

@@ -30,7 +30,7 @@ static PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
 pub enum TlsError {
     /// A certificate or key file could not be read.
     #[error(
-        "cannot read {what} file {}: {source}; check the path in the [tls] section of the config",
+        "cannot read {what} file {}: {source}",
         path.display()
     )]
     ReadFile {
@@ -74,20 +74,20 @@ pub enum TlsError {
         marker: &'static str,
     },
     /// An empty certificate chain was supplied for our own identity.
-    #[error("the {side} certificate chain is empty; configure the certificate file in [tls]")]
+    #[error("the {side} certificate chain is empty; configure the certificate file")]
     EmptyChain {
         /// "server" or "client".
         side: &'static str,
     },
     /// No trusted CA certificate was supplied.
-    #[error("no trusted CA certificate for verifying {peers}; configure the CA file in [tls]")]
+    #[error("no trusted CA certificate for verifying {peers}; configure the CA file")]
     NoTrustAnchors {
         /// "client certificates" or "the server".
         peers: &'static str,
     },
     /// A trusted CA certificate could not be used as a trust anchor.
     #[error(
-        "CA certificate #{index} cannot be used as a trust anchor: {source}; check the CA file in [tls]"
+        "CA certificate #{index} cannot be used as a trust anchor: {source}; check the CA file"
     )]
     InvalidTrustAnchor {
         /// Position of the certificate in the supplied list, from 0.
@@ -97,7 +97,7 @@ pub enum TlsError {
         source: rustls::Error,
     },
     /// The client-certificate verifier could not be built.
-    #[error("cannot set up client certificate verification: {source}; check the CA file in [tls]")]
+    #[error("cannot set up client certificate verification: {source}; check the CA file")]
     ClientVerifier {
         /// Why the verifier builder failed.
         #[source]
@@ -368,12 +368,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_error_names_the_path_and_the_fix() {
+    fn missing_file_error_names_the_path_and_no_config_section() {
         let path = std::env::temp_dir().join("dimse-tls-test-does-not-exist.crt");
         let err = load_certs_file(&path).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains("[tls]"), "{msg}");
+        // The protocol layer knows no config file: callers name their section.
+        assert!(!msg.contains('['), "{msg}");
         assert!(err.source().is_some());
         assert!(
             load_private_key_file(&path)

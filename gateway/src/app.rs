@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use dimse::server::{Policy, ServerOptions, serve};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::audit::AuditTrail;
 use crate::audit::syslog::SyslogExport;
@@ -55,6 +55,13 @@ impl TlsFiles {
         if dev.created {
             info!(dir = %dir.display(), "created a development CA and server certificate; replace them for production");
         }
+        if let Some(names) = &dev.reissued_for {
+            warn!(
+                cert = %dev.server_cert.display(),
+                names = %names.join(","),
+                "[tls] dev_hostnames changed: issued the dev server certificate again for these names (the old one is kept as server.crt.replaced); clients keep working, they trust the same CA"
+            );
+        }
         Ok(TlsFiles {
             server_cert: dev.server_cert,
             server_key: dev.server_key,
@@ -74,10 +81,15 @@ impl TlsFiles {
     }
 
     fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        let chain = dimse::tls::load_certs_file(&self.server_cert)?;
-        let key = dimse::tls::load_private_key_file(&self.server_key)?;
-        let roots = dimse::tls::load_certs_file(&self.ca_cert)?;
-        Ok(dimse::tls::server_config(chain, key, roots)?)
+        let hint = |e: dimse::tls::TlsError| {
+            anyhow::anyhow!(
+                "{e}; check `cert`, `key` and `ca_cert` in the [tls] section of the config"
+            )
+        };
+        let chain = dimse::tls::load_certs_file(&self.server_cert).map_err(hint)?;
+        let key = dimse::tls::load_private_key_file(&self.server_key).map_err(hint)?;
+        let roots = dimse::tls::load_certs_file(&self.ca_cert).map_err(hint)?;
+        dimse::tls::server_config(chain, key, roots).map_err(hint)
     }
 
     /// TLS client settings for calling C-MOVE destinations: their certificates must
@@ -109,6 +121,7 @@ pub struct Application {
     move_tls: Option<Arc<rustls::ClientConfig>>,
     audit: AuditTrail,
     https: Option<HttpsServer>,
+    metrics_http: Option<(TcpListener, ApiState)>,
     metrics: Arc<Metrics>,
 }
 
@@ -143,6 +156,18 @@ async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
 }
 
 impl Application {
+    /// [`Application::build`], first logging the start banner and warnings about
+    /// settings that can never work; `config_file` is named in the banner.
+    pub async fn build_from(
+        config: Config,
+        config_file: Option<&Path>,
+    ) -> anyhow::Result<Application> {
+        crate::startup::banner(&config, config_file);
+        let app = Application::build(config.clone()).await?;
+        crate::startup::warn_unusable(&config, &app.index).await;
+        Ok(app)
+    }
+
     /// Opens storage, resolves certificates and binds the listeners.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let index = open_index(&config).await?;
@@ -182,18 +207,23 @@ impl Application {
         let mut metrics = Metrics::new();
         metrics.watch_queues(&ingest.writer, &audit);
         let metrics = Arc::new(metrics);
+        let state = ApiState {
+            index: index.clone(),
+            auth: auth.clone(),
+            metrics: metrics.clone(),
+            token_ttl: Duration::from_secs(config.https.token_ttl_secs),
+            tls_files: files.clone(),
+            audit: audit.clone(),
+            metrics_access: metrics_access(&config)?,
+        };
+        let metrics_http = bind(&config.metrics.listen, "metrics (HTTP)")
+            .await?
+            .map(|listener| (listener, state.clone()));
         let https = match (https_listener, &files) {
             (Some(listener), Some(files)) => Some(HttpsServer {
                 listener,
                 tls: crate::http::server::tls_config(&files.server_cert, &files.server_key)?,
-                state: ApiState {
-                    index: index.clone(),
-                    auth: auth.clone(),
-                    metrics: metrics.clone(),
-                    token_ttl: Duration::from_secs(config.https.token_ttl_secs),
-                    tls_files: Some(files.clone()),
-                    audit: audit.clone(),
-                },
+                state,
                 max_body_bytes: config.https.max_body_bytes,
                 handshake_timeout: Duration::from_secs(config.https.handshake_timeout_secs),
                 max_connections: config.https.max_connections,
@@ -220,8 +250,17 @@ impl Application {
             move_tls,
             audit,
             https,
+            metrics_http,
             metrics,
         })
+    }
+
+    /// Port of the plain-HTTP metrics listener.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_http
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// Port of the HTTPS listener.
@@ -340,6 +379,19 @@ impl Application {
                 async move { stop.cancelled().await },
             ));
         }
+        if let Some((listener, state)) = self.metrics_http {
+            info!(addr = %listener.local_addr()?, "metrics (HTTP: /metrics, /healthz) listening");
+            let router = crate::http::metrics_router(state);
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    warn!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         if tasks.is_empty() {
             bail!("no listener configured: set dicom.tls_listen or dicom.plain_listen");
         }
@@ -352,6 +404,24 @@ impl Application {
         self.index.close().await;
         Ok(())
     }
+}
+
+/// Who may read `/metrics` on the HTTPS port: holders of the token in
+/// `[metrics] bearer_token_file`, or nobody.
+fn metrics_access(config: &Config) -> anyhow::Result<crate::http::MetricsAccess> {
+    let Some(path) = &config.metrics.bearer_token_file else {
+        return Ok(crate::http::MetricsAccess::Closed);
+    };
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read [metrics] bearer_token_file {}", path.display()))?;
+    if token.trim().len() < 16 {
+        return Err(crate::config::ConfigError::Invalid(format!(
+            "[metrics] bearer_token_file {} must hold a token of at least 16 characters",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(crate::http::MetricsAccess::bearer(&token))
 }
 
 async fn run_server<P>(

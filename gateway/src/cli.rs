@@ -3,7 +3,9 @@
 
 mod audit;
 mod device;
+mod docs;
 mod facility_admin;
+mod first_run;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -17,13 +19,16 @@ use crate::domain::FacilityName;
 
 pub use audit::{AuditCommand, parse_since};
 pub use device::DeviceCommand;
+pub use docs::DocsCommand;
 pub use facility_admin::{format_size, normalize_fingerprint, parse_size};
+pub use first_run::{GlobalSettings, ServeArgs};
 pub use user::{RoleArg, UserCommand};
 
 /// The central PACS gateway: stores and indexes de-identified images from enrolled
 /// facilities, received over DICOM TLS.
 #[derive(Debug, Parser)]
-#[command(name = "pacs-gateway", version)]
+#[command(name = "pacs-gateway", version = crate::telemetry::long_version())]
+#[command(after_help = EXIT_CODES)]
 pub struct Cli {
     /// Configuration file (TOML); every key is optional, see schemas/gateway.toml.
     #[arg(long, short, global = true, env = "PACS_GATEWAY_CONFIG")]
@@ -31,6 +36,19 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log line format on standard error: `text` (coloured only on a terminal, never
+    /// with NO_COLOR) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "PACS_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
+    /// Settings every command shares (override the config file).
+    #[command(flatten)]
+    pub global: GlobalSettings,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -39,8 +57,9 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway (DICOM TLS and plain listeners) until Ctrl-C or SIGTERM.
-    Serve,
+    /// Run the gateway (DICOM TLS and plain listeners, HTTPS, metrics) until Ctrl-C
+    /// or SIGTERM.
+    Serve(ServeArgs),
     /// Manage facilities (operator).
     #[command(subcommand)]
     Facility(FacilityCommand),
@@ -54,7 +73,18 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a folder.
+    Man(DocsCommand),
 }
+
+/// The exit-code table, shown after `--help` (README "Exit codes").
+pub const EXIT_CODES: &str = "Exit codes: 0 done; 1 failed while running; 2 usage error; \
+64 configuration cannot be used; 141 output closed (e.g. `| head`).";
 
 /// `facility ...`
 #[derive(Debug, Subcommand)]
@@ -131,18 +161,28 @@ pub mod bool_flag {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+    match &cli.command {
+        Command::Completions { shell } => return docs::completions(*shell),
+        Command::Man(cmd) => return docs::man(cmd),
+        _ => {}
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    cli.global.apply(&mut config);
     match cli.command {
-        Command::Serve => serve(config).await,
+        Command::Serve(args) => {
+            args.apply(&mut config)?;
+            serve(config, cli.config.as_deref()).await
+        }
         Command::Facility(cmd) => facility(config, cmd).await,
         Command::User(cmd) => user::run(config, cmd).await,
         Command::Device(cmd) => device::run(config, cmd).await,
         Command::Audit(cmd) => audit::run(config, cmd).await,
+        Command::Completions { .. } | Command::Man(_) => Ok(()),
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
+async fn serve(config: Config, config_file: Option<&Path>) -> anyhow::Result<()> {
+    let app = Application::build_from(config, config_file).await?;
     app.run_until_stopped(shutdown_signal()).await
 }
 

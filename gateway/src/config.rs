@@ -19,8 +19,10 @@ pub struct Config {
     pub database_url: Option<String>,
     /// DICOM listeners.
     pub dicom: DicomConfig,
-    /// HTTPS listener: the admin API, `/healthz` and `/metrics`.
+    /// HTTPS listener: the admin API and `/healthz` (and `/metrics` with a token).
     pub https: HttpsConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// Certificates; when absent, a dev CA is created in `data_dir/certs`.
     pub tls: TlsConfig,
     /// The ingest path.
@@ -38,6 +40,7 @@ impl Default for Config {
             database_url: None,
             dicom: DicomConfig::default(),
             https: HttpsConfig::default(),
+            metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             ingest: IngestConfig::default(),
             auth: AuthSettings::default(),
@@ -73,7 +76,7 @@ impl Default for DicomConfig {
         DicomConfig {
             ae_title: "PACS_GATEWAY".into(),
             tls_listen: "0.0.0.0:2762".into(),
-            plain_listen: "127.0.0.1:11112".into(),
+            plain_listen: "127.0.0.1:11113".into(),
             plain_ae: BTreeMap::new(),
             max_pdu: 256 * 1024,
             max_associations: 64,
@@ -110,6 +113,28 @@ impl Default for HttpsConfig {
             max_body_bytes: 64 * 1024,
             handshake_timeout_secs: 10,
             max_connections: 256,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Plain-HTTP listener serving `/metrics` and `/healthz` only (keep it on
+    /// loopback or a management network); empty string disables it.
+    pub listen: String,
+    /// A file holding a bearer token; when set, `/metrics` is also served on the
+    /// HTTPS port to requests with `Authorization: Bearer <token>`. Without it the
+    /// HTTPS port does not serve `/metrics` at all.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+            bearer_token_file: None,
         }
     }
 }
@@ -315,7 +340,8 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks values that parse but cannot work (also after command-line overrides).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let ae = self.dicom.ae_title.trim();
         if ae.is_empty() || ae.len() > 16 || !ae.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         {

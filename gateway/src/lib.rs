@@ -12,7 +12,9 @@
 //! checks certificates; [`auth`] checks users' passwords; [`audit`] keeps the audit
 //! trail (and exports it to syslog); [`http`] serves the admin API, `/healthz` and
 //! `/metrics` ([`metrics`]) over HTTPS; [`config`] reads the TOML
-//! file; [`domain`] holds the validated newtypes every layer shares.
+//! file; [`domain`] holds the validated newtypes every layer shares; [`exit`] is the
+//! exit-code table, [`telemetry`] the logging and build identity, [`startup`] the
+//! start banner and the warnings about settings that can never work.
 
 pub mod app;
 pub mod audit;
@@ -22,10 +24,12 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod exit;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pki;
 pub mod qr;
 pub mod scp;
+pub mod startup;
 pub mod telemetry;

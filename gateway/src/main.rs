@@ -1,21 +1,20 @@
-//! `pacs-gateway`: parses the command line, sets up logging, runs the command.
+//! `pacs-gateway`: parses the command line, sets up logging, runs the command, and
+//! exits with a code from the table in [`gateway::exit`].
 
 use clap::Parser;
 
 use gateway::cli::{Cli, run};
-use gateway::config::ConfigError;
+use gateway::exit;
 
 #[tokio::main]
 async fn main() {
+    exit::exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
-    gateway::telemetry::init(cli.verbose);
+    gateway::telemetry::init(cli.verbose, cli.log_format);
     if let Err(e) = run(cli).await {
-        eprintln!("pacs-gateway: {e:#}");
-        let code = if e.downcast_ref::<ConfigError>().is_some() {
-            64
-        } else {
-            1
-        };
-        std::process::exit(code);
+        if !exit::is_broken_pipe(&e) {
+            eprintln!("pacs-gateway: {}", exit::one_line(&e));
+        }
+        std::process::exit(exit::code_for(&e));
     }
 }

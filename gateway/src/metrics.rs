@@ -7,8 +7,18 @@
 //! C-FIND/C-GET/C-MOVE counts and query latency), so that the protocol and ingest code
 //! stays free of metric calls. The HTTPS side counts requests by route and status
 //! ([`crate::http`]). The background queues (index writer, audit writer, syslog
-//! export) are sampled at every scrape ([`Metrics::watch_queues`]). No label ever carries a user name, an AE title, a UID or any
-//! other value from a request: only fixed names.
+//! export) are sampled at every scrape ([`Metrics::watch_queues`]), and so are the
+//! standard `process_*` metrics (`process`) and the stored bytes per facility and
+//! tier (read from the index by the `/metrics` handler). `pacs_gateway_build_info`
+//! carries the version and commit. [`Metrics::encode_as`] writes OpenMetrics or the
+//! classic text format (`exposition`). No label ever carries a user name, an AE title,
+//! a UID or any other value from a request: only fixed names, and facility names
+//! (chosen by the operator).
+
+mod exposition;
+mod process;
+
+pub use exposition::Format;
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,7 +34,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
@@ -44,6 +54,18 @@ struct OperationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoredLabels {
+    facility: String,
+    tier: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     method: String,
     route: String,
@@ -53,6 +75,8 @@ struct HttpLabels {
 /// The gateway's metrics and the registry that exposes them.
 pub struct Metrics {
     registry: Registry,
+    /// Unprefixed: the standard `process_*` names.
+    process: Registry,
     associations: Family<AssociationLabels, Counter>,
     instances_received: Counter,
     instances_rejected: Counter,
@@ -120,8 +144,23 @@ impl Metrics {
             "HTTPS requests, by method, route template and status",
             http_requests.clone(),
         );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: crate::telemetry::VERSION,
+                commit: crate::telemetry::COMMIT,
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which version and git commit is running",
+            build,
+        );
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             registry,
+            process,
             associations,
             instances_received,
             instances_rejected,
@@ -188,12 +227,40 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric (without stored bytes).
     pub fn encode(&self) -> String {
+        self.encode_as(Format::OpenMetrics, &[])
+    }
+
+    /// Every metric in `format`, with `stored` = (facility name, bytes stored in the
+    /// primary tier) as `pacs_gateway_stored_bytes{facility,tier}`.
+    pub fn encode_as(&self, format: Format, stored: &[(String, i64)]) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut extra = Registry::with_prefix("pacs_gateway");
+        let family = Family::<StoredLabels, Gauge>::default();
+        for (facility, bytes) in stored {
+            family
+                .get_or_create(&StoredLabels {
+                    facility: facility.clone(),
+                    tier: "primary",
+                })
+                .set(*bytes);
+        }
+        extra.register(
+            "stored_bytes",
+            "Bytes of instances stored, by facility and storage tier",
+            family,
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &extra))
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out));
+        match format {
+            Format::OpenMetrics => out,
+            Format::Classic => exposition::to_classic(&out),
+        }
     }
 }
 
@@ -262,6 +329,10 @@ impl<P: Policy> Policy for MeteredPolicy<P> {
         let decided = self.inner.admit(request).await;
         self.metrics.association(self.listener, decided.is_ok());
         decided
+    }
+
+    fn describe(&self, session: &P::Session) -> Option<String> {
+        self.inner.describe(session)
     }
 }
 
@@ -420,6 +491,48 @@ mod tests {
             "pacs_gateway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn both_formats_carry_build_process_and_stored_bytes() {
+        let m = Metrics::new();
+        m.instance(true);
+        let stored = [("st-mary".to_string(), 1234)];
+        let om = m.encode_as(Format::OpenMetrics, &stored);
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# TYPE pacs_gateway_instances_received counter"));
+        let classic = m.encode_as(Format::Classic, &stored);
+        assert!(!classic.contains("# EOF"), "{classic}");
+        assert!(classic.contains("# TYPE pacs_gateway_instances_received_total counter"));
+        for text in [&om, &classic] {
+            let build = format!(
+                "pacs_gateway_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                crate::telemetry::VERSION,
+                crate::telemetry::COMMIT
+            );
+            assert!(text.contains(&build), "{text}");
+            assert!(
+                text.contains(
+                    "pacs_gateway_stored_bytes{facility=\"st-mary\",tier=\"primary\"} 1234"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("pacs_gateway_instances_received_total 1"));
+            #[cfg(target_os = "linux")]
+            for name in [
+                "process_cpu_seconds_total ",
+                "process_resident_memory_bytes ",
+                "process_open_fds ",
+                "process_start_time_seconds ",
+            ] {
+                assert!(text.contains(name), "no {name} in {text}");
+            }
+            // Every sample line is `name{labels} value` with a number for the value.
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
+            }
         }
     }
 

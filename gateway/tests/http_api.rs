@@ -8,7 +8,9 @@ use axum::http::{Method, StatusCode};
 use common::Backend;
 use gateway::db::now_millis;
 use gateway::http::session::token_hash;
-use http_support::{A, ADMIN_A, ADMIN_B, Api, DOC_A, MAX_FAILURES, OPERATOR, OTHER, PASSWORD};
+use http_support::{
+    A, ADMIN_A, ADMIN_B, Api, DOC_A, MAX_FAILURES, METRICS_TOKEN, OPERATOR, OTHER, PASSWORD,
+};
 use serde_json::json;
 
 async fn login_me_logout(backend: Backend) {
@@ -842,12 +844,24 @@ both_backends!(facilities_quota_usage_and_studies);
 async fn health_and_metrics(backend: Backend) {
     let api = Api::new(backend).await;
     let health = api.call(Method::GET, "/healthz", None, None).await;
-    assert_eq!(
-        (health.status, health.body),
-        (StatusCode::OK, json!({"status": "ok"}))
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "ok");
+    assert_eq!(health.body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        health.body["commit"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
     );
     let _ = api.call(Method::GET, "/api/v1/me", None, None).await;
-    let metrics = api.call(Method::GET, "/metrics", None, None).await;
+    // On the admin port /metrics needs its own bearer token (not a login token).
+    let anonymous = api.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let admin = api.login(ADMIN_A).await;
+    let wrong = api.call(Method::GET, "/metrics", Some(&admin), None).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let metrics = api
+        .call(Method::GET, "/metrics", Some(METRICS_TOKEN), None)
+        .await;
     assert_eq!(metrics.status, StatusCode::OK);
     let text = metrics.body.as_str().unwrap().to_string();
     assert!(
@@ -868,13 +882,8 @@ async fn health_and_metrics(backend: Backend) {
     api.index.close().await;
     api.pool.close().await;
     let down = api.call(Method::GET, "/healthz", None, None).await;
-    assert_eq!(
-        (down.status, down.body),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable"})
-        )
-    );
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.body["status"], "unavailable");
     api.gw.stop().await;
 }
 both_backends!(health_and_metrics);

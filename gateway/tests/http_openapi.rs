@@ -1,49 +1,43 @@
-//! schemas/admin-api.openapi.yaml against the code: every route the router is built
-//! from is documented with the same method, and every documented route exists.
+//! schemas/admin-api.openapi.yaml is a valid OpenAPI 3.1 document (read by a real
+//! parser, the oas3 crate), matches the router route for route, and gives every
+//! operation a unique operationId and declared tags. That the API's actual responses
+//! match the document's schemas is checked on every reply of the HTTP tests
+//! (http_support/contract.rs); this file also checks that checker.
+
+mod common;
+mod http_support;
 
 use std::collections::BTreeSet;
 
-/// (METHOD, path) pairs under `paths:` of the OpenAPI file (paths at two spaces of
-/// indentation, methods at four).
-fn documented() -> BTreeSet<(String, String)> {
-    let text = include_str!("../../schemas/admin-api.openapi.yaml");
-    let mut out = BTreeSet::new();
-    let mut in_paths = false;
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        if !line.starts_with(' ') && !line.trim().is_empty() {
-            in_paths = line.trim_end() == "paths:";
-            current = None;
-            continue;
-        }
-        if !in_paths {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("  ") {
-            if rest.starts_with('/') {
-                let path = rest.trim_end().trim_end_matches(':').to_string();
-                current = Some(path);
-                continue;
-            }
-        }
-        if let Some(rest) = line.strip_prefix("    ") {
-            if rest.starts_with(' ') {
-                continue;
-            }
-            let key = rest.trim_end().trim_end_matches(':');
-            let methods = ["get", "put", "post", "delete", "patch", "head", "options"];
-            if methods.contains(&key) {
-                let path = current.clone().expect("method outside a path");
-                out.insert((key.to_uppercase(), path));
-            }
+use serde_json::json;
+
+const TEXT: &str = include_str!("../../schemas/admin-api.openapi.yaml");
+
+fn spec() -> oas3::OpenApiV3Spec {
+    oas3::from_yaml(TEXT).expect("schemas/admin-api.openapi.yaml is not a valid OpenAPI document")
+}
+
+#[test]
+fn the_document_is_valid_openapi_3_1() {
+    let spec = spec();
+    let version = spec.validate_version().expect("openapi version");
+    assert_eq!((version.major, version.minor), (3, 1));
+    // Every $ref of every response resolves.
+    for (path, method, op) in spec.operations() {
+        for (status, response) in op.responses.iter().flatten() {
+            response
+                .resolve(&spec)
+                .unwrap_or_else(|e| panic!("{method} {path} {status}: {e}"));
         }
     }
-    out
 }
 
 #[test]
 fn openapi_matches_the_router() {
-    let documented = documented();
+    let documented: BTreeSet<(String, String)> = spec()
+        .operations()
+        .map(|(path, method, _)| (method.as_str().to_string(), path))
+        .collect();
     let coded: BTreeSet<(String, String)> = gateway::http::route_table()
         .into_iter()
         .map(|(m, p)| (m.as_str().to_string(), p.to_string()))
@@ -62,10 +56,40 @@ fn openapi_matches_the_router() {
 }
 
 #[test]
-fn the_parser_sees_every_path_of_the_file() {
-    // Guards the line parser: as many distinct paths as `  /` lines under paths:.
-    let text = include_str!("../../schemas/admin-api.openapi.yaml");
-    let lines = text.lines().filter(|l| l.starts_with("  /")).count();
-    let paths: BTreeSet<String> = documented().into_iter().map(|(_, p)| p).collect();
-    assert_eq!(paths.len(), lines);
+fn every_operation_has_a_unique_id_and_declared_tags() {
+    let spec = spec();
+    let declared: BTreeSet<String> = spec.tags.iter().map(|t| t.name.clone()).collect();
+    let mut ids = BTreeSet::new();
+    for (path, method, op) in spec.operations() {
+        let id = op
+            .operation_id
+            .clone()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        assert!(ids.insert(id.clone()), "operationId {id} is used twice");
+        assert!(!op.tags.is_empty(), "{method} {path} has no tags");
+        for tag in &op.tags {
+            assert!(declared.contains(tag), "{method} {path}: tag {tag} is not declared");
+        }
+    }
+    assert_eq!(ids.len(), gateway::http::route_table().len());
+}
+
+#[test]
+fn the_contract_checker_catches_what_it_must() {
+    use http_support::contract::{check, validate};
+    let health = json!({"$ref": "#/components/schemas/Health"});
+    let ok = json!({"status": "ok", "version": "0.1.0", "commit": "abc"});
+    validate(&health, &ok, "$").unwrap();
+    assert!(validate(&health, &json!({"status": "ok"}), "$").is_err(), "missing required");
+    let extra = json!({"status": "ok", "version": "1", "commit": "c", "x": 1});
+    assert!(validate(&health, &extra, "$").is_err(), "undocumented property");
+    let wrong = json!({"status": "fine", "version": "1", "commit": "c"});
+    assert!(validate(&health, &wrong, "$").is_err(), "not in the enum");
+    let nullable = json!({"type": ["integer", "null"]});
+    validate(&nullable, &json!(null), "$").unwrap();
+    assert!(validate(&nullable, &json!("1"), "$").is_err());
+    check("GET", "/healthz", 200, &ok);
+    check("GET", "/api/v1/facilities/st-mary/users", 401, &json!({"error": {"code": "unauthorized", "message": "x"}}));
+    let undocumented = std::panic::catch_unwind(|| check("GET", "/healthz", 418, &ok));
+    assert!(undocumented.is_err(), "an undocumented status must fail");
 }

@@ -21,6 +21,7 @@ struct Running {
     https_port: u16,
     tls_port: u16,
     plain_port: u16,
+    metrics_port: u16,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -55,6 +56,7 @@ async fn start_with(
     let https_port = app.https_port().expect("https port");
     let tls_port = app.tls_port().unwrap();
     let plain_port = app.plain_port().unwrap();
+    let metrics_port = app.metrics_port().expect("metrics port");
     let (stop, rx) = oneshot::channel();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
@@ -64,6 +66,7 @@ async fn start_with(
         https_port,
         tls_port,
         plain_port,
+        metrics_port,
         stop,
         task,
     }
@@ -166,7 +169,11 @@ async fn https_login_call_logout(backend: Backend) {
     let client = client(&gw.setup, false);
     let (status, _, body) =
         json_of(client.get(format!("{base}/healthz")).send().await.unwrap()).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(status, StatusCode::OK);
+    // Without [metrics] bearer_token_file the admin port does not serve /metrics.
+    let (status, _, _) = json_of(client.get(format!("{base}/metrics")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // Metrics count DICOM traffic: one stored instance on the plain port, one refused association.
     let dir = gw.setup.dir.path().join("m");
     std::fs::create_dir_all(&dir).unwrap();
@@ -194,8 +201,8 @@ async fn https_login_call_logout(backend: Backend) {
             .status
             .success()
     );
-    let text = client
-        .get(format!("{base}/metrics"))
+    let text = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port))
         .send()
         .await
         .unwrap()

@@ -141,6 +141,9 @@ fn config_toml(setup: &Setup, tls_port: u16, plain_port: u16) -> String {
     let mut https = Table::new();
     https.insert("listen".into(), Value::from("127.0.0.1:0"));
     root.insert("https".into(), Value::Table(https));
+    let mut metrics = Table::new();
+    metrics.insert("listen".into(), Value::from(""));
+    root.insert("metrics".into(), Value::Table(metrics));
     toml::to_string(&root).unwrap()
 }
 

@@ -179,8 +179,9 @@ pub struct AuditArgs {
     /// Only this kind (e.g. login, query, instances-deleted).
     #[arg(long)]
     pub kind: Option<String>,
-    /// Only this outcome (e.g. success, failure).
-    #[arg(long)]
+    /// Only this outcome: success, failure (any failure), minor-failure,
+    /// serious-failure, major-failure.
+    #[arg(long, value_parser = ["success", "failure", "minor-failure", "serious-failure", "major-failure"])]
     pub outcome: Option<String>,
     /// At most this many events (fetched in pages).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]

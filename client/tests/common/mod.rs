@@ -61,6 +61,7 @@ impl GatewaySide {
         config.dicom.plain_listen = String::new();
         // The admin API on its own ephemeral port (tests run side by side).
         config.https.listen = format!("127.0.0.1:{}", free_port());
+        config.metrics.listen = String::new();
         let index = gateway::app::open_index(&config).await.unwrap();
         let facility = index
             .create_facility(&FacilityName::parse(FACILITY).unwrap(), false)

@@ -36,6 +36,8 @@ pub struct AuditFilter {
     pub kind: Option<EventKind>,
     /// Only this outcome.
     pub outcome: Option<Outcome>,
+    /// Only failures: any outcome but success (`--outcome failure`).
+    pub failures: bool,
     /// At most this many (1 to [`MAX_LIMIT`]; 0 or none means 100).
     pub limit: Option<u32>,
     /// Only events with a smaller id: the next page after the last id seen.
@@ -83,6 +85,10 @@ pub async fn search(index: &Index, filter: &AuditFilter) -> Result<Vec<StoredEve
     if let Some(outcome) = filter.outcome {
         sql += &next("outcome", "=");
         texts.push(outcome.as_str().into());
+    }
+    if filter.failures {
+        sql += &next("outcome", "<>");
+        texts.push(Outcome::Success.as_str().into());
     }
     let limit = match filter.limit {
         None | Some(0) => 100,

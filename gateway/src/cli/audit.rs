@@ -26,8 +26,9 @@ pub enum AuditCommand {
         /// admin-change.
         #[arg(long)]
         kind: Option<String>,
-        /// Only this outcome: success, minor-failure, serious-failure, major-failure.
-        #[arg(long)]
+        /// Only this outcome: success, failure (any failure), minor-failure,
+        /// serious-failure, major-failure.
+        #[arg(long, value_parser = ["success", "failure", "minor-failure", "serious-failure", "major-failure"])]
         outcome: Option<String>,
         /// Only this user's events.
         #[arg(long)]
@@ -89,20 +90,27 @@ pub(super) async fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()>
     let kind = match kind {
         Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
             let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-            anyhow::anyhow!("unknown --kind {k:?}; one of: {}", names.join(", "))
+            crate::exit::UsageError(format!(
+                "unknown --kind {k:?}; one of: {}",
+                names.join(", ")
+            ))
         })?),
         None => None,
     };
-    let outcome = match outcome {
+    let failures = outcome.as_deref() == Some("failure");
+    let outcome = match outcome.filter(|_| !failures) {
         Some(o) => Some(Outcome::parse(&o).ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown --outcome {o:?}; one of: success, minor-failure, serious-failure, major-failure"
-            )
+            crate::exit::UsageError(format!(
+                "unknown --outcome {o:?}; one of: success, failure, minor-failure, serious-failure, major-failure"
+            ))
         })?),
         None => None,
     };
     let from = since
-        .map(|s| parse_since(&s, crate::db::now_millis()))
+        .map(|s| {
+            parse_since(&s, crate::db::now_millis())
+                .map_err(|e| crate::exit::UsageError(format!("--since: {e}")))
+        })
         .transpose()?;
     let index = crate::app::open_index(&config).await?;
     let facility = match facility {
@@ -115,6 +123,7 @@ pub(super) async fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()>
         username: user,
         kind,
         outcome,
+        failures,
         limit: Some(limit),
         before_id,
         ..AuditFilter::default()

@@ -115,6 +115,17 @@ fn summary_from_row(row: &AnyRow) -> Result<StudySummary, DbError> {
 }
 
 impl Index {
+    /// Bytes stored per facility (the quota counter kept by the index writer), by
+    /// facility name, for the `stored_bytes` metric.
+    pub async fn stored_bytes_by_facility(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query("SELECT name, stored_bytes FROM facilities ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
+            .collect()
+    }
+
     /// Usage of one facility.
     pub async fn usage(&self, facility: FacilityId) -> Result<Usage, DbError> {
         let id = facility.0;

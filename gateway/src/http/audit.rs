@@ -238,11 +238,14 @@ fn filter(q: AuditQuery, facility: FacilityId) -> Result<AuditFilter, ApiError> 
             })
         })
         .transpose()?;
-    let outcome = given(q.outcome)
+    let given_outcome = given(q.outcome);
+    let failures = given_outcome.as_deref() == Some("failure");
+    let outcome = given_outcome
+        .filter(|_| !failures)
         .map(|o| {
             Outcome::parse(&o).ok_or_else(|| {
                 ApiError::bad_request(
-                    "outcome must be one of success, minor-failure, serious-failure, major-failure",
+                    "outcome must be one of success, failure (any failure), minor-failure, serious-failure, major-failure",
                 )
             })
         })
@@ -266,6 +269,7 @@ fn filter(q: AuditQuery, facility: FacilityId) -> Result<AuditFilter, ApiError> 
         username,
         kind,
         outcome,
+        failures,
         limit: u32::try_from(limit).ok(),
         before_id: number(q.before_id, "before_id", (1, i64::MAX))?,
     })

@@ -51,6 +51,63 @@ pub struct ApiState {
     pub tls_files: Option<Arc<TlsFiles>>,
     /// The audit trail (every changing request is recorded, see [`audit`]).
     pub audit: AuditTrail,
+    /// Who may read `/metrics` through this router.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics`: anyone (the separate metrics listener, meant for loopback
+/// or a management network), holders of a bearer token (the HTTPS port with
+/// `[metrics] bearer_token_file`), or nobody (the HTTPS port otherwise: 404).
+#[derive(Clone, Default)]
+pub enum MetricsAccess {
+    /// Unauthenticated.
+    Open,
+    /// `Authorization: Bearer <token>`; holds the SHA-256 of the token.
+    Bearer([u8; 32]),
+    /// Not served here.
+    #[default]
+    Closed,
+}
+
+impl MetricsAccess {
+    /// Access with the token in `token` (surrounding white space ignored).
+    pub fn bearer(token: &str) -> MetricsAccess {
+        use sha2::Digest as _;
+        MetricsAccess::Bearer(sha2::Sha256::digest(token.trim().as_bytes()).into())
+    }
+
+    fn allows(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        use sha2::Digest as _;
+        match self {
+            MetricsAccess::Open => Ok(()),
+            MetricsAccess::Closed => Err(ApiError::not_found(
+                "/metrics is served on the metrics listener ([metrics] listen), or here with [metrics] bearer_token_file",
+            )),
+            MetricsAccess::Bearer(expected) => {
+                let given = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(|t| <[u8; 32]>::from(sha2::Sha256::digest(t.trim().as_bytes())));
+                match given {
+                    Some(given) if &given == expected => Ok(()),
+                    _ => Err(ApiError::unauthorized(
+                        "/metrics needs the bearer token of [metrics] bearer_token_file",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MetricsAccess::Open => "Open",
+            MetricsAccess::Bearer(_) => "Bearer([redacted])",
+            MetricsAccess::Closed => "Closed",
+        })
+    }
 }
 
 /// One route: method, path template (axum syntax, as in the OpenAPI file), handler.
@@ -177,6 +234,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            read_body_first,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record_changes,
         ))
@@ -185,6 +246,44 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             count_request,
         ))
         .with_state(state)
+}
+
+/// How much of a too-large body is read (and dropped) before answering 413, so that a
+/// client still sending is not cut off; beyond it the stream is reset.
+const DRAIN_FACTOR: usize = 16;
+
+/// Reads the whole request body (at most `max_body_bytes`) before any handler runs.
+/// A handler or extractor may answer early (wrong content type: 400/415, no token:
+/// 401); over HTTP/2 an answer sent while the client is still sending its body ends
+/// in a stream reset (curl: "(92) Stream error") instead of the answer. Bodies are
+/// small here (64 KiB by default), so holding one costs little. A body over the limit
+/// is drained up to [`DRAIN_FACTOR`] times the limit and answered 413.
+async fn read_body_first(
+    State(max_body_bytes): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use futures::StreamExt as _;
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return ApiError::bad_request("the request body could not be read").into_response();
+        };
+        seen = seen.saturating_add(chunk.len());
+        if seen <= max_body_bytes {
+            kept.extend_from_slice(&chunk);
+        } else if seen > max_body_bytes.saturating_mul(DRAIN_FACTOR) {
+            break;
+        }
+    }
+    if seen > max_body_bytes {
+        return ApiError::payload_too_large().into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
+        .await
 }
 
 /// Counts each request by method, route template and status.
@@ -201,33 +300,55 @@ async fn count_request(State(state): State<ApiState>, request: Request, next: Ne
     response
 }
 
-/// `GET /healthz`: 200 when the index answers, else 503.
+/// `GET /healthz`: 200 when the index answers, else 503; both say the version.
 async fn healthz(State(state): State<ApiState>) -> Response {
     let ping = tokio::time::timeout(
         Duration::from_secs(5),
         sqlx::query("SELECT 1").fetch_one(&state.index.pool),
     )
     .await;
-    match ping {
-        Ok(Ok(_)) => axum::Json(json!({"status": "ok"})).into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "unavailable"})),
-        )
-            .into_response(),
-    }
+    let (status, word) = match ping {
+        Ok(Ok(_)) => (StatusCode::OK, "ok"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    let body = json!({
+        "status": word,
+        "version": crate::telemetry::VERSION,
+        "commit": crate::telemetry::COMMIT,
+    });
+    (status, axum::Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-async fn metrics(State(state): State<ApiState>) -> Response {
+/// `GET /metrics`: OpenMetrics, or the classic text format when `Accept` prefers
+/// `text/plain` (see [`crate::metrics::Format::negotiate`]).
+async fn metrics(State(state): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(refused) = state.metrics_access.allows(&headers) {
+        return refused.into_response();
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
+    let stored = match state.index.stored_bytes_by_facility().await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read stored bytes for /metrics");
+            Vec::new()
+        }
+    };
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.encode_as(format, &stored),
     )
         .into_response()
+}
+
+/// The router of the plain-HTTP metrics listener: `/metrics` (open) and `/healthz`.
+pub fn metrics_router(mut state: ApiState) -> Router {
+    state.metrics_access = MetricsAccess::Open;
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/healthz", axum::routing::get(healthz))
+        .fallback(|| async { ApiError::not_found("only /metrics and /healthz are served here") })
+        .with_state(state)
 }
 
 /// An index time (ms since the epoch) as RFC 3339 UTC, e.g. `2026-11-21T10:00:00.123Z`

@@ -376,6 +376,9 @@ pub struct DevPki {
     pub server_key: PathBuf,
     /// Whether anything was created by this call (the caller logs where).
     pub created: bool,
+    /// The names of a server certificate issued again by this call because
+    /// `dev_hostnames` changed since the old one was made (the caller says so).
+    pub reissued_for: Option<Vec<String>>,
 }
 
 /// Loads the development PKI from `dir` (`ca.crt`, `ca.key`, `server.crt`, `server.key`),
@@ -406,8 +409,28 @@ pub fn ensure_dev_pki(dir: &Path, hostnames: &[String]) -> Result<DevPki, PkiErr
         ca.save(dir)?;
         (ca, true)
     };
+    let mut reissued_for = None;
     if !server_exists {
         ca.issue_server(hostnames)?.write(dir, "server")?;
+    } else {
+        let wanted = server_names(hostnames);
+        let mut have = names_in(&server_cert)?;
+        let mut sorted = wanted.clone();
+        sorted.sort();
+        have.sort();
+        if have != sorted {
+            // Keep the old pair beside the new one, then issue for the new names.
+            for path in [&server_cert, &server_key] {
+                let mut old = path.clone().into_os_string();
+                old.push(".replaced");
+                fs::rename(path, &old).map_err(|source| PkiError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            ca.issue_server(hostnames)?.write(dir, "server")?;
+            reissued_for = Some(wanted);
+        }
     }
     Ok(DevPki {
         ca,
@@ -415,7 +438,44 @@ pub fn ensure_dev_pki(dir: &Path, hostnames: &[String]) -> Result<DevPki, PkiErr
         server_cert,
         server_key,
         created: ca_created || !server_exists,
+        reissued_for,
     })
+}
+
+/// The DNS names and IP addresses a certificate file is issued for, lowercase.
+fn names_in(cert: &Path) -> Result<Vec<String>, PkiError> {
+    let pem = fs::read_to_string(cert).map_err(|source| PkiError::Read {
+        path: cert.to_path_buf(),
+        source,
+    })?;
+    use x509_parser::extensions::GeneralName;
+    let unreadable = || PkiError::StaleServerCert {
+        path: cert.to_path_buf(),
+        dir: cert.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| unreadable())?;
+    let parsed = pem.parse_x509().map_err(|_| unreadable())?;
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect())
 }
 
 /// Whether both files exist; only one of them is [`PkiError::Incomplete`].

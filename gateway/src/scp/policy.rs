@@ -213,6 +213,10 @@ impl Policy for CertificatePolicy {
         info!(facility = %facility.name, calling_ae = request.calling_ae, "facility associated");
         with_user(&self.auth, &self.audit, facility, request).await
     }
+
+    fn describe(&self, session: &Session) -> Option<String> {
+        Some(session.facility.name.to_string())
+    }
 }
 
 /// Admits calling AE titles mapped to facilities (plain port).
@@ -255,5 +259,9 @@ impl Policy for AeAllowList {
             }
         };
         with_user(&self.auth, &self.audit, facility, request).await
+    }
+
+    fn describe(&self, session: &Session) -> Option<String> {
+        Some(session.facility.name.to_string())
     }
 }

@@ -67,7 +67,7 @@ pub fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            gateway::telemetry::init(1);
+            gateway::telemetry::init(1, gateway::telemetry::LogFormat::Text);
         }
     });
 }
@@ -187,6 +187,7 @@ impl Setup {
         config.dicom.tls_listen = "127.0.0.1:0".into();
         config.dicom.plain_listen = "127.0.0.1:0".into();
         config.https.listen = "127.0.0.1:0".into();
+        config.metrics.listen = "127.0.0.1:0".into();
         config
             .dicom
             .plain_ae

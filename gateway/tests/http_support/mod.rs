@@ -19,6 +19,8 @@ use gateway::metrics::Metrics;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+pub mod contract;
+
 use crate::common::data::{self, Spec};
 use crate::common::{
     Backend, FACILITY, GATEWAY_AE, Options, PLAIN_AE, Setup, TestGateway, args, dcmtk_async,
@@ -42,6 +44,8 @@ pub const DOC_A: &str = "doc-a";
 pub const DOC_B: &str = "doc-b";
 /// Consecutive failures that lock an account in these tests.
 pub const MAX_FAILURES: u32 = 3;
+/// The bearer token `/metrics` answers to on this router.
+pub const METRICS_TOKEN: &str = "metrics-token-0123456789";
 
 /// Auth settings with tiny delays.
 pub fn fast_auth() -> AuthSettings {
@@ -133,6 +137,7 @@ impl Api {
             token_ttl,
             tls_files: Some(Arc::new(files)),
             audit: gateway::app::start_audit(&gw.setup.config, &index).expect("audit trail"),
+            metrics_access: gateway::http::MetricsAccess::bearer(METRICS_TOKEN),
         };
         let router = gateway::http::router(state.clone(), 64 * 1024);
         let pool = sqlx::AnyPool::connect(&gw.setup.config.database_url())
@@ -149,8 +154,10 @@ impl Api {
         }
     }
 
-    /// Sends a request as built.
+    /// Sends a request as built; the reply is checked against the OpenAPI document
+    /// ([`contract::check`]).
     pub async fn send(&self, request: Request<Body>) -> Reply {
+        let (method, path) = (request.method().to_string(), request.uri().to_string());
         let response = self
             .router
             .clone()
@@ -167,6 +174,7 @@ impl Api {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
+        contract::check(&method, &path, status.as_u16(), &body);
         Reply { status, body }
     }
 

@@ -106,7 +106,7 @@ impl Gateway {
             format!(
                 "data_dir = {data:?}\n[dicom]\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
                  plain_listen = \"127.0.0.1:{plain_port}\"\n[dicom.plain_ae]\nBENCH = \"bench\"\n\
-                 [https]\nenabled = false\n"
+                 [https]\nenabled = false\n[metrics]\nlisten = \"\"\n"
             ),
         )?;
         let run = |args: &[&str]| -> Result<()> {

@@ -68,6 +68,7 @@ impl BenchGateway {
         config.dicom.tls_listen = String::new();
         config.dicom.plain_listen = "127.0.0.1:0".into();
         config.https.enabled = false;
+        config.metrics.listen = String::new();
         config
             .dicom
             .plain_ae
