@@ -158,7 +158,8 @@ fn invalid_input_is_refused_and_the_file_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let file = example(dir.path());
     // The example's viewer is commented out; this test needs one.
-    let original = format!("{EXAMPLE}\n[[edge.viewers]]\nae_title = \"VIEWER1\"\nuser = \"dr.house\"\n");
+    let original =
+        format!("{EXAMPLE}\n[[edge.viewers]]\nae_title = \"VIEWER1\"\nuser = \"dr.house\"\n");
     std::fs::write(&file, &original).unwrap();
     let refused: [(&[&str], i32, &str); 10] = [
         (&["modality", "add", "CT_ROOM_1"], 1, "already allowed"),

@@ -76,14 +76,16 @@ pub fn redact_url(url: &str) -> String {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
+    let mut redacted = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => userinfo.to_string(),
+            };
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
     };
-    let user = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => userinfo.to_string(),
-    };
-    let mut redacted = format!("{scheme}://{user}@{host}{tail}");
     // A password may also come as a query parameter (libpq style).
     if let Some((base, query)) = redacted.clone().split_once('?') {
         let params: Vec<String> = query

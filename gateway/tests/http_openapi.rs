@@ -68,7 +68,10 @@ fn every_operation_has_a_unique_id_and_declared_tags() {
         assert!(ids.insert(id.clone()), "operationId {id} is used twice");
         assert!(!op.tags.is_empty(), "{method} {path} has no tags");
         for tag in &op.tags {
-            assert!(declared.contains(tag), "{method} {path}: tag {tag} is not declared");
+            assert!(
+                declared.contains(tag),
+                "{method} {path}: tag {tag} is not declared"
+            );
         }
     }
     assert_eq!(ids.len(), gateway::http::route_table().len());
@@ -80,16 +83,27 @@ fn the_contract_checker_catches_what_it_must() {
     let health = json!({"$ref": "#/components/schemas/Health"});
     let ok = json!({"status": "ok", "version": "0.1.0", "commit": "abc"});
     validate(&health, &ok, "$").unwrap();
-    assert!(validate(&health, &json!({"status": "ok"}), "$").is_err(), "missing required");
+    assert!(
+        validate(&health, &json!({"status": "ok"}), "$").is_err(),
+        "missing required"
+    );
     let extra = json!({"status": "ok", "version": "1", "commit": "c", "x": 1});
-    assert!(validate(&health, &extra, "$").is_err(), "undocumented property");
+    assert!(
+        validate(&health, &extra, "$").is_err(),
+        "undocumented property"
+    );
     let wrong = json!({"status": "fine", "version": "1", "commit": "c"});
     assert!(validate(&health, &wrong, "$").is_err(), "not in the enum");
     let nullable = json!({"type": ["integer", "null"]});
     validate(&nullable, &json!(null), "$").unwrap();
     assert!(validate(&nullable, &json!("1"), "$").is_err());
     check("GET", "/healthz", 200, &ok);
-    check("GET", "/api/v1/facilities/st-mary/users", 401, &json!({"error": {"code": "unauthorized", "message": "x"}}));
+    check(
+        "GET",
+        "/api/v1/facilities/st-mary/users",
+        401,
+        &json!({"error": {"code": "unauthorized", "message": "x"}}),
+    );
     let undocumented = std::panic::catch_unwind(|| check("GET", "/healthz", 418, &ok));
     assert!(undocumented.is_err(), "an undocumented status must fail");
 }

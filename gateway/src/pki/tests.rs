@@ -396,8 +396,12 @@ async fn dev_pki_is_created_once_then_loaded() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("ca.key")), 0o600);
     assert_eq!(mode(&first.server_key), 0o600);
-    let second = ensure_dev_pki(&dir, &[]).unwrap();
+    let second = ensure_dev_pki(&dir, &["Gateway.Local".to_owned()]).unwrap();
     assert!(!second.created);
+    assert!(
+        second.reissued_for.is_none(),
+        "same names (case aside): kept"
+    );
     assert_eq!(second.ca.cert_der(), first.ca.cert_der());
     assert_eq!(
         fs::read(&second.server_cert).unwrap(),
@@ -417,6 +421,27 @@ async fn dev_pki_is_created_once_then_loaded() {
     .await;
     cli.unwrap();
     srv.unwrap();
+
+    // Other names: the server certificate is issued again, under the same CA.
+    let before = fs::read(&first.server_cert).unwrap();
+    let third = ensure_dev_pki(&dir, &["pacs.example.org".to_owned()]).unwrap();
+    assert_eq!(
+        third.reissued_for.as_deref(),
+        Some(
+            &[
+                "pacs.example.org".to_owned(),
+                "localhost".into(),
+                "127.0.0.1".into()
+            ][..]
+        )
+    );
+    assert_eq!(third.ca.cert_der(), first.ca.cert_der());
+    assert_ne!(fs::read(&third.server_cert).unwrap(), before);
+    assert_eq!(fs::read(dir.join("server.crt.replaced")).unwrap(), before);
+    assert!(dir.join("server.crt.replaced").is_file());
+    assert_eq!(mode(&third.server_key), 0o600);
+    let fourth = ensure_dev_pki(&dir, &["pacs.example.org".to_owned()]).unwrap();
+    assert!(fourth.reissued_for.is_none());
 }
 
 #[test]

@@ -57,7 +57,9 @@ pub fn check(method: &str, path: &str, status: u16, body: &Value) {
         .get(status.to_string())
         .or_else(|| responses.get("default"))
     else {
-        panic!("{method} {template} answered {status}, which the OpenAPI document does not list: {body}");
+        panic!(
+            "{method} {template} answered {status}, which the OpenAPI document does not list: {body}"
+        );
     };
     let response = resolve(response);
     let schema = response
