@@ -69,6 +69,9 @@ fn every_row_of_the_exit_code_table() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
     // 3: not logged in (the README's own example of `admin audit`).
+    let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
+    std::fs::create_dir_all(d.join("cert")).unwrap();
+    std::fs::write(d.join("cert/ca.crt"), ca.cert.pem()).unwrap();
     let out = run(
         d,
         &["--config", c, "admin", "audit", "--outcome", "failure"],
