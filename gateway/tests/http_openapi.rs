@@ -19,12 +19,12 @@ fn documented() -> BTreeSet<(String, String)> {
         if !in_paths {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("  ") {
-            if rest.starts_with('/') {
-                let path = rest.trim_end().trim_end_matches(':').to_string();
-                current = Some(path);
-                continue;
-            }
+        if let Some(rest) = line.strip_prefix("  ")
+            && rest.starts_with('/')
+        {
+            let path = rest.trim_end().trim_end_matches(':').to_string();
+            current = Some(path);
+            continue;
         }
         if let Some(rest) = line.strip_prefix("    ") {
             if rest.starts_with(' ') {

@@ -51,7 +51,7 @@ proptest! {
         let de = deidentify(&original, &ring(), FACILITY, &options).expect("de-identifies");
 
         let envelope = sealed::envelope(&de.object).expect("sealed");
-        prop_assert!(envelope.len() % 2 == 0, "an odd envelope would get a padding byte");
+        prop_assert!(envelope.len().is_multiple_of(2), "an odd envelope would get a padding byte");
         let back = reidentify(&de.object, &ring(), FACILITY).expect("reidentifies");
         prop_assert!(same_object(&back, &original), "round trip differs");
         let back = reidentify(&reparse(&de.object), &ring(), FACILITY).expect("reidentifies");
