@@ -195,6 +195,8 @@ pub struct ForwarderConfig {
     pub backoff_max_secs: u64,
     /// How often the outbox is polled when idle, milliseconds.
     pub poll_interval_ms: u64,
+    /// Instances claimed and sent together over one association.
+    pub batch: usize,
 }
 
 impl Default for ForwarderConfig {
@@ -205,6 +207,7 @@ impl Default for ForwarderConfig {
             backoff_initial_secs: 2,
             backoff_max_secs: 600,
             poll_interval_ms: 500,
+            batch: 16,
         }
     }
 }
