@@ -1,7 +1,9 @@
 //! The `pacs-client` command line.
 
+mod held;
 mod local;
 
+pub use held::{HeldCommand, PixelRuleCommand};
 pub use local::{Action, ModalityCommand, RuleCommand};
 
 use std::io::IsTerminal;
@@ -55,7 +57,8 @@ pub enum Command {
         #[arg(long, default_value = "IMPORT")]
         calling_ae: String,
     },
-    /// Queue depth by state, oldest pending instance, dead letters with reasons.
+    /// Queue depth by state, oldest pending instance, dead letters and held
+    /// instances with reasons.
     Status {
         /// Also list each study: on the gateway, local-only, both, or still pending.
         #[arg(long)]
@@ -127,6 +130,12 @@ pub enum Command {
     /// Sharing rules (edits `[[sharing.rules]]` of the config file).
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Instances held back for burned-in text: list, release as they are, keep local.
+    #[command(subcommand)]
+    Held(HeldCommand),
+    /// Pixel-cleaning rules (`[[pixels.rules]]`): test one on a file.
+    #[command(subcommand)]
+    PixelRule(PixelRuleCommand),
     /// Facility administration at the gateway's admin API: users, C-MOVE
     /// destinations, certificates, usage, audit trail, studies.
     #[command(subcommand)]
@@ -218,6 +227,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Modality(cmd) => local::modality(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Rule(cmd) => local::rule(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Admin(cmd) => Ok(crate::admin::run(&config, cmd).await),
+        Command::Held(cmd) => held::held(&config, cmd).await,
+        Command::PixelRule(cmd) => held::pixel_rule(&config, cmd),
     }
 }
 
@@ -340,10 +351,11 @@ async fn send(config: &Config, paths: &[PathBuf], calling_ae: &str) -> anyhow::R
     let _ = workers.await;
     bar.finish_and_clear();
     println!(
-        "sent {} ({} of them already at the gateway), kept local {}, failed {} (dead letters), refused at import {}",
+        "sent {} ({} of them already at the gateway), kept local {}, held for burned-in text {}, failed {} (dead letters), refused at import {}",
         summary.delivered,
         duplicates,
         summary.local,
+        summary.held,
         summary.dead.len(),
         rejected.len()
     );
@@ -363,6 +375,7 @@ async fn send(config: &Config, paths: &[PathBuf], calling_ae: &str) -> anyhow::R
 struct Summary {
     delivered: usize,
     local: usize,
+    held: usize,
     dead: Vec<(String, String)>,
 }
 
@@ -377,6 +390,7 @@ async fn wait_settled(
         let mut summary = Summary {
             delivered: 0,
             local: 0,
+            held: 0,
             dead: Vec::new(),
         };
         let mut waiting = 0;
@@ -384,6 +398,7 @@ async fn wait_settled(
             match outbox.state_of(uid).await?.as_deref() {
                 Some("delivered") => summary.delivered += 1,
                 Some("local") => summary.local += 1,
+                Some("held") => summary.held += 1,
                 Some("dead") => summary.dead.push((uid.clone(), String::new())),
                 _ => waiting += 1,
             }
@@ -414,6 +429,10 @@ async fn status(config: &Config, studies: bool) -> anyhow::Result<()> {
             println!("oldest waiting instance: {age} s ago");
         }
         None => println!("nothing waiting to be sent"),
+    }
+    let held = outbox.held_instances().await?;
+    if !held.is_empty() {
+        held::print_held(&held);
     }
     let dead = outbox.dead_letters().await?;
     if !dead.is_empty() {

@@ -28,6 +28,8 @@ pub enum Attempt {
     Transient(String),
     /// Will never work as it is.
     Permanent(String),
+    /// Kept back by the pixel screening (burned-in text), with the reason.
+    Held(String),
 }
 
 /// Everything the workers share.
@@ -39,6 +41,7 @@ pub struct Forwarder {
     scu: ScuOptions,
     address: String,
     settings: ForwarderConfig,
+    pixels: crate::pixels::Screener,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -89,6 +92,8 @@ impl Forwarder {
             scu,
             address: g.address.clone(),
             settings: config.forwarder.clone(),
+            pixels: crate::pixels::Screener::new(&config.pixels)
+                .map_err(crate::config::ConfigError::Invalid)?,
         }))
     }
 
@@ -149,6 +154,10 @@ impl Forwarder {
                     )
                     .await
             }
+            Attempt::Held(reason) => {
+                warn!(id = row.id, reason, "instance held at the client");
+                self.outbox.held(row.id, reason).await
+            }
             Attempt::Transient(reason) | Attempt::Permanent(reason) => {
                 warn!(
                     id = row.id,
@@ -164,29 +173,30 @@ impl Forwarder {
 
     /// One try: de-identify, seal, send.
     pub async fn send(&self, row: &Claimed) -> Attempt {
+        let released = match self.outbox.released(row.id).await {
+            Ok(released) => released,
+            Err(e) => return Attempt::Transient(format!("cannot read the outbox: {e}")),
+        };
         let prepared = {
-            let (path, ring, facility, options) = (
+            let (path, ring, facility, options, pixels) = (
                 row.spool_path.clone(),
                 self.ring.clone(),
                 self.facility.clone(),
                 self.options.clone(),
+                self.pixels.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                prepare(Path::new(&path), &ring, &facility, &options)
+                let screen = |file| pixels.screen(file, released);
+                prepare(Path::new(&path), &ring, &facility, &options, screen)
             })
             .await
         };
         let outgoing = match prepared {
-            Ok(Ok(outgoing)) => outgoing,
+            Ok(Ok(Prepared::Send(outgoing))) => outgoing,
+            Ok(Ok(Prepared::Held(reason))) => return Attempt::Held(reason),
             Ok(Err(reason)) => return Attempt::Permanent(reason),
             Err(e) => return Attempt::Transient(format!("preparation task failed: {e}")),
         };
-        if outgoing.burned_in_annotation {
-            warn!(
-                id = row.id,
-                "Burned In Annotation = YES: pixel data may show identifying text"
-            );
-        }
         self.deliver(&outgoing).await
     }
 
@@ -261,38 +271,56 @@ pub struct Outgoing {
     pub burned_in_annotation: bool,
 }
 
-/// Reads a spooled instance, de-identifies and seals it, and encodes the data set in
-/// its original transfer syntax.
+/// What [`prepare`] made of a spooled instance.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Ready to send.
+    Send(Outgoing),
+    /// Kept back by the pixel screening, with the reason.
+    Held(String),
+}
+
+/// Reads a spooled instance, lets `screen` (the pixel screening) hold or clean it,
+/// de-identifies and seals it, and encodes the data set in its original transfer
+/// syntax (Explicit VR Little Endian when its pixels were cleaned).
 pub fn prepare(
     path: &Path,
     ring: &KeyRing,
     facility: &str,
     options: &phi::profile::Options,
-) -> Result<Outgoing, String> {
+    screen: impl FnOnce(dicom_object::DefaultDicomObject) -> crate::pixels::Screened,
+) -> Result<Prepared, String> {
     let file = OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| format!("cannot read spooled instance: {e}"))?;
-    let transfer_syntax = file
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_string();
     let sop_class = file
         .meta()
         .media_storage_sop_class_uid()
         .trim_end_matches('\0')
         .to_string();
-    let original: InMemDicomObject = file.into_inner();
-    let deid = phi::deid::deidentify(&original, ring, facility, options)
+    let (original, transfer_syntax, cleaned): (InMemDicomObject, String, bool) = match screen(file)
+    {
+        crate::pixels::Screened::Forward {
+            object,
+            transfer_syntax,
+            cleaned,
+        } => (object, transfer_syntax, cleaned),
+        crate::pixels::Screened::Held(reason) => return Ok(Prepared::Held(reason)),
+    };
+    let options = phi::profile::Options {
+        clean_pixel_data: cleaned || crate::pixels::declares_clean_pixels(&original),
+        ..options.clone()
+    };
+    let deid = phi::deid::deidentify(&original, ring, facility, &options)
         .map_err(|e| format!("cannot de-identify: {e}"))?;
     let data = encode(&deid.object, &transfer_syntax)?;
-    Ok(Outgoing {
+    Ok(Prepared::Send(Outgoing {
         sop_class,
         sop_instance: deid.sop_instance_uid,
         transfer_syntax,
         data,
         burned_in_annotation: deid.burned_in_annotation,
-    })
+    }))
 }
 
 /// Encodes a data set (no meta) in `transfer_syntax`.
