@@ -362,6 +362,12 @@ async fn send(config: &Config, paths: &[PathBuf], calling_ae: &str) -> anyhow::R
     for (file, reason) in &rejected {
         println!("  refused {file}: {reason}");
     }
+    if summary.held > 0 {
+        println!(
+            "  {} instance(s) held for burned-in text: `pacs-client held list` shows why",
+            summary.held
+        );
+    }
     for (uid, reason) in &summary.dead {
         println!("  failed {uid}: {reason}");
     }

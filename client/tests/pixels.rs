@@ -826,3 +826,34 @@ async fn pixel_rule_test_shows_what_a_rule_blanks() {
         assert!(out.contains("OCR still reads the patient's name"), "{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reports_held_instances_instead_of_waiting_for_them() {
+    let Some(gray) = render(false, &BURNED_IN) else {
+        return;
+    };
+    let gw = GatewaySide::prepare().await; // never started: held instances need no gateway
+    let dir = tempfile::tempdir().unwrap();
+    let config = client_config(dir.path(), &gw, free_port());
+    client::keyfile::create(&config.key_file()).unwrap();
+    let config_file = dir.path().join("client.toml");
+    std::fs::write(&config_file, client_toml(&config)).unwrap();
+    let folder = dir.path().join("cd");
+    std::fs::create_dir_all(&folder).unwrap();
+    write_image(
+        &folder,
+        &Spec {
+            sop_class: US,
+            modality: "US",
+            n: 41,
+            rgb: false,
+            pixels: &gray,
+            burned_in_annotation: Some("YES"),
+            manufacturer: "ACME",
+        },
+    );
+    let (code, out, err) = pacs(&config_file, &["send", folder.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("held for burned-in text 1"), "{out}");
+    assert!(out.contains("pacs-client held list"), "{out}");
+}

@@ -128,3 +128,44 @@ impl PixelsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let text = include_str!("../../../schemas/client.toml");
+        let config: crate::config::Config =
+            toml::from_str(text).expect("schemas/client.toml parses");
+        let pixels = &config.pixels;
+        pixels.check().expect("the example rule is usable");
+        assert_eq!(pixels.ocr, OcrMode::Auto);
+        assert_eq!(pixels.rules.len(), 1);
+        assert_eq!(pixels.rules[0].rectangles.len(), 2);
+        assert_eq!(pixels.rules[0].columns, Some(640));
+    }
+
+    #[test]
+    fn rules_without_conditions_or_rectangles_are_refused() {
+        let parse = |rule: &str| {
+            let text = format!("[[pixels.rules]]\nname = \"r\"\n{rule}");
+            let config: crate::config::Config = toml::from_str(&text).unwrap();
+            config.pixels.check()
+        };
+        let rect = "rectangles = [{ x = 0, y = 0, width = 5, height = 5 }]";
+        assert!(parse(&format!("modality = \"US\"\n{rect}")).is_ok());
+        assert!(parse(rect).unwrap_err().contains("no condition"));
+        assert!(
+            parse("modality = \"US\"\nrectangles = []")
+                .unwrap_err()
+                .contains("blanks nothing")
+        );
+        assert!(
+            parse("modality = \"US\"\nrectangles = [{ x = 0, y = 0, width = 0, height = 5 }]")
+                .unwrap_err()
+                .contains("zero")
+        );
+        assert!(toml::from_str::<crate::config::Config>("[pixels]\nocr = \"sometimes\"").is_err());
+    }
+}
