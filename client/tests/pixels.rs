@@ -206,6 +206,14 @@ fn write_image(dir: &Path, spec: &Spec<'_>) -> PathBuf {
             dicom_value!(U16, [0]),
         ));
     }
+    let frames = spec.pixels.len() / (WIDTH * HEIGHT) as usize / if spec.rgb { 3 } else { 1 };
+    if frames > 1 {
+        obj.put(DataElement::new(
+            tags::NUMBER_OF_FRAMES,
+            VR::IS,
+            s(&frames.to_string()),
+        ));
+    }
     if let Some(bia) = spec.burned_in_annotation {
         obj.put(DataElement::new(tags::BURNED_IN_ANNOTATION, VR::CS, s(bia)));
     }
@@ -564,13 +572,18 @@ async fn a_pixel_rule_blanks_the_text_in_native_and_compressed_images() {
     let sc_rle = dir.path().join("sc-rle.dcm");
     compress("dcmcjpeg", &us_jpeg_source, &us_jpeg);
     compress("dcmcrle", &sc_rle_source, &sc_rle);
-    storescu(edge, &[], &[us, sc]);
+    let cine: Vec<u8> = gray.iter().chain(&gray).chain(&gray).copied().collect();
+    let us_cine = write_image(
+        dir.path(),
+        &spec(15, "1.2.840.10008.5.1.4.1.1.3.1", "US", false, &cine),
+    );
+    storescu(edge, &[], &[us, sc, us_cine]);
     storescu(edge, &["-R", "-xs"], &[us_jpeg]);
     storescu(edge, &["-R", "-xr"], &[sc_rle]);
     assert_eq!(
-        gw.wait_for(4, Duration::from_secs(60)).await,
-        4,
-        "all four cleaned and sent"
+        gw.wait_for(5, Duration::from_secs(60)).await,
+        5,
+        "all five cleaned and sent"
     );
 
     let read_ocr = tesseract_installed();
@@ -624,10 +637,13 @@ async fn a_pixel_rule_blanks_the_text_in_native_and_compressed_images() {
 
         let frames = Frames::read(&file, None).unwrap();
         let samples = if rgb { 3 } else { 1 };
-        assert_eq!(frames.data.len(), original.len(), "instance {n}");
+        let count = frames.numbers.len();
+        assert_eq!(count, if n == 15 { 3 } else { 1 }, "instance {n}: frames");
+        assert_eq!(frames.data.len(), original.len() * count, "instance {n}");
         let mut blanked = 0;
-        for (i, (got, was)) in frames.data.iter().zip(original.iter()).enumerate() {
-            let p = i / samples;
+        let pixels = (WIDTH * HEIGHT) as usize;
+        for (i, (got, was)) in frames.data.iter().zip(original.iter().cycle()).enumerate() {
+            let p = (i / samples) % pixels;
             let (x, y) = (p as u32 % WIDTH, p as u32 / WIDTH);
             if x < band.x + band.width && y < band.y + band.height {
                 assert_eq!(*got, 0, "instance {n}: ({x},{y}) is blanked");
@@ -636,7 +652,7 @@ async fn a_pixel_rule_blanks_the_text_in_native_and_compressed_images() {
                 assert_eq!(got, was, "instance {n}: ({x},{y}) is unchanged");
             }
         }
-        assert_eq!(blanked, (WIDTH * band.height) as usize * samples);
+        assert_eq!(blanked, (WIDTH * band.height) as usize * samples * count);
 
         if read_ocr {
             let text = ocr(&frames.image(0).unwrap());
