@@ -1,8 +1,10 @@
 //! The `pacs-client` command line.
 
+mod held;
 mod local;
 mod queue;
 
+pub use held::{HeldCommand, PixelRuleCommand};
 pub use local::{Action, ModalityCommand, RuleCommand};
 
 use std::io::IsTerminal;
@@ -57,7 +59,8 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Queue depth by state, oldest pending instance, dead letters with reasons.
+    /// Queue depth by state, oldest pending instance, dead letters and held
+    /// instances with reasons.
     Status {
         /// Also list each study: on the gateway, local-only, both, or still pending.
         #[arg(long)]
@@ -133,6 +136,12 @@ pub enum Command {
     /// Sharing rules (edits `[[sharing.rules]]` of the config file).
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Instances held back for burned-in text: list, release as they are, keep local.
+    #[command(subcommand)]
+    Held(HeldCommand),
+    /// Pixel-cleaning rules (`[[pixels.rules]]`): test one on a file.
+    #[command(subcommand)]
+    PixelRule(PixelRuleCommand),
     /// Facility administration at the gateway's admin API: users, C-MOVE
     /// destinations, certificates, usage, audit trail, studies.
     #[command(subcommand)]
@@ -228,6 +237,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Modality(cmd) => local::modality(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Rule(cmd) => local::rule(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Admin(cmd) => Ok(crate::admin::run(&config, cmd).await),
+        Command::Held(cmd) => held::held(&config, cmd).await,
+        Command::PixelRule(cmd) => held::pixel_rule(&config, cmd),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Clinician credentials for `query` and `retrieve`.
     pub credentials: CredentialsConfig,
+    /// Burned-in text: risky classes, pixel-cleaning rules, OCR.
+    pub pixels: crate::pixels::config::PixelsConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             sharing: SharingConfig::default(),
             retention: RetentionConfig::default(),
             credentials: CredentialsConfig::default(),
+            pixels: crate::pixels::config::PixelsConfig::default(),
         }
     }
 }
@@ -245,6 +248,7 @@ impl DeidConfig {
             retain_patient_characteristics: self.retain_patient_characteristics,
             retain_device_identity: self.retain_device_identity,
             clean_descriptors: self.clean_descriptors,
+            clean_pixel_data: false,
         }
     }
 }
@@ -368,6 +372,7 @@ impl Config {
             message: e.to_string(),
         })?;
         config.check_viewers()?;
+        config.pixels.check().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 

@@ -30,6 +30,8 @@ pub enum Attempt {
     Transient(String),
     /// Will never work as it is.
     Permanent(String),
+    /// Kept back by the pixel screening (burned-in text), with the reason.
+    Held(String),
 }
 
 /// Everything the workers share.
@@ -41,6 +43,7 @@ pub struct Forwarder {
     scu: ScuOptions,
     address: String,
     settings: ForwarderConfig,
+    pixels: crate::pixels::Screener,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -59,6 +62,7 @@ struct Tally {
     refused: usize,
     retrying: usize,
     dead: usize,
+    held: usize,
     bytes: usize,
 }
 
@@ -139,6 +143,8 @@ impl Forwarder {
             scu,
             address: g.address.clone(),
             settings: config.forwarder.clone(),
+            pixels: crate::pixels::Screener::new(&config.pixels)
+                .map_err(crate::config::ConfigError::Invalid)?,
         }))
     }
 
@@ -267,6 +273,7 @@ impl Forwarder {
             refused = tally.refused,
             retrying = tally.retrying,
             dead = tally.dead,
+            held = tally.held,
             bytes = tally.bytes,
             ms = started.elapsed().as_millis() as u64,
             "forwarded a batch to the gateway"
@@ -304,6 +311,11 @@ impl Forwarder {
                     )
                     .await
             }
+            Attempt::Held(reason) => {
+                tally.held += 1;
+                warn!(id = row.id, reason, "instance held at the client");
+                self.outbox.held(row.id, reason).await
+            }
             Attempt::Transient(reason) | Attempt::Permanent(reason) => {
                 tally.dead += 1;
                 warn!(
@@ -318,30 +330,31 @@ impl Forwarder {
         }
     }
 
-    /// De-identifies and seals one spooled instance on a blocking thread.
+    /// De-identifies and seals one spooled instance on a blocking thread, after the
+    /// pixel screening (which may hold it back, or clean it).
     async fn prepare_row(&self, row: &Claimed) -> Result<Outgoing, Attempt> {
-        let (path, ring, facility, options) = (
+        let released = match self.outbox.released(row.id).await {
+            Ok(released) => released,
+            Err(e) => return Err(Attempt::Transient(format!("cannot read the outbox: {e}"))),
+        };
+        let (path, ring, facility, options, pixels) = (
             row.spool_path.clone(),
             self.ring.clone(),
             self.facility.clone(),
             self.options.clone(),
+            self.pixels.clone(),
         );
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare(Path::new(&path), &ring, &facility, &options)
+            let screen = |file| pixels.screen(file, released);
+            prepare(Path::new(&path), &ring, &facility, &options, screen)
         })
         .await;
-        let outgoing = match prepared {
-            Ok(Ok(outgoing)) => outgoing,
-            Ok(Err(reason)) => return Err(Attempt::Permanent(reason)),
-            Err(e) => return Err(Attempt::Transient(format!("preparation task failed: {e}"))),
-        };
-        if outgoing.burned_in_annotation {
-            warn!(
-                id = row.id,
-                "Burned In Annotation = YES: pixel data may show identifying text"
-            );
+        match prepared {
+            Ok(Ok(Prepared::Send(outgoing))) => Ok(outgoing),
+            Ok(Ok(Prepared::Held(reason))) => Err(Attempt::Held(reason)),
+            Ok(Err(reason)) => Err(Attempt::Permanent(reason)),
+            Err(e) => Err(Attempt::Transient(format!("preparation task failed: {e}"))),
         }
-        Ok(outgoing)
     }
 
     /// One try of one row on its own association (used by tests and tools).
@@ -435,38 +448,56 @@ pub struct Outgoing {
     pub burned_in_annotation: bool,
 }
 
-/// Reads a spooled instance, de-identifies and seals it, and encodes the data set in
-/// its original transfer syntax.
+/// What [`prepare`] made of a spooled instance.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Ready to send.
+    Send(Outgoing),
+    /// Kept back by the pixel screening, with the reason.
+    Held(String),
+}
+
+/// Reads a spooled instance, lets `screen` (the pixel screening) hold or clean it,
+/// de-identifies and seals it, and encodes the data set in its original transfer
+/// syntax (Explicit VR Little Endian when its pixels were cleaned).
 pub fn prepare(
     path: &Path,
     ring: &KeyRing,
     facility: &str,
     options: &phi::profile::Options,
-) -> Result<Outgoing, String> {
+    screen: impl FnOnce(dicom_object::DefaultDicomObject) -> crate::pixels::Screened,
+) -> Result<Prepared, String> {
     let file = OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| format!("cannot read spooled instance: {e}"))?;
-    let transfer_syntax = file
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_string();
     let sop_class = file
         .meta()
         .media_storage_sop_class_uid()
         .trim_end_matches('\0')
         .to_string();
-    let original: InMemDicomObject = file.into_inner();
-    let deid = phi::deid::deidentify(&original, ring, facility, options)
+    let (original, transfer_syntax, cleaned): (InMemDicomObject, String, bool) = match screen(file)
+    {
+        crate::pixels::Screened::Forward {
+            object,
+            transfer_syntax,
+            cleaned,
+        } => (object, transfer_syntax, cleaned),
+        crate::pixels::Screened::Held(reason) => return Ok(Prepared::Held(reason)),
+    };
+    let options = phi::profile::Options {
+        clean_pixel_data: cleaned || crate::pixels::declares_clean_pixels(&original),
+        ..options.clone()
+    };
+    let deid = phi::deid::deidentify(&original, ring, facility, &options)
         .map_err(|e| format!("cannot de-identify: {e}"))?;
     let data = encode(&deid.object, &transfer_syntax)?;
-    Ok(Outgoing {
+    Ok(Prepared::Send(Outgoing {
         sop_class,
         sop_instance: deid.sop_instance_uid,
         transfer_syntax,
         data,
         burned_in_annotation: deid.burned_in_annotation,
-    })
+    }))
 }
 
 /// Encodes a data set (no meta) in `transfer_syntax`.

@@ -99,7 +99,7 @@ pub(super) async fn send(
     let summary = settled.summary;
     println!(
         "sent {} ({} of them already at the gateway), kept local {}, failed {} (dead letters), refused at import {}, \
-         refused by the gateway's duplicate policy {}, held {}, queued {}, skipped {} non-DICOM file(s)",
+         refused by the gateway's duplicate policy {}, held for burned-in text {}, queued {}, skipped {} non-DICOM file(s)",
         summary.delivered,
         duplicates,
         summary.local,
@@ -127,6 +127,12 @@ pub(super) async fn send(
     }
     for (id, reason) in &summary.held {
         println!("  held {}: {reason}", name(id));
+    }
+    if !summary.held.is_empty() {
+        println!(
+            "  {} instance(s) held for burned-in text: `pacs-client held list` shows why",
+            summary.held.len()
+        );
     }
     if summary.waiting > 0 {
         match &settled.unreachable {
@@ -285,12 +291,20 @@ pub(super) async fn status(config: &Config, studies: bool, json: bool) -> anyhow
             false => None,
         },
     };
-    outbox.close().await;
     if json {
+        outbox.close().await;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
+    let held = outbox.held_instances().await?;
+    outbox.close().await;
     print_status(&report);
+    if !held.is_empty() {
+        super::held::print_held(&held);
+    }
+    if let Some(studies) = &report.studies {
+        print_studies(studies);
+    }
     Ok(())
 }
 
@@ -323,22 +337,19 @@ fn print_status(report: &StatusReport) {
         "refused by the gateway's duplicate policy (the gateway keeps another version; see the README):",
         &report.refused,
     );
-    list(
-        "held at this client (see `pacs-client held list`):",
-        &report.held,
+}
+
+fn print_studies(studies: &[StudyJson]) {
+    println!(
+        "{:<64} {:<10} {:>7} {:>6} {:>7} {:>7} {:>5} {:>5}",
+        "study", "location", "gateway", "local", "waiting", "refused", "held", "dead"
     );
-    if let Some(studies) = &report.studies {
+    for s in studies {
+        let c = &s.counts;
         println!(
-            "{:<64} {:<10} {:>7} {:>6} {:>7} {:>7} {:>5}",
-            "study", "location", "gateway", "local", "waiting", "refused", "dead"
+            "{:<64} {:<10} {:>7} {:>6} {:>7} {:>7} {:>5} {:>5}",
+            c.study_uid, s.location, c.at_gateway, c.local, c.waiting, c.refused, c.held, c.dead
         );
-        for s in studies {
-            let c = &s.counts;
-            println!(
-                "{:<64} {:<10} {:>7} {:>6} {:>7} {:>7} {:>5}",
-                c.study_uid, s.location, c.at_gateway, c.local, c.waiting, c.refused, c.dead
-            );
-        }
     }
 }
 
