@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need on a fresh Debian
-# machine (DCMTK, pynetdicom). Set PACS_TEST_DATABASE_URL=postgres://... to run the index tests
+# machine (DCMTK, pynetdicom, tesseract-ocr, fonts-dejavu-core, Pillow). Set PACS_TEST_DATABASE_URL=postgres://... to run the index tests
 # against PostgreSQL as well as SQLite; without it those variants say SKIPPED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,10 +8,18 @@ if ! command -v storescu >/dev/null || ! command -v dcmcjpeg >/dev/null; then
   echo "installing DCMTK (storescu, echoscu, dcmconv, dcmcjpeg, dcmcrle) ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null
 fi
+# Burned-in text tests (client/tests/pixels.rs): tesseract reads the pixels, Pillow
+# renders names into them with the DejaVu font.
+if ! command -v tesseract >/dev/null || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  echo "installing tesseract-ocr and fonts-dejavu-core ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng fonts-dejavu-core >/dev/null
+fi
 # pynetdicom goes into target/python, not site-wide: its storescu/findscu/getscu/... scripts
 # would otherwise shadow DCMTK's on PATH. gateway/tests/pynetdicom.rs looks there.
 PYTHONPATH="$PWD/target/python" python3 -c 'import pynetdicom' 2>/dev/null ||
   python3 -m pip install -q --target target/python pynetdicom
+PYTHONPATH="$PWD/target/python" python3 -c 'import PIL' 2>/dev/null ||
+  python3 -m pip install -q --target target/python pillow
 if [ -z "${PACS_TEST_DATABASE_URL:-}" ]; then
   echo "PACS_TEST_DATABASE_URL not set: PostgreSQL variants of the gateway tests will be SKIPPED"
 fi

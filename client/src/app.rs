@@ -40,14 +40,18 @@ pub struct Client {
     forwarder: Arc<Forwarder>,
     outbox: Outbox,
     retention: crate::config::RetentionConfig,
+    _lock: crate::datadir::DataDirLock,
 }
 
 impl Client {
     /// Loads the key, opens the outbox and spool, binds the edge listener.
     pub async fn build(config: &Config) -> anyhow::Result<Client> {
+        // Held for as long as the client runs: one serve per data dir.
+        let lock = crate::datadir::lock(&config.data_dir)?;
+        crate::forward::check_certificate_facility(config)?;
         let key = crate::keyfile::load(&config.key_file())?;
         let outbox = open_outbox(config).await?;
-        let spool = Spool::open(config, outbox.clone()).context("cannot open the spool")?;
+        let spool = Spool::open(config, outbox.clone(), true).context("cannot open the spool")?;
         let forwarder = Forwarder::new(config, outbox.clone(), key.ring())?;
         let listener = TcpListener::bind(&config.edge.listen)
             .await
@@ -74,6 +78,7 @@ impl Client {
             forwarder,
             outbox,
             retention: config.retention.clone(),
+            _lock: lock,
         })
     }
 
@@ -157,7 +162,7 @@ fn edge_tls(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>
     }
 }
 
-/// Every DICOM file under `paths` (files, or folders walked recursively).
+/// Every file under `paths` (files, or folders walked recursively), sorted.
 pub fn collect_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for path in paths {
@@ -175,7 +180,7 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) {
         for entry in entries.flatten() {
             walk(&entry.path(), out);
         }
-    } else if path.is_file() && path.file_name().is_none_or(|n| n != "DICOMDIR") {
+    } else if path.is_file() {
         out.push(path.to_path_buf());
     }
 }
@@ -185,6 +190,8 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) {
 pub struct Imported {
     /// Original SOP Instance UID.
     pub sop_instance_uid: String,
+    /// The outbox row holding these bytes (a new one, or the identical latest version).
+    pub row_id: i64,
     /// The same instance, with the same bytes, had already been delivered.
     pub already_delivered: bool,
 }
@@ -207,11 +214,11 @@ pub async fn import_file(
         move_originator_ae_title: None,
         move_originator_message_id: None,
     };
-    let state = |outbox: crate::outbox::Outbox, uid: String| async move {
-        outbox.state_of(&uid).await.ok().flatten()
+    let latest = |outbox: crate::outbox::Outbox, uid: String| async move {
+        outbox.latest(&uid).await.ok().flatten()
     };
     let outbox = spool.outbox.clone();
-    let before = state(outbox.clone(), meta.sop_instance_uid.clone()).await;
+    let before = latest(outbox.clone(), meta.sop_instance_uid.clone()).await;
     let mut sink = SpoolSink::begin(spool, calling_ae, &request, &meta.transfer_syntax).await?;
     let read_error = |e: std::io::Error| {
         StoreOutcome::with(dimse::Status::CannotUnderstand, format!("cannot read: {e}"))
@@ -240,10 +247,17 @@ pub async fn import_file(
     if !outcome.status.is_success() {
         return Err(outcome);
     }
-    let after = state(outbox, meta.sop_instance_uid.clone()).await;
-    let delivered = |s: &Option<String>| s.as_deref() == Some("delivered");
+    let Some((row_id, state)) = latest(outbox, meta.sop_instance_uid.clone()).await else {
+        return Err(StoreOutcome::with(
+            dimse::Status::ProcessingFailure,
+            "the outbox lost track of the imported instance",
+        ));
+    };
+    let already_delivered = state == "delivered"
+        && before.is_some_and(|(id, state)| id == row_id && state == "delivered");
     Ok(Imported {
-        already_delivered: delivered(&before) && delivered(&after),
         sop_instance_uid: meta.sop_instance_uid,
+        row_id,
+        already_delivered,
     })
 }

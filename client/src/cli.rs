@@ -2,25 +2,24 @@
 
 mod docs;
 mod first_run;
+mod held;
 mod local;
+mod queue;
 
 pub use docs::DocsCommand;
 pub use first_run::{GlobalSettings, ServeArgs};
+pub use held::{HeldCommand, PixelRuleCommand};
 pub use local::{Action, ModalityCommand, RuleCommand};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 
-use crate::app::{Client, collect_files, import_file, open_outbox};
+use crate::app::{Client, open_outbox};
 use crate::config::Config;
-use crate::edge::Spool;
-use crate::forward::Forwarder;
 use crate::keyfile;
 use crate::query::StudyFilter;
 
@@ -72,19 +71,29 @@ pub enum Command {
         /// Calling AE title recorded for the imported instances (sharing rules see it).
         #[arg(long, default_value = "IMPORT")]
         calling_ae: String,
+        /// Wait until the gateway has every instance, however long it is unreachable
+        /// (without it, `send` returns once the instances are queued safely when the
+        /// gateway cannot be reached).
+        #[arg(long)]
+        wait: bool,
     },
-    /// Queue depth by state, oldest pending instance, dead letters with reasons.
+    /// Queue depth by state, oldest pending instance, dead letters and held
+    /// instances with reasons.
     Status {
         /// Also list each study: on the gateway, local-only, both, or still pending.
         #[arg(long)]
         studies: bool,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
-    /// Make dead letters due again.
+    /// Make dead letters due again (or send the latest version of one instance again).
     Retry {
         /// Retry every dead letter.
         #[arg(long, conflicts_with = "id")]
         all: bool,
-        /// Outbox id (from `status`).
+        /// Outbox id (from `status`): a dead letter, or the latest version of an
+        /// instance that was delivered or refused.
         id: Option<i64>,
     },
     /// Per-study sharing decision (overrides the rules).
@@ -145,6 +154,12 @@ pub enum Command {
     /// Sharing rules (edits `[[sharing.rules]]` of the config file).
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Instances held back for burned-in text: list, release as they are, keep local.
+    #[command(subcommand)]
+    Held(HeldCommand),
+    /// Pixel-cleaning rules (`[[pixels.rules]]`): test one on a file.
+    #[command(subcommand)]
+    PixelRule(PixelRuleCommand),
     /// Facility administration at the gateway's admin API: users, C-MOVE
     /// destinations, certificates, usage, audit trail, studies.
     #[command(subcommand)]
@@ -216,9 +231,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             client.run_until_stopped(shutdown_signal()).await.map(|_| 0)
         }
-        Command::Send { paths, calling_ae } => send(&config, &paths, &calling_ae).await,
-        Command::Status { studies } => status(&config, studies).await.map(|_| 0),
-        Command::Retry { all, id } => retry(&config, all, id).await.map(|_| 0),
+        Command::Send {
+            paths,
+            calling_ae,
+            wait,
+        } => queue::send(&config, &paths, &calling_ae, wait).await,
+        Command::Status { studies, json } => queue::status(&config, studies, json).await.map(|_| 0),
+        Command::Retry { all, id } => queue::retry(&config, all, id).await.map(|_| 0),
         Command::Study(cmd) => study(&config, cmd).await.map(|_| 0),
         Command::Query {
             user,
@@ -257,6 +276,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Modality(cmd) => local::modality(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Rule(cmd) => local::rule(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Admin(cmd) => Ok(crate::admin::run(&config, cmd).await),
+        Command::Held(cmd) => held::held(&config, cmd).await,
+        Command::PixelRule(cmd) => held::pixel_rule(&config, cmd),
     }
 }
 
@@ -336,160 +357,6 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-async fn send(config: &Config, paths: &[PathBuf], calling_ae: &str) -> anyhow::Result<i32> {
-    let key = keyfile::load(&config.key_file())?;
-    let outbox = open_outbox(config).await?;
-    let spool = Spool::open(config, outbox.clone()).context("cannot open the spool")?;
-    let files = collect_files(paths);
-    if files.is_empty() {
-        bail!("no files found under the given paths");
-    }
-    let bar = ProgressBar::new(files.len() as u64 * 2);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("importing");
-    let mut imported = Vec::new();
-    let mut rejected = Vec::new();
-    let mut duplicates = 0;
-    for file in &files {
-        match import_file(spool.clone(), file, calling_ae).await {
-            Ok(done) => {
-                duplicates += usize::from(done.already_delivered);
-                imported.push(done.sop_instance_uid);
-            }
-            Err(outcome) => rejected.push((
-                file.display().to_string(),
-                outcome
-                    .comment
-                    .unwrap_or_else(|| outcome.status.to_string()),
-            )),
-        }
-        bar.inc(1);
-    }
-    bar.set_message("sending");
-    let stop = CancellationToken::new();
-    let forwarder = Forwarder::new(config, outbox.clone(), key.ring())?;
-    let workers = tokio::spawn(forwarder.run(stop.clone()));
-    let summary = wait_settled(&outbox, &imported, &bar).await?;
-    stop.cancel();
-    let _ = workers.await;
-    bar.finish_and_clear();
-    println!(
-        "sent {} ({} of them already at the gateway), kept local {}, failed {} (dead letters), refused at import {}",
-        summary.delivered,
-        duplicates,
-        summary.local,
-        summary.dead.len(),
-        rejected.len()
-    );
-    for (file, reason) in &rejected {
-        println!("  refused {file}: {reason}");
-    }
-    for (uid, reason) in &summary.dead {
-        println!("  failed {uid}: {reason}");
-    }
-    Ok(if rejected.is_empty() && summary.dead.is_empty() {
-        0
-    } else {
-        1
-    })
-}
-
-struct Summary {
-    delivered: usize,
-    local: usize,
-    dead: Vec<(String, String)>,
-}
-
-/// Waits until every imported instance is delivered, local or dead.
-async fn wait_settled(
-    outbox: &crate::outbox::Outbox,
-    uids: &[String],
-    bar: &ProgressBar,
-) -> anyhow::Result<Summary> {
-    let base = bar.position();
-    loop {
-        let mut summary = Summary {
-            delivered: 0,
-            local: 0,
-            dead: Vec::new(),
-        };
-        let mut waiting = 0;
-        for uid in uids {
-            match outbox.state_of(uid).await?.as_deref() {
-                Some("delivered") => summary.delivered += 1,
-                Some("local") => summary.local += 1,
-                Some("dead") => summary.dead.push((uid.clone(), String::new())),
-                _ => waiting += 1,
-            }
-        }
-        bar.set_position(base + (uids.len() - waiting) as u64);
-        if waiting == 0 {
-            let reasons = outbox.dead_letters().await?;
-            for (uid, reason) in &mut summary.dead {
-                if let Some((_, _, _, why)) = reasons.iter().find(|(_, u, _, _)| u == uid) {
-                    *reason = why.clone();
-                }
-            }
-            return Ok(summary);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn status(config: &Config, studies: bool) -> anyhow::Result<()> {
-    let outbox = open_outbox(config).await?;
-    println!("{:<10} count", "state");
-    for (state, count) in outbox.counts().await? {
-        println!("{state:<10} {count}");
-    }
-    match outbox.oldest_pending().await? {
-        Some(at) => {
-            let age = (crate::outbox::now_millis() - at).max(0) / 1000;
-            println!("oldest waiting instance: {age} s ago");
-        }
-        None => println!("nothing waiting to be sent"),
-    }
-    let dead = outbox.dead_letters().await?;
-    if !dead.is_empty() {
-        println!("dead letters (retry with `pacs-client retry ID` or `--all`):");
-        for (id, uid, tries, reason) in dead {
-            println!("  {id:>6}  {uid}  after {tries} tries: {reason}");
-        }
-    }
-    if studies {
-        println!("{:<64} location", "study");
-        for (study, delivered, local) in outbox.study_locations().await? {
-            let location = match (delivered > 0, local > 0) {
-                (true, true) => "both",
-                (true, false) => "gateway",
-                (false, true) => "local-only",
-                (false, false) => "pending",
-            };
-            println!("{study:<64} {location}");
-        }
-    }
-    Ok(())
-}
-
-async fn retry(config: &Config, all: bool, id: Option<i64>) -> anyhow::Result<()> {
-    if !all && id.is_none() {
-        return Err(crate::exit::UsageError(
-            "say which: `pacs-client retry ID` or `pacs-client retry --all`".into(),
-        )
-        .into());
-    }
-    let outbox = open_outbox(config).await?;
-    let n = outbox.retry(id).await?;
-    if let (Some(id), 0) = (id, n) {
-        bail!("no dead letter with id {id}; `pacs-client status` lists them");
-    }
-    println!("{n} dead letter(s) due again; `pacs-client serve` sends them");
-    Ok(())
 }
 
 async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {

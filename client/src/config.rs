@@ -30,6 +30,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Clinician credentials for `query` and `retrieve`.
     pub credentials: CredentialsConfig,
+    /// Burned-in text: risky classes, pixel-cleaning rules, OCR.
+    pub pixels: crate::pixels::config::PixelsConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             sharing: SharingConfig::default(),
             retention: RetentionConfig::default(),
             credentials: CredentialsConfig::default(),
+            pixels: crate::pixels::config::PixelsConfig::default(),
         }
     }
 }
@@ -195,6 +198,8 @@ pub struct ForwarderConfig {
     pub backoff_max_secs: u64,
     /// How often the outbox is polled when idle, milliseconds.
     pub poll_interval_ms: u64,
+    /// Instances claimed and sent together over one association.
+    pub batch: usize,
 }
 
 impl Default for ForwarderConfig {
@@ -205,6 +210,7 @@ impl Default for ForwarderConfig {
             backoff_initial_secs: 2,
             backoff_max_secs: 600,
             poll_interval_ms: 500,
+            batch: 16,
         }
     }
 }
@@ -242,6 +248,7 @@ impl DeidConfig {
             retain_patient_characteristics: self.retain_patient_characteristics,
             retain_device_identity: self.retain_device_identity,
             clean_descriptors: self.clean_descriptors,
+            clean_pixel_data: false,
         }
     }
 }
@@ -365,6 +372,7 @@ impl Config {
             message: e.to_string(),
         })?;
         config.check_viewers()?;
+        config.pixels.check().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 

@@ -125,13 +125,17 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens the spool under `config.data_dir`, removing incomplete transfers.
-    pub fn open(config: &Config, outbox: Outbox) -> std::io::Result<Arc<Spool>> {
+    /// Opens the spool under `config.data_dir`. `owner`: this process holds the data
+    /// dir's lock, so incomplete transfers left by a stop are its own to remove (a
+    /// `send` next to a running `serve` must not touch serve's transfers in flight).
+    pub fn open(config: &Config, outbox: Outbox, owner: bool) -> std::io::Result<Arc<Spool>> {
         let root = config.data_dir.join("spool");
         let incoming = root.join("incoming");
         std::fs::create_dir_all(&incoming)?;
-        for entry in std::fs::read_dir(&incoming)?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+        if owner {
+            for entry in std::fs::read_dir(&incoming)?.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         Ok(Arc::new(Spool {
             root,
@@ -140,9 +144,10 @@ impl Spool {
         }))
     }
 
-    /// Path of a spooled instance; UIDs were validated by the caller.
-    fn path_for(&self, study: &str, sop: &str) -> PathBuf {
-        self.root.join(study).join(format!("{sop}.dcm"))
+    /// Path of one received version of an instance: UIDs were validated by the
+    /// caller; `reception` (unique per reception) keeps every version in its own file.
+    fn path_for(&self, study: &str, sop: &str, reception: &str) -> PathBuf {
+        self.root.join(study).join(format!("{sop}.{reception}.dcm"))
     }
 }
 
@@ -280,6 +285,7 @@ pub struct SpoolSink {
     sop_instance: String,
     transfer_syntax: String,
     encoding: Encoding,
+    reception: String,
     temp: PathBuf,
     file: BufWriter<tokio::fs::File>,
     meta_len: u64,
@@ -303,10 +309,11 @@ impl SpoolSink {
         }
         let encoding = Encoding::from_transfer_syntax(ts)
             .ok_or_else(|| fail(Status::CannotUnderstand, "unsupported transfer syntax"))?;
+        let reception = uuid::Uuid::new_v4().simple().to_string();
         let temp = spool
             .root
             .join("incoming")
-            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+            .join(format!("{reception}.part"));
         let meta = dimse::part10::encode_meta(
             &rq.affected_sop_class_uid,
             &rq.affected_sop_instance_uid,
@@ -328,6 +335,7 @@ impl SpoolSink {
             sop_instance: rq.affected_sop_instance_uid.clone(),
             transfer_syntax: ts.to_string(),
             encoding,
+            reception,
             temp,
             file,
             meta_len: meta.len() as u64,
@@ -352,7 +360,9 @@ impl SpoolSink {
             ));
         }
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        let target = self.spool.path_for(&study, &self.sop_instance);
+        let target = self
+            .spool
+            .path_for(&study, &self.sop_instance, &self.reception);
         durable_rename(&self.temp, &target).await.map_err(|e| {
             warn!(error = %e, "cannot spool instance");
             fail(Status::OutOfResources, "cannot write spool file")
@@ -385,9 +395,26 @@ impl SpoolSink {
             size_bytes: self.size as i64,
             state,
         };
-        let inserted = self.spool.outbox.insert(&entry).await.map_err(db_failure)?;
-        if inserted == Inserted::Identical {
-            info!(sop_instance_uid = %self.sop_instance, "instance received again, identical; nothing to do");
+        let (inserted, superseded) = match self.spool.outbox.insert(&entry).await {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&target).await;
+                return Err(db_failure(e));
+            }
+        };
+        match inserted {
+            Inserted::New => {}
+            Inserted::Identical => {
+                // The latest version has these bytes: this copy is not needed.
+                let _ = tokio::fs::remove_file(&target).await;
+                info!(sop_instance_uid = %self.sop_instance, "instance received again, identical; nothing to do");
+            }
+            Inserted::NewVersion(version) => {
+                info!(sop_instance_uid = %self.sop_instance, version, "instance received again with other content: queued as a new version");
+            }
+        }
+        for path in superseded {
+            let _ = tokio::fs::remove_file(&path).await;
         }
         Ok(StoreOutcome::success())
     }

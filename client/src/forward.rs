@@ -22,12 +22,16 @@ use crate::outbox::{Claimed, Outbox, now_millis};
 /// How one try ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// The gateway has it.
+    /// The gateway has exactly this version.
     Delivered,
+    /// The gateway's duplicate policy declined this version: it keeps another one.
+    Refused(String),
     /// Worth another try later.
     Transient(String),
     /// Will never work as it is.
     Permanent(String),
+    /// Kept back by the pixel screening (burned-in text), with the reason.
+    Held(String),
 }
 
 /// Everything the workers share.
@@ -39,6 +43,7 @@ pub struct Forwarder {
     scu: ScuOptions,
     address: String,
     settings: ForwarderConfig,
+    pixels: crate::pixels::Screener,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -48,6 +53,17 @@ impl std::fmt::Debug for Forwarder {
             .field("facility", &self.facility)
             .finish_non_exhaustive()
     }
+}
+
+/// What one batch came to, for its log line.
+#[derive(Debug, Default)]
+struct Tally {
+    delivered: usize,
+    refused: usize,
+    retrying: usize,
+    dead: usize,
+    held: usize,
+    bytes: usize,
 }
 
 /// Builds the TLS settings towards the gateway from the config.
@@ -78,6 +94,44 @@ pub fn gateway_tls(config: &Config) -> anyhow::Result<ClientTls> {
     })
 }
 
+/// Refuses a configuration whose `facility` differs from the facility named in the
+/// client certificate (its Common Name, as `pacs-gateway facility issue-cert` writes
+/// it): everything would be sealed for a facility the gateway does not file it under,
+/// and the facility's users could not read the names.
+pub fn check_certificate_facility(config: &Config) -> anyhow::Result<()> {
+    let Some(cert) = &config.gateway.cert else {
+        return Ok(());
+    };
+    let facility = config.facility()?;
+    let chain = dimse::tls::load_certs_file(cert)?;
+    let Some(leaf) = chain.first() else {
+        anyhow::bail!("{}: no certificate in the file", cert.display());
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: not a readable certificate: {e}", cert.display()))?;
+    let names: Vec<String> = parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+        .collect();
+    if names.iter().any(|cn| cn == facility) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the configured facility {facility:?} does not match the client certificate {} (issued for {}); \
+         set `facility` to the name the certificate was issued for, or use that facility's certificate",
+        cert.display(),
+        match names.as_slice() {
+            [] => "no facility name".to_string(),
+            names => names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    )
+}
+
 impl Forwarder {
     /// A forwarder for `config`, sealing with `ring`.
     pub fn new(config: &Config, outbox: Outbox, ring: KeyRing) -> anyhow::Result<Arc<Forwarder>> {
@@ -92,10 +146,13 @@ impl Forwarder {
             scu,
             address: g.address.clone(),
             settings: config.forwarder.clone(),
+            pixels: crate::pixels::Screener::new(&config.pixels)
+                .map_err(crate::config::ConfigError::Invalid)?,
         }))
     }
 
-    /// Runs the workers until `stop`.
+    /// Runs the workers until `stop`. Call only in the process that holds the data
+    /// dir's lock: rows left `sending` by a stop are due again.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         match self.outbox.recover().await {
             Ok(0) => {}
@@ -111,8 +168,9 @@ impl Forwarder {
 
     async fn worker(self: Arc<Self>, stop: CancellationToken) {
         let idle = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        let batch = i64::try_from(self.settings.batch.clamp(1, 64)).unwrap_or(1);
         while !stop.is_cancelled() {
-            let claimed = match self.outbox.claim(1).await {
+            let claimed = match self.outbox.claim(batch).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     warn!(error = %e, "cannot read the outbox");
@@ -126,22 +184,126 @@ impl Forwarder {
                 }
                 continue;
             }
-            for row in claimed {
-                let attempt = self.send(&row).await;
-                self.record(&row, attempt).await;
-            }
+            self.forward_batch(claimed).await;
         }
     }
 
+    /// Sends a batch over one association, in order: each instance is de-identified
+    /// and sealed just before its turn (one instance in memory at a time). One INFO
+    /// line per batch.
+    async fn forward_batch(&self, rows: Vec<Claimed>) {
+        let started = std::time::Instant::now();
+        let mut tally = Tally::default();
+        let mut proposals: Vec<Proposal> = Vec::new();
+        for row in &rows {
+            // The original syntax, and Explicit VR LE for data the client re-encodes.
+            for ts in [row.transfer_syntax.as_str(), EXPLICIT_VR_LE] {
+                if !proposals
+                    .iter()
+                    .any(|p| p.abstract_syntax == row.sop_class_uid && p.transfer_syntaxes[0] == ts)
+                {
+                    proposals.push(Proposal {
+                        abstract_syntax: row.sop_class_uid.clone(),
+                        transfer_syntaxes: vec![ts.to_string()],
+                    });
+                }
+            }
+        }
+        let mut assoc = None;
+        for (at, row) in rows.iter().enumerate() {
+            let outgoing = match self.prepare_row(row).await {
+                Ok(outgoing) => outgoing,
+                Err(attempt) => {
+                    self.record(row, attempt, &mut tally).await;
+                    continue;
+                }
+            };
+            if assoc.is_none() {
+                match ScuAssociation::connect(&self.address, &self.scu, &proposals).await {
+                    Ok(connected) => assoc = Some(connected),
+                    Err(e) => {
+                        let reason = format!("cannot reach the gateway: {e}");
+                        for rest in &rows[at..] {
+                            self.record(rest, Attempt::Transient(reason.clone()), &mut tally)
+                                .await;
+                        }
+                        break;
+                    }
+                }
+            }
+            let Some(connected) = assoc.as_mut() else {
+                break;
+            };
+            crate::failpoint::hit("forward.before-send").await;
+            let sent = connected
+                .store(
+                    &outgoing.sop_class,
+                    &outgoing.sop_instance,
+                    &outgoing.transfer_syntax,
+                    std::io::Cursor::new(&outgoing.data[..]),
+                )
+                .await;
+            let attempt = match sent {
+                Ok(rsp) => classify(rsp.status, rsp.error_comment.as_deref()),
+                Err(e) => {
+                    // The association is gone: this try failed; the rest were not
+                    // tried and are due again at once.
+                    self.record(
+                        row,
+                        Attempt::Transient(format!("transfer failed: {e}")),
+                        &mut tally,
+                    )
+                    .await;
+                    let untried: Vec<i64> = rows[at + 1..].iter().map(|r| r.id).collect();
+                    if let Err(e) = self.outbox.unclaim(&untried).await {
+                        warn!(error = %e, "cannot return untried instances to the queue");
+                    }
+                    assoc = None;
+                    break;
+                }
+            };
+            if attempt == Attempt::Delivered {
+                tally.bytes += outgoing.data.len();
+                crate::failpoint::hit("forward.after-gateway-success").await;
+            }
+            self.record(row, attempt, &mut tally).await;
+        }
+        if let Some(connected) = assoc {
+            let _ = connected.release().await;
+        }
+        info!(
+            delivered = tally.delivered,
+            refused = tally.refused,
+            retrying = tally.retrying,
+            dead = tally.dead,
+            held = tally.held,
+            bytes = tally.bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "forwarded a batch to the gateway"
+        );
+    }
+
     /// Records the result of a try.
-    async fn record(&self, row: &Claimed, attempt: Attempt) {
+    async fn record(&self, row: &Claimed, attempt: Attempt, tally: &mut Tally) {
         let tries = row.attempts + 1;
         let result = match &attempt {
             Attempt::Delivered => {
-                debug!(id = row.id, "delivered");
+                tally.delivered += 1;
+                debug!(id = row.id, version = row.version, "delivered");
                 self.outbox.delivered(row.id).await
             }
+            Attempt::Refused(reason) => {
+                tally.refused += 1;
+                info!(
+                    id = row.id,
+                    version = row.version,
+                    reason,
+                    "the gateway keeps another version of this instance"
+                );
+                self.outbox.refused(row.id, reason).await
+            }
             Attempt::Transient(reason) if tries < i64::from(self.settings.max_attempts) => {
+                tally.retrying += 1;
                 let delay = backoff(&self.settings, tries);
                 info!(id = row.id, tries, retry_in = ?delay, reason, "send failed; will retry");
                 self.outbox
@@ -152,7 +314,13 @@ impl Forwarder {
                     )
                     .await
             }
+            Attempt::Held(reason) => {
+                tally.held += 1;
+                warn!(id = row.id, reason, "instance held at the client");
+                self.outbox.held(row.id, reason).await
+            }
             Attempt::Transient(reason) | Attempt::Permanent(reason) => {
+                tally.dead += 1;
                 warn!(
                     id = row.id,
                     tries, reason, "instance moved to the dead letters"
@@ -165,38 +333,42 @@ impl Forwarder {
         }
     }
 
-    /// One try: de-identify, seal, send.
-    pub async fn send(&self, row: &Claimed) -> Attempt {
-        let prepared = {
-            let (path, ring, facility, options) = (
-                row.spool_path.clone(),
-                self.ring.clone(),
-                self.facility.clone(),
-                self.options.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                prepare(Path::new(&path), &ring, &facility, &options)
-            })
-            .await
+    /// De-identifies and seals one spooled instance on a blocking thread, after the
+    /// pixel screening (which may hold it back, or clean it).
+    async fn prepare_row(&self, row: &Claimed) -> Result<Outgoing, Attempt> {
+        let released = match self.outbox.released(row.id).await {
+            Ok(released) => released,
+            Err(e) => return Err(Attempt::Transient(format!("cannot read the outbox: {e}"))),
         };
-        let outgoing = match prepared {
-            Ok(Ok(outgoing)) => outgoing,
-            Ok(Err(reason)) => return Attempt::Permanent(reason),
-            Err(e) => return Attempt::Transient(format!("preparation task failed: {e}")),
-        };
-        if outgoing.burned_in_annotation {
-            warn!(
-                id = row.id,
-                "Burned In Annotation = YES: pixel data may show identifying text"
-            );
+        let (path, ring, facility, options, pixels) = (
+            row.spool_path.clone(),
+            self.ring.clone(),
+            self.facility.clone(),
+            self.options.clone(),
+            self.pixels.clone(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            let screen = |file| pixels.screen(file, released);
+            prepare(Path::new(&path), &ring, &facility, &options, screen)
+        })
+        .await;
+        match prepared {
+            Ok(Ok(Prepared::Send(outgoing))) => Ok(outgoing),
+            Ok(Ok(Prepared::Held(reason))) => Err(Attempt::Held(reason)),
+            Ok(Err(reason)) => Err(Attempt::Permanent(reason)),
+            Err(e) => Err(Attempt::Transient(format!("preparation task failed: {e}"))),
         }
-        self.deliver(&outgoing).await
     }
 
-    async fn deliver(&self, out: &Outgoing) -> Attempt {
+    /// One try of one row on its own association (used by tests and tools).
+    pub async fn send(&self, row: &Claimed) -> Attempt {
+        let outgoing = match self.prepare_row(row).await {
+            Ok(outgoing) => outgoing,
+            Err(attempt) => return attempt,
+        };
         let proposal = Proposal {
-            abstract_syntax: out.sop_class.clone(),
-            transfer_syntaxes: vec![out.transfer_syntax.clone()],
+            abstract_syntax: outgoing.sop_class.clone(),
+            transfer_syntaxes: vec![outgoing.transfer_syntax.clone()],
         };
         let mut assoc = match ScuAssociation::connect(&self.address, &self.scu, &[proposal]).await {
             Ok(assoc) => assoc,
@@ -204,10 +376,10 @@ impl Forwarder {
         };
         let sent = assoc
             .store(
-                &out.sop_class,
-                &out.sop_instance,
-                &out.transfer_syntax,
-                std::io::Cursor::new(&out.data[..]),
+                &outgoing.sop_class,
+                &outgoing.sop_instance,
+                &outgoing.transfer_syntax,
+                std::io::Cursor::new(&outgoing.data[..]),
             )
             .await;
         let _ = assoc.release().await;
@@ -218,8 +390,12 @@ impl Forwarder {
     }
 }
 
-/// Success and warnings are delivered; resource shortages and processing failures
-/// are worth retrying; anything else is a refusal that retrying will not fix.
+/// Explicit VR Little Endian.
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// Success and warnings are delivered, except the gateway's answers that it keeps
+/// another version (duplicate policy); resource shortages and processing failures are
+/// worth retrying; anything else is a refusal that retrying will not fix.
 fn classify(status: Status, comment: Option<&str>) -> Attempt {
     let describe = || {
         format!(
@@ -227,6 +403,17 @@ fn classify(status: Status, comment: Option<&str>) -> Attempt {
             comment.map(|c| format!(": {c}")).unwrap_or_default()
         )
     };
+    if matches!(
+        status,
+        Status::DuplicateSopInstance | Status::ElementsDiscarded
+    ) {
+        // 0x0111: duplicate policy "reject"; 0xB006: "keep-first" (the gateway kept
+        // the version it had).
+        return Attempt::Refused(format!(
+            "the gateway keeps another version of this instance (its duplicate policy): {}",
+            describe()
+        ));
+    }
     if status.is_success() || status.is_warning() {
         return Attempt::Delivered;
     }
@@ -264,38 +451,56 @@ pub struct Outgoing {
     pub burned_in_annotation: bool,
 }
 
-/// Reads a spooled instance, de-identifies and seals it, and encodes the data set in
-/// its original transfer syntax.
+/// What [`prepare`] made of a spooled instance.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Ready to send.
+    Send(Outgoing),
+    /// Kept back by the pixel screening, with the reason.
+    Held(String),
+}
+
+/// Reads a spooled instance, lets `screen` (the pixel screening) hold or clean it,
+/// de-identifies and seals it, and encodes the data set in its original transfer
+/// syntax (Explicit VR Little Endian when its pixels were cleaned).
 pub fn prepare(
     path: &Path,
     ring: &KeyRing,
     facility: &str,
     options: &phi::profile::Options,
-) -> Result<Outgoing, String> {
+    screen: impl FnOnce(dicom_object::DefaultDicomObject) -> crate::pixels::Screened,
+) -> Result<Prepared, String> {
     let file = OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| format!("cannot read spooled instance: {e}"))?;
-    let transfer_syntax = file
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_string();
     let sop_class = file
         .meta()
         .media_storage_sop_class_uid()
         .trim_end_matches('\0')
         .to_string();
-    let original: InMemDicomObject = file.into_inner();
-    let deid = phi::deid::deidentify(&original, ring, facility, options)
+    let (original, transfer_syntax, cleaned): (InMemDicomObject, String, bool) = match screen(file)
+    {
+        crate::pixels::Screened::Forward {
+            object,
+            transfer_syntax,
+            cleaned,
+        } => (object, transfer_syntax, cleaned),
+        crate::pixels::Screened::Held(reason) => return Ok(Prepared::Held(reason)),
+    };
+    let options = phi::profile::Options {
+        clean_pixel_data: cleaned || crate::pixels::declares_clean_pixels(&original),
+        ..options.clone()
+    };
+    let deid = phi::deid::deidentify(&original, ring, facility, &options)
         .map_err(|e| format!("cannot de-identify: {e}"))?;
     let data = encode(&deid.object, &transfer_syntax)?;
-    Ok(Outgoing {
+    Ok(Prepared::Send(Outgoing {
         sop_class,
         sop_instance: deid.sop_instance_uid,
         transfer_syntax,
         data,
         burned_in_annotation: deid.burned_in_annotation,
-    })
+    }))
 }
 
 /// Encodes a data set (no meta) in `transfer_syntax`.
@@ -345,7 +550,15 @@ mod tests {
             Attempt::Transient(_)
         ));
         assert!(
-            matches!(classify(Status::DuplicateSopInstance, Some("different")), Attempt::Permanent(r) if r.contains("different"))
+            matches!(classify(Status::DuplicateSopInstance, Some("different")), Attempt::Refused(r) if r.contains("different"))
+        );
+        assert!(matches!(
+            classify(Status::ElementsDiscarded, Some("kept")),
+            Attempt::Refused(_)
+        ));
+        assert_eq!(
+            classify(Status::DataSetDoesNotMatchSopClassWarning, None),
+            Attempt::Delivered
         );
         assert!(matches!(
             classify(Status::NotAuthorized, None),

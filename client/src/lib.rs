@@ -2,7 +2,7 @@
 //!
 //! Owns the edge SCP modalities store to ([`edge`], whose modalities and sharing rules
 //! follow the config file while serving: [`reload`]), the durable spool and outbox
-//! ([`outbox`]), the sharing rules ([`rules`]), the local store retention ([`retention`]), the de-identifying forwarder to the
+//! ([`outbox`]), the sharing rules ([`rules`]), pixel privacy (burned-in text: hold, clean, OCR; [`pixels`]), the local store retention ([`retention`]), the de-identifying forwarder to the
 //! central gateway ([`forward`]), the facility key file ([`keyfile`]), the clinician's
 //! query/retrieve ([`query`], [`retrieve`], [`credentials`]), the viewer proxy on the edge port ([`viewer`]), local administration of modalities and
 //! rules in the config file ([`local_admin`]), the facility admin CLI for the gateway's admin
@@ -15,12 +15,15 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod datadir;
 pub mod edge;
 pub mod exit;
+pub mod failpoint;
 pub mod forward;
 pub mod keyfile;
 pub mod local_admin;
 pub mod outbox;
+pub mod pixels;
 pub mod query;
 pub mod reload;
 pub mod retention;

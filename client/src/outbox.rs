@@ -1,6 +1,13 @@
-//! The outbox: one row per received instance, in the client's SQLite database
-//! (WAL, synchronous FULL). A row is committed before the modality hears success;
-//! the forwarder claims due rows, and records delivery, retry or dead letter.
+//! The outbox: one row per received VERSION of an instance, in the client's SQLite
+//! database (WAL, synchronous FULL). A row is committed before the modality hears
+//! success; the forwarder claims due rows, and records delivery, retry, refusal or
+//! dead letter.
+//!
+//! A modality may send the same SOP Instance UID again with other content (a
+//! correction): that is a new version with its own spool file, sent after the earlier
+//! ones, in order of receipt. A row is marked delivered only for the bytes it holds;
+//! the gateway's duplicate policy decides which version it keeps, and the rows say so
+//! (`delivered`, `refused`, `superseded`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +35,15 @@ pub enum State {
     Local,
     /// Gave up after the configured tries, or refused for good.
     Dead,
+    /// The gateway's duplicate policy declined this version: it keeps another version
+    /// of the same instance.
+    Refused,
+    /// An older version that a newer one replaced (at the gateway, or in the local
+    /// store for local-only instances).
+    Superseded,
+    /// Kept back by the pixel screening (burned-in text); the reason is in
+    /// `last_error` until a person releases it or keeps it local.
+    Held,
 }
 
 impl State {
@@ -39,6 +55,9 @@ impl State {
             State::Delivered => "delivered",
             State::Local => "local",
             State::Dead => "dead",
+            State::Refused => "refused",
+            State::Superseded => "superseded",
+            State::Held => "held",
         }
     }
 }
@@ -81,18 +100,73 @@ pub struct Claimed {
     pub sop_instance_uid: String,
     /// Tries so far (before this one).
     pub attempts: i64,
+    /// Version of the instance (1 for the first received).
+    pub version: i64,
+    /// SOP Class UID.
+    pub sop_class_uid: String,
+    /// Transfer syntax of the spooled data set.
+    pub transfer_syntax: String,
 }
 
 /// What `insert` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
-    /// A new row.
+    /// The first version of an instance.
     New,
-    /// The same instance with the same bytes was already there: nothing changed.
+    /// The latest version of this instance has the same bytes: nothing changed.
     Identical,
-    /// The same SOP Instance UID with different bytes: the row now points to the new
-    /// spool file and is due again.
-    Replaced,
+    /// The same SOP Instance UID with different bytes: a new version (its number),
+    /// sent after the earlier ones.
+    NewVersion(i64),
+}
+
+/// A row in a listing (`status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listed {
+    /// Row id (for `retry ID`).
+    pub id: i64,
+    /// Original SOP Instance UID.
+    pub sop_instance_uid: String,
+    /// Version of the instance.
+    pub version: i64,
+    /// Tries so far.
+    pub attempts: i64,
+    /// Why (last error, refusal reason).
+    pub reason: String,
+}
+
+/// Where one study is (`status --studies`), counted in instances (SOP Instance UIDs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StudyLocation {
+    /// Original Study Instance UID.
+    pub study_uid: String,
+    /// Instances the gateway holds (some version delivered).
+    pub at_gateway: i64,
+    /// Instances kept local-only.
+    pub local: i64,
+    /// Versions waiting to be sent (pending or being sent).
+    pub waiting: i64,
+    /// Versions the gateway's duplicate policy refused.
+    pub refused: i64,
+    /// Versions held at this client (burned-in text).
+    pub held: i64,
+    /// Dead letters.
+    pub dead: i64,
+}
+
+impl StudyLocation {
+    /// `gateway`, `local-only`, `both`, `pending`, `held` (nothing sent, something
+    /// held for burned-in text), or `failed` (nothing stored anywhere, nothing waiting).
+    pub fn location(&self) -> &'static str {
+        match (self.at_gateway > 0, self.local > 0) {
+            (true, true) => "both",
+            (true, false) => "gateway",
+            (false, true) => "local-only",
+            (false, false) if self.waiting > 0 => "pending",
+            (false, false) if self.held > 0 => "held",
+            (false, false) => "failed",
+        }
+    }
 }
 
 /// Handle on the client database.
@@ -126,14 +200,20 @@ impl Outbox {
         self.pool.close().await;
     }
 
-    /// Records a received instance (committed when this returns). Each step is one
-    /// autocommit statement, so no transaction ever upgrades from read to write
-    /// (which SQLite in WAL mode may refuse without waiting).
-    pub async fn insert(&self, e: &NewEntry) -> Result<Inserted, sqlx::Error> {
-        let inserted = sqlx::query(
-            "INSERT INTO outbox (sop_instance_uid, sop_class_uid, study_uid, transfer_syntax, modality, \
+    /// Records a received version of an instance (committed when this returns). The
+    /// version number and the "same bytes as the latest version" check are computed in
+    /// the one INSERT statement, so concurrent receptions of one SOP Instance UID cannot
+    /// race. A new local-only version supersedes an earlier local-only one (the local
+    /// store keeps the latest); its spool path is returned for removal.
+    pub async fn insert(&self, e: &NewEntry) -> Result<(Inserted, Vec<String>), sqlx::Error> {
+        let row = sqlx::query(
+            "INSERT INTO outbox (sop_instance_uid, version, sop_class_uid, study_uid, transfer_syntax, modality, \
              study_description, calling_ae, spool_path, sha256, size_bytes, received_at, state) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (sop_instance_uid) DO NOTHING",
+             SELECT ?1, next.version, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 \
+             FROM (SELECT COALESCE(MAX(version), 0) + 1 AS version FROM outbox WHERE sop_instance_uid = ?1) AS next \
+             WHERE NOT EXISTS (SELECT 1 FROM outbox l WHERE l.sop_instance_uid = ?1 AND l.sha256 = ?9 \
+               AND l.version = next.version - 1) \
+             RETURNING id, version",
         )
         .bind(&e.sop_instance_uid)
         .bind(&e.sop_class_uid)
@@ -147,32 +227,31 @@ impl Outbox {
         .bind(e.size_bytes)
         .bind(now_millis())
         .bind(e.state.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(Inserted::New);
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok((Inserted::Identical, Vec::new()));
+        };
+        let (id, version): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if version == 1 {
+            return Ok((Inserted::New, Vec::new()));
         }
-        let replaced = sqlx::query(
-            "UPDATE outbox SET spool_path = ?2, sha256 = ?3, size_bytes = ?4, transfer_syntax = ?5, \
-             state = ?6, attempts = 0, next_attempt_at = 0, last_error = NULL, received_at = ?7 \
-             WHERE sop_instance_uid = ?1 AND sha256 <> ?3",
-        )
-        .bind(&e.sop_instance_uid)
-        .bind(&e.spool_path)
-        .bind(&e.sha256)
-        .bind(e.size_bytes)
-        .bind(&e.transfer_syntax)
-        .bind(e.state.as_str())
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(if replaced == 1 {
-            Inserted::Replaced
-        } else {
-            Inserted::Identical
-        })
+        let mut superseded = Vec::new();
+        if e.state == State::Local {
+            let rows = sqlx::query(
+                "UPDATE outbox SET state = 'superseded', purged_at = ?3 \
+                 WHERE sop_instance_uid = ?1 AND id < ?2 AND state = 'local' RETURNING spool_path",
+            )
+            .bind(&e.sop_instance_uid)
+            .bind(id)
+            .bind(now_millis())
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                superseded.push(r.try_get(0)?);
+            }
+        }
+        Ok((Inserted::NewVersion(version), superseded))
     }
 
     /// After a crash, rows left "sending" are due again (the gateway answers a
@@ -184,11 +263,15 @@ impl Outbox {
         Ok(done.rows_affected())
     }
 
-    /// Claims up to `limit` due rows (pending and past their backoff).
+    /// Claims up to `limit` due rows (pending and past their backoff), oldest first. A
+    /// version is not due while an earlier version of the same instance is waiting or
+    /// being sent, so versions reach the gateway in order of receipt.
     pub async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
         let rows = sqlx::query(
-            "UPDATE outbox SET state = 'sending' WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' \
-             AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2) RETURNING id, spool_path, sop_instance_uid, attempts",
+            "UPDATE outbox SET state = 'sending' WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending' \
+             AND o.next_attempt_at <= ?1 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.sop_instance_uid = o.sop_instance_uid \
+             AND e.id < o.id AND e.state IN ('pending', 'sending')) ORDER BY o.id LIMIT ?2) \
+             RETURNING id, spool_path, sop_instance_uid, attempts, version, sop_class_uid, transfer_syntax",
         )
         .bind(now_millis())
         .bind(limit)
@@ -201,18 +284,55 @@ impl Outbox {
                     spool_path: r.try_get(1)?,
                     sop_instance_uid: r.try_get(2)?,
                     attempts: r.try_get(3)?,
+                    version: r.try_get(4)?,
+                    sop_class_uid: r.try_get(5)?,
+                    transfer_syntax: r.try_get(6)?,
                 })
             })
             .collect()
     }
 
-    /// The gateway has it.
+    /// The gateway stored (or already held) exactly this version: it is delivered,
+    /// and an earlier delivered version of the same instance with other bytes is now
+    /// superseded (the gateway replaced it). One transaction.
     pub async fn delivered(&self, id: i64) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, last_error = NULL, attempts = attempts + 1 WHERE id = ?1")
             .bind(id)
             .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE outbox SET state = 'superseded', last_error = 'replaced at the gateway by version ' || \
+             (SELECT version FROM outbox WHERE id = ?1) WHERE state = 'delivered' AND id <> ?1 \
+             AND sop_instance_uid = (SELECT sop_instance_uid FROM outbox WHERE id = ?1) \
+             AND sha256 <> (SELECT sha256 FROM outbox WHERE id = ?1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// The gateway's duplicate policy declined this version (it keeps another one).
+    pub async fn refused(&self, id: i64, reason: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE outbox SET state = 'refused', last_error = ?2, attempts = attempts + 1 WHERE id = ?1")
+            .bind(id)
+            .bind(reason)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Gives claimed rows back untried (the association went away before their turn):
+    /// due again now, no try counted.
+    pub async fn unclaim(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
+        for id in ids {
+            sqlx::query("UPDATE outbox SET state = 'pending' WHERE id = ?1 AND state = 'sending'")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
@@ -237,15 +357,29 @@ impl Outbox {
         Ok(())
     }
 
-    /// Makes dead letters (all, or one) due again now. Returns how many.
+    /// Makes dead letters due again now: all of them (`None`), or the row `id`,
+    /// which may also be a delivered or refused row if it is the latest version of its
+    /// instance (sending it again is harmless: the gateway answers an identical
+    /// instance with success). Returns how many rows are due again.
     pub async fn retry(&self, id: Option<i64>) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0 WHERE state = 'dead' AND (?1 IS NULL OR id = ?1)",
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0 WHERE \
+             (?1 IS NULL AND state = 'dead') OR (id = ?1 AND (state = 'dead' OR (state IN ('delivered', 'refused') \
+             AND version = (SELECT MAX(version) FROM outbox m WHERE m.sop_instance_uid = outbox.sop_instance_uid))))",
         )
         .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// State and version of row `id`, if it exists.
+    pub async fn row_state(&self, id: i64) -> Result<Option<(String, i64)>, sqlx::Error> {
+        let row = sqlx::query("SELECT state, version FROM outbox WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     /// Sets or clears the per-study sharing flag, and re-routes the study's rows that
@@ -308,30 +442,86 @@ impl Outbox {
         row.try_get(0)
     }
 
-    /// Dead letters: id, SOP Instance UID, tries, reason.
-    pub async fn dead_letters(&self) -> Result<Vec<(i64, String, i64, String)>, sqlx::Error> {
-        let rows = sqlx::query("SELECT id, sop_instance_uid, attempts, COALESCE(last_error, '') FROM outbox WHERE state = 'dead' ORDER BY id")
+    /// Dead letters, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<Listed>, sqlx::Error> {
+        self.listed(State::Dead).await
+    }
+
+    /// Rows in `state` with their reasons, oldest first.
+    pub async fn listed(&self, state: State) -> Result<Vec<Listed>, sqlx::Error> {
+        self.listed_state(state.as_str()).await
+    }
+
+    /// Rows whose stored state is `state`, with their reasons, oldest first.
+    pub async fn listed_state(&self, state: &str) -> Result<Vec<Listed>, sqlx::Error> {
+        let rows = sqlx::query("SELECT id, sop_instance_uid, version, attempts, COALESCE(last_error, '') FROM outbox WHERE state = ?1 ORDER BY id")
+            .bind(state)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| {
+                Ok(Listed {
+                    id: r.try_get(0)?,
+                    sop_instance_uid: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                    attempts: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                })
+            })
             .collect()
     }
 
-    /// State of the row for an instance.
+    /// State of the latest version of an instance.
     pub async fn state_of(&self, sop_instance_uid: &str) -> Result<Option<String>, sqlx::Error> {
-        let row = sqlx::query("SELECT state FROM outbox WHERE sop_instance_uid = ?1")
-            .bind(sop_instance_uid)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT state FROM outbox WHERE sop_instance_uid = ?1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(sop_instance_uid)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
-    /// Delivered rows whose local copy is older than `before` and still on disk:
-    /// id and spool path.
+    /// State and reason of each row id in `ids` (missing ids are left out).
+    pub async fn states_of(&self, ids: &[i64]) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT id, state, COALESCE(last_error, '') FROM outbox WHERE id IN ({marks})"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The row holding the latest version of an instance: id and state.
+    pub async fn latest(
+        &self,
+        sop_instance_uid: &str,
+    ) -> Result<Option<(i64, String)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT id, state FROM outbox WHERE sop_instance_uid = ?1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(sop_instance_uid)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Delivered (or delivered, then superseded at the gateway) rows whose local copy
+    /// is older than `before` and still on disk: id and spool path. Refused versions
+    /// are never purged: the local copy is their only copy.
     pub async fn purgeable(&self, before: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT id, spool_path FROM outbox WHERE state = 'delivered' AND purged_at IS NULL AND delivered_at < ?1 LIMIT 1000",
+            "SELECT id, spool_path FROM outbox WHERE state IN ('delivered', 'superseded') AND purged_at IS NULL \
+             AND delivered_at < ?1 LIMIT 1000",
         )
         .bind(before)
         .fetch_all(&self.pool)
@@ -351,16 +541,33 @@ impl Outbox {
         Ok(())
     }
 
-    /// Per study: instances delivered to the gateway and instances kept local only.
-    pub async fn study_locations(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    /// Per study: instances the gateway holds, instances kept local-only, and the
+    /// versions waiting, refused by the gateway's duplicate policy, or dead.
+    pub async fn study_locations(&self) -> Result<Vec<StudyLocation>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT study_uid, SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN state = 'local' THEN 1 ELSE 0 END) FROM outbox GROUP BY study_uid ORDER BY study_uid",
+            "SELECT study_uid, \
+             COUNT(DISTINCT CASE WHEN state = 'delivered' THEN sop_instance_uid END), \
+             COUNT(DISTINCT CASE WHEN state = 'local' THEN sop_instance_uid END), \
+             SUM(CASE WHEN state IN ('pending', 'sending') THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN state = 'refused' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN state = 'held' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) \
+             FROM outbox GROUP BY study_uid ORDER BY study_uid",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(|r| {
+                Ok(StudyLocation {
+                    study_uid: r.try_get(0)?,
+                    at_gateway: r.try_get(1)?,
+                    local: r.try_get(2)?,
+                    waiting: r.try_get(3)?,
+                    refused: r.try_get(4)?,
+                    held: r.try_get(5)?,
+                    dead: r.try_get(6)?,
+                })
+            })
             .collect()
     }
 
@@ -394,6 +601,190 @@ impl Outbox {
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+}
+
+/// A held instance, as `status` and `held list` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRow {
+    /// Outbox id.
+    pub id: i64,
+    /// Original SOP Instance UID.
+    pub sop_instance_uid: String,
+    /// Original Study Instance UID.
+    pub study_uid: String,
+    /// Modality.
+    pub modality: Option<String>,
+    /// Spool file.
+    pub spool_path: String,
+    /// When it was received, ms since the epoch.
+    pub received_at: i64,
+    /// Why it is held.
+    pub reason: String,
+}
+
+/// A decision about a held instance, from the local audit table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PixelAuditRow {
+    /// When, ms since the epoch.
+    pub at: i64,
+    /// Operating-system user who decided.
+    pub os_user: String,
+    /// `release` or `keep-local`.
+    pub action: String,
+    /// Outbox id.
+    pub outbox_id: i64,
+    /// Original SOP Instance UID.
+    pub sop_instance_uid: String,
+    /// The hold reason at that moment.
+    pub reason: String,
+}
+
+/// Pixel privacy: held instances and the decisions about them (migration 0004).
+impl Outbox {
+    /// The pixel screening kept this claimed row back, for `reason`.
+    pub async fn held(&self, id: i64, reason: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'held', last_error = ?2, attempts = attempts + 1 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Held instances, oldest first.
+    pub async fn held_instances(&self) -> Result<Vec<HeldRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, sop_instance_uid, study_uid, modality, spool_path, received_at, COALESCE(last_error, '') \
+             FROM outbox WHERE state = 'held' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HeldRow {
+                    id: r.try_get(0)?,
+                    sop_instance_uid: r.try_get(1)?,
+                    study_uid: r.try_get(2)?,
+                    modality: r.try_get(3)?,
+                    spool_path: r.try_get(4)?,
+                    received_at: r.try_get(5)?,
+                    reason: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a person released this row, for the bytes it holds now.
+    pub async fn released(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT 1 FROM pixel_releases r JOIN outbox o ON o.id = r.outbox_id AND o.sha256 = r.sha256 \
+             WHERE r.outbox_id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// A person releases a held row to be sent as it is: due now, marked released
+    /// for its current bytes, audited. `None` when `id` is not held.
+    pub async fn release_held(
+        &self,
+        id: i64,
+        os_user: &str,
+    ) -> Result<Option<HeldRow>, sqlx::Error> {
+        self.decide_held(id, os_user, "release", "pending").await
+    }
+
+    /// A person keeps a held row local-only, audited. `None` when `id` is not held.
+    pub async fn keep_held_local(
+        &self,
+        id: i64,
+        os_user: &str,
+    ) -> Result<Option<HeldRow>, sqlx::Error> {
+        self.decide_held(id, os_user, "keep-local", "local").await
+    }
+
+    async fn decide_held(
+        &self,
+        id: i64,
+        os_user: &str,
+        action: &str,
+        state: &str,
+    ) -> Result<Option<HeldRow>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // The write comes first, so the transaction never upgrades from read to write.
+        let Some(row) = sqlx::query(
+            "UPDATE outbox SET state = ?2, attempts = 0, next_attempt_at = 0 WHERE id = ?1 AND state = 'held' \
+             RETURNING id, sop_instance_uid, study_uid, modality, spool_path, received_at, COALESCE(last_error, ''), sha256",
+        )
+        .bind(id)
+        .bind(state)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let held = HeldRow {
+            id: row.try_get(0)?,
+            sop_instance_uid: row.try_get(1)?,
+            study_uid: row.try_get(2)?,
+            modality: row.try_get(3)?,
+            spool_path: row.try_get(4)?,
+            received_at: row.try_get(5)?,
+            reason: row.try_get(6)?,
+        };
+        let sha256: String = row.try_get(7)?;
+        let now = now_millis();
+        if action == "release" {
+            sqlx::query(
+                "INSERT INTO pixel_releases (outbox_id, sha256, released_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (outbox_id) DO UPDATE SET sha256 = excluded.sha256, released_at = excluded.released_at",
+            )
+            .bind(id)
+            .bind(&sha256)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO pixel_audit (at, os_user, action, outbox_id, sop_instance_uid, reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(now)
+        .bind(os_user)
+        .bind(action)
+        .bind(id)
+        .bind(&held.sop_instance_uid)
+        .bind(&held.reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(held))
+    }
+
+    /// The local audit of held-instance decisions, newest first.
+    pub async fn pixel_audit(&self) -> Result<Vec<PixelAuditRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT at, os_user, action, outbox_id, sop_instance_uid, reason FROM pixel_audit ORDER BY id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PixelAuditRow {
+                    at: r.try_get(0)?,
+                    os_user: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    outbox_id: r.try_get(3)?,
+                    sop_instance_uid: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                })
+            })
             .collect()
     }
 }

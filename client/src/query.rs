@@ -319,10 +319,10 @@ pub async fn find_studies(
     login: &Login,
     filter: &StudyFilter,
 ) -> anyhow::Result<Vec<StudyRow>> {
-    if let Some(date) = &filter.date {
-        if !valid_date_range(date) {
-            bail!("--date {date:?}: use YYYYMMDD, YYYYMMDD-YYYYMMDD, YYYYMMDD- or -YYYYMMDD");
-        }
+    if let Some(date) = &filter.date
+        && !valid_date_range(date)
+    {
+        bail!("--date {date:?}: use YYYYMMDD, YYYYMMDD-YYYYMMDD, YYYYMMDD- or -YYYYMMDD");
     }
     let facility = config.facility()?;
     let identifier = filter.identifier(ring)?;
@@ -341,7 +341,7 @@ pub async fn find_studies(
         .study_locations()
         .await?
         .into_iter()
-        .map(|(uid, delivered, local)| (uid, (delivered, local)))
+        .map(|l| (l.study_uid, (l.at_gateway, l.local)))
         .collect();
     let mut rows = Vec::new();
     for bytes in &found.matches {

@@ -46,7 +46,7 @@ fn matches(rule: &Rule, facts: Facts<'_>) -> bool {
 }
 
 /// `*` and `?` wildcard match over characters.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {

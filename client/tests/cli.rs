@@ -418,12 +418,28 @@ async fn send_imports_a_folder_and_reports() {
     let good: Vec<PathBuf> = (1..=3)
         .map(|i| write_instance(&cd.join("series"), &patient(10), 10, i, "CT chest"))
         .collect();
-    let garbage = cd.join("garbage.dcm");
+    // What a CD carries besides images: skipped and counted, not failures.
     let noise: Vec<u8> = (0..400u32).map(|i| (i * 37 % 251) as u8).collect();
-    std::fs::write(&garbage, noise).unwrap();
+    std::fs::write(cd.join("README.TXT"), b"Patient CD\r\n").unwrap();
+    std::fs::write(cd.join("AUTORUN.INF"), b"[autorun]\r\n").unwrap();
+    std::fs::write(cd.join("garbage.dcm"), &noise).unwrap();
+    let mut dicomdir = vec![0u8; 128];
+    dicomdir.extend_from_slice(b"DICM");
+    std::fs::write(cd.join("DICOMDIR"), &dicomdir).unwrap();
+    // A Part-10 file whose content is broken: refused, by path, with the reason.
+    let mut broken = vec![0u8; 128];
+    broken.extend_from_slice(b"DICM");
+    broken.extend_from_slice(&noise);
+    let broken_path = cd.join("series").join("broken.dcm");
+    std::fs::write(&broken_path, broken).unwrap();
 
     let run = pacs(cwd, Some(&file), &["send", cd.to_str().unwrap()], None).await;
     assert_eq!(run.code(), Some(1), "something failed:\n{}", run.show());
+    assert!(
+        run.stdout.contains("skipped 4 non-DICOM file(s)"),
+        "README, AUTORUN.INF, garbage and DICOMDIR are skipped and counted:\n{}",
+        run.show()
+    );
     assert_eq!(summary(&run, "sent"), 3, "{}", run.show());
     assert_eq!(
         summary(&run, "("),
@@ -441,7 +457,7 @@ async fn send_imports_a_folder_and_reports() {
         .collect();
     assert_eq!(refused.len(), 1, "one refused file listed:\n{}", run.show());
     assert!(
-        refused[0].contains("garbage.dcm") && refused[0].split_once(": ").is_some(),
+        refused[0].contains(broken_path.to_str().unwrap()) && refused[0].split_once(": ").is_some(),
         "the refused file is named, with a reason:\n{}",
         run.show()
     );
@@ -785,5 +801,8 @@ fn weak_inputs_are_refused() {
         !out.status.success(),
         "retry of an unknown id reported success"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no dead letter with id 999"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot retry 999: there is no such outbox id")
+    );
 }

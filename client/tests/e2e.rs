@@ -281,15 +281,29 @@ async fn retention_removes_delivered_copies_and_keeps_local_ones() {
     storescu(edge, vec![shared, local]).await;
     assert_eq!(gw.wait_for(1, Duration::from_secs(30)).await, 1);
     let spool = config.data_dir.join("spool");
-    let delivered_copy = spool
-        .join(format!("{UID_ROOT}.1.7"))
-        .join(format!("{UID_ROOT}.3.7.1.dcm"));
-    let local_copy = spool
-        .join(format!("{UID_ROOT}.1.8"))
-        .join(format!("{UID_ROOT}.3.8.1.dcm"));
+    // Spool files are <study>/<sop>.<reception>.dcm: one per received version.
+    let copies = |study: u32, sop: &str| -> usize {
+        std::fs::read_dir(spool.join(format!("{UID_ROOT}.1.{study}")))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.starts_with(&format!("{sop}.")) && name.ends_with(".dcm")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let (delivered_sop, local_sop) = (format!("{UID_ROOT}.3.7.1"), format!("{UID_ROOT}.3.8.1"));
+    assert_eq!(
+        copies(8, &local_sop),
+        1,
+        "the local-only instance is spooled"
+    );
     let mut gone = false;
     for _ in 0..100 {
-        if !delivered_copy.exists() {
+        if copies(7, &delivered_sop) == 0 {
             gone = true;
             break;
         }
@@ -299,8 +313,9 @@ async fn retention_removes_delivered_copies_and_keeps_local_ones() {
         gone,
         "the delivered instance's local copy is removed after retention"
     );
-    assert!(
-        local_copy.exists(),
+    assert_eq!(
+        copies(8, &local_sop),
+        1,
         "a local-only instance is never removed"
     );
     let _ = stop.send(());

@@ -298,13 +298,13 @@ where
             PDataValueType::Data,
         ) if context == id => {
             Tally::add(&assoc.tally.bytes, pdv.data.len() as u64);
-            if let Some(s) = sink.as_mut() {
-                if let Err(outcome) = s.write(&pdv.data).await {
-                    if let Some(s) = sink.take() {
-                        s.discard().await;
-                    }
-                    failed = Some(outcome);
+            if let Some(s) = sink.as_mut()
+                && let Err(outcome) = s.write(&pdv.data).await
+            {
+                if let Some(s) = sink.take() {
+                    s.discard().await;
                 }
+                failed = Some(outcome);
             }
             if !pdv.is_last {
                 return Ok(State::Store {

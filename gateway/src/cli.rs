@@ -182,6 +182,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, config_file: Option<&Path>) -> anyhow::Result<()> {
+    // Held until serve returns: a second serve on this data dir is refused.
+    let _lock = crate::datadir::lock(&config.data_dir)?;
     let app = Application::build_from(config, config_file).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

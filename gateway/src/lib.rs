@@ -22,6 +22,7 @@ pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod db;
 pub mod domain;
 pub mod exit;

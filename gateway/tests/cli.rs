@@ -150,3 +150,51 @@ fn every_subcommand_has_help() {
         );
     }
 }
+
+/// One `serve` per data dir: a second one (other ports) is refused, naming the first.
+#[test]
+fn a_second_serve_on_one_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = {:?}\n[dicom]\ntls_listen = \"127.0.0.1:0\"\nplain_listen = \"127.0.0.1:0\"\n\
+                 [https]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (first_config, second_config) = (config("one.toml"), config("two.toml"));
+    let mut first = Command::new(env!("CARGO_BIN_EXE_pacs-gateway"))
+        .arg("--config")
+        .arg(&first_config)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join("data").join("serve.lock");
+    let pid = first.id().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != pid {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first serve never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = gateway(&second_config, &["serve"]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!second.status.success(), "{}", text(&second));
+    let said = text(&second);
+    assert!(
+        said.contains("another pacs-gateway serve") && said.contains(&format!("pid {pid}")),
+        "the refusal names the running process: {said}"
+    );
+}

@@ -153,6 +153,9 @@ pub struct Options {
     pub retain_device_identity: bool,
     /// Clean Descriptors (descriptions and comments).
     pub clean_descriptors: bool,
+    /// Clean Pixel Data: the caller removed burned-in text from the pixels before
+    /// de-identification (this crate never touches pixel data); only adds the code.
+    pub clean_pixel_data: bool,
 }
 
 impl Default for Options {
@@ -162,6 +165,7 @@ impl Default for Options {
             retain_patient_characteristics: false,
             retain_device_identity: false,
             clean_descriptors: false,
+            clean_pixel_data: false,
         }
     }
 }
@@ -194,6 +198,7 @@ impl Options {
                 self.clean_descriptors,
                 ("113105", "Clean Descriptors Option"),
             ),
+            (self.clean_pixel_data, ("113101", "Clean Pixel Data Option")),
         ];
         std::iter::once(("113100", "Basic Application Confidentiality Profile"))
             .chain(

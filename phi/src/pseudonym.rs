@@ -27,7 +27,7 @@ pub const UID_ROOT: &str = "2.25.";
 /// Hex digits of a blind index (16 bits: deliberately collides sometimes, so the
 /// index alone does not identify a name; the client filters after unsealing).
 pub const BLIND_INDEX_HEX_LEN: usize = 4;
-const _: () = assert!(BLIND_INDEX_HEX_LEN % 2 == 0 && BLIND_INDEX_HEX_LEN <= 64);
+const _: () = assert!(BLIND_INDEX_HEX_LEN.is_multiple_of(2) && BLIND_INDEX_HEX_LEN <= 64);
 
 /// Crockford's base 32: digits and capitals without I, L, O, U.
 const BASE32: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -29,7 +29,7 @@ pub const ENVELOPE_HEADER_LEN: usize = BOUND_HEADER_LEN + NONCE_LEN;
 /// Envelope length minus plaintext length (header and tag): 40, even, so the
 /// envelope of a data set (always of even length) is a valid OB value as it is.
 pub const ENVELOPE_OVERHEAD: usize = ENVELOPE_HEADER_LEN + TAG_LEN;
-const _: () = assert!(ENVELOPE_OVERHEAD % 2 == 0);
+const _: () = assert!(ENVELOPE_OVERHEAD.is_multiple_of(2));
 /// Magic, version and key id: the part of the header repeated in the associated data.
 const BOUND_HEADER_LEN: usize = ENVELOPE_MAGIC.len() + 1 + KEY_ID_LEN;
 

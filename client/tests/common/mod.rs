@@ -48,15 +48,80 @@ pub struct GatewaySide {
     pub port: u16,
 }
 
+/// Where the gateway keeps its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the gateway's data dir.
+    Sqlite,
+    /// A fresh database on the server named by `PACS_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// Declares `mod NAME { sqlite, postgres }` tests running `NAME(Backend)`; the
+/// PostgreSQL variant says SKIPPED when `PACS_TEST_DATABASE_URL` is not set.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if $crate::common::postgres_base_url().is_none() {
+                    eprintln!(
+                        "SKIPPED {}::postgres: PACS_TEST_DATABASE_URL is not set",
+                        stringify!($name)
+                    );
+                    return;
+                }
+                super::$name($crate::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// `PACS_TEST_DATABASE_URL`, if set and not empty.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("PACS_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let base = postgres_base_url().expect("PACS_TEST_DATABASE_URL");
+    let name = format!("pacs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to PACS_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{name}")
+}
+
 impl GatewaySide {
-    /// Prepares (does not start) a strict gateway.
+    /// Prepares (does not start) a strict gateway on SQLite.
     pub async fn prepare() -> GatewaySide {
+        GatewaySide::prepare_on(Backend::Sqlite).await
+    }
+
+    /// Prepares (does not start) a strict gateway with its index on `backend`.
+    pub async fn prepare_on(backend: Backend) -> GatewaySide {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = GatewayConfig {
             data_dir: dir.path().join("gateway"),
             ..GatewayConfig::default()
         };
+        if backend == Backend::Postgres {
+            config.database_url = Some(fresh_postgres_database().await);
+        }
         config.dicom.tls_listen = format!("127.0.0.1:{port}");
         config.dicom.plain_listen = String::new();
         // The admin API on its own ephemeral port (tests run side by side).

@@ -244,11 +244,11 @@ impl ScuAssociation {
             if !rsp.status.is_pending() {
                 return Ok(rsp);
             }
-            if let (Some(data), false) = (data, cancelled) {
-                if on_match(data).is_break() {
-                    self.cancel(context, message_id).await?;
-                    cancelled = true;
-                }
+            if let (Some(data), false) = (data, cancelled)
+                && on_match(data).is_break()
+            {
+                self.cancel(context, message_id).await?;
+                cancelled = true;
             }
         }
     }
@@ -386,13 +386,13 @@ impl ScuAssociation {
                     return Err(e);
                 }
             };
-            if let Some(s) = sink.as_mut() {
-                if let Err(outcome) = s.write(&chunk).await {
-                    if let Some(s) = sink.take() {
-                        s.discard().await;
-                    }
-                    failed = Some(outcome);
+            if let Some(s) = sink.as_mut()
+                && let Err(outcome) = s.write(&chunk).await
+            {
+                if let Some(s) = sink.take() {
+                    s.discard().await;
                 }
+                failed = Some(outcome);
             }
             if last {
                 break;

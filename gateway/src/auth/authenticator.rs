@@ -83,11 +83,11 @@ impl Authenticator {
         peer: IpAddr,
     ) -> Result<User, AuthError> {
         let peer = peer_key(peer);
-        if let Some(count) = self.index.peer_failures(&peer).await? {
-            if count.locked_at(now_millis()) {
-                debug!("peer is locked out");
-                return self.refuse(count.failed_count).await;
-            }
+        if let Some(count) = self.index.peer_failures(&peer).await?
+            && count.locked_at(now_millis())
+        {
+            debug!("peer is locked out");
+            return self.refuse(count.failed_count).await;
         }
         let credentials = match Username::parse(username) {
             Ok(name) => self.index.credentials(&name).await?,

@@ -129,12 +129,11 @@ pub async fn record_changes(
         }
     }
     let mut facility = actor.as_ref().and_then(|a| a.facility);
-    if status.is_success() {
-        if let Some(name) = target.as_deref().and_then(|n| FacilityName::parse(n).ok()) {
-            if let Ok(Some(f)) = state.index.facility_by_name(&name).await {
-                facility = Some(f.id);
-            }
-        }
+    if status.is_success()
+        && let Some(name) = target.as_deref().and_then(|n| FacilityName::parse(n).ok())
+        && let Ok(Some(f)) = state.index.facility_by_name(&name).await
+    {
+        facility = Some(f.id);
     }
     if let Some(actor) = actor {
         event = event.user(actor.username);

@@ -310,16 +310,15 @@ fn number(
 
 fn parse_filter(q: StudiesQuery) -> Result<(StudyFilter, i64, i64), ApiError> {
     let modality = given(q.modality);
-    if let Some(m) = &modality {
-        if m.len() > 16
+    if let Some(m) = &modality
+        && (m.len() > 16
             || !m
                 .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(ApiError::bad_request(
-                "modality must be 1 to 16 of A-Z, 0-9 and _ (e.g. CT)",
-            ));
-        }
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        return Err(ApiError::bad_request(
+            "modality must be 1 to 16 of A-Z, 0-9 and _ (e.g. CT)",
+        ));
     }
     let filter = StudyFilter {
         patient_id: text_filter(q.patient_id, "patient_id")?,

@@ -66,7 +66,7 @@ pub async fn serve(
                 Ok((stream, peer)) if connections.len() >= max_connections => {
                     // Logged for the first refusal and then every 1000th, so that a
                     // flood does not flood the log too.
-                    if turned_away % 1000 == 0 {
+                    if turned_away.is_multiple_of(1000) {
                         warn!(%peer, max_connections, refused_so_far = turned_away + 1,
                             "too many HTTPS connections; closing new ones until some end");
                     }

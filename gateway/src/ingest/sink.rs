@@ -288,7 +288,12 @@ async fn store(
             DuplicatePolicy::KeepFirst => {
                 drop_ours().await;
                 audit(&record, facility, "kept-first");
-                StoreOutcome::success()
+                // A warning, not plain success: the sender learns that the stored
+                // version is not the one it sent (senders count warnings as stored).
+                StoreOutcome::with(
+                    Status::ElementsDiscarded,
+                    "already stored with other content; kept the stored version",
+                )
             }
             DuplicatePolicy::Replace => {
                 replace(

@@ -231,10 +231,10 @@ pub(crate) fn time(s: &str) -> Option<String> {
     if !matches!(whole.len(), 2 | 4 | 6) || !digits(whole) {
         return None;
     }
-    if let Some(f) = frac {
-        if whole.len() != 6 || f.is_empty() || f.len() > 6 || !digits(f) {
-            return None;
-        }
+    if let Some(f) = frac
+        && (whole.len() != 6 || f.is_empty() || f.len() > 6 || !digits(f))
+    {
+        return None;
     }
     let part = |i: usize| whole.get(i..i + 2).map(|p| p.parse::<u8>().unwrap_or(99));
     let ok = part(0).is_some_and(|h| h < 24)

@@ -98,10 +98,11 @@ fn select_list(query: &Query) -> String {
     let unique = keys::unique_key(level);
     let mut attrs: Vec<&Attr> = vec![unique];
     for key in query.keys() {
-        if let super::query::Source::Attr(attr) = key.source {
-            if attr.available(level) && !attrs.iter().any(|a| a.alias == attr.alias) {
-                attrs.push(attr);
-            }
+        if let super::query::Source::Attr(attr) = key.source
+            && attr.available(level)
+            && !attrs.iter().any(|a| a.alias == attr.alias)
+        {
+            attrs.push(attr);
         }
     }
     let mut columns: Vec<String> = attrs

@@ -328,6 +328,7 @@ fn options_change_the_actions_and_the_codes() {
         retain_patient_characteristics: true,
         retain_device_identity: true,
         clean_descriptors: true,
+        clean_pixel_data: false,
     };
     let de = deidentify(&original, &ring(), FACILITY, &options).expect("de-identifies");
     let out = &de.object;

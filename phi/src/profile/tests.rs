@@ -10,6 +10,7 @@ fn none() -> Options {
         retain_patient_characteristics: false,
         retain_device_identity: false,
         clean_descriptors: false,
+        clean_pixel_data: false,
     }
 }
 
@@ -19,6 +20,7 @@ fn all() -> Options {
         retain_patient_characteristics: true,
         retain_device_identity: true,
         clean_descriptors: true,
+        clean_pixel_data: true,
     }
 }
 
@@ -185,5 +187,8 @@ fn method_codes_follow_the_options() {
         .collect();
     assert_eq!(codes, ["113100", "113106"]);
     let codes: Vec<&str> = all().method_codes().iter().map(|c| c.0).collect();
-    assert_eq!(codes, ["113100", "113106", "113108", "113109", "113105"]);
+    assert_eq!(
+        codes,
+        ["113100", "113106", "113108", "113109", "113105", "113101"]
+    );
 }
