@@ -105,10 +105,9 @@ pub fn validate(schema: &Value, value: &Value, at: &str) -> Result<(), String> {
         .get("oneOf")
         .or_else(|| schema.get("anyOf"))
         .and_then(Value::as_array)
+        && !any.iter().any(|s| validate(s, value, at).is_ok())
     {
-        if !any.iter().any(|s| validate(s, value, at).is_ok()) {
-            return Err(format!("{at}: matches none of the alternatives"));
-        }
+        return Err(format!("{at}: matches none of the alternatives"));
     }
     if let Some(t) = schema.get("type") {
         let names: Vec<&str> = match t {
@@ -120,10 +119,11 @@ pub fn validate(schema: &Value, value: &Value, at: &str) -> Result<(), String> {
             return Err(format!("{at}: expected {names:?}, got {value}"));
         }
     }
-    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        if !value.is_null() && !values.contains(value) {
-            return Err(format!("{at}: {value} is not one of {values:?}"));
-        }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array)
+        && !value.is_null()
+        && !values.contains(value)
+    {
+        return Err(format!("{at}: {value} is not one of {values:?}"));
     }
     if let Some(object) = value.as_object() {
         let properties = schema.get("properties").and_then(Value::as_object);
