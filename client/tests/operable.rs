@@ -204,15 +204,18 @@ fn serve_banner_in_both_formats() {
     let d = dir.path();
     // A client certificate from a throwaway CA, so that serve starts.
     let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["st-mary".into()]).unwrap();
+    // Issued for the facility (CN = st-mary), as `facility issue-cert` does: serve
+    // checks the configured facility against it.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["st-mary".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "st-mary");
+    let cert = params.self_signed(&key).unwrap();
     std::fs::create_dir_all(d.join("cert")).unwrap();
     std::fs::write(d.join("cert/ca.crt"), ca.cert.pem()).unwrap();
-    std::fs::write(d.join("cert/facility.crt"), cert.cert.pem()).unwrap();
-    std::fs::write(
-        d.join("cert/facility.key"),
-        cert.signing_key.serialize_pem(),
-    )
-    .unwrap();
+    std::fs::write(d.join("cert/facility.crt"), cert.pem()).unwrap();
+    std::fs::write(d.join("cert/facility.key"), key.serialize_pem()).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
