@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use dimse::Status;
 use dimse::scu::{ClientTls, Proposal, ScuAssociation, ScuOptions};
 use phi::keys::KeyRing;
@@ -470,9 +470,8 @@ pub fn prepare(
     options: &phi::profile::Options,
     screen: impl FnOnce(dicom_object::DefaultDicomObject) -> crate::pixels::Screened,
 ) -> Result<Prepared, String> {
-    let file = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| format!("cannot read spooled instance: {e}"))?;
+    let file =
+        crate::dicomfile::open(path).map_err(|e| format!("cannot read spooled instance: {e}"))?;
     let sop_class = file
         .meta()
         .media_storage_sop_class_uid()

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod datadir;
+pub mod dicomfile;
 pub mod edge;
 pub mod exit;
 pub mod failpoint;

@@ -21,6 +21,7 @@ use dimse::assoc::{EXPLICIT_VR_LE, RoleSelection};
 use dimse::qr::STUDY_ROOT_FIND;
 use dimse::scu::{Proposal, ScuAssociation};
 use phi::keys::KeyRing;
+use phi::seal::Purpose;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -137,10 +138,10 @@ impl StudyFilter {
     /// exactly: the name (the blind index has false positives), the Patient ID, and
     /// the accession number (removed by de-identification).
     pub fn keeps(&self, identity: &Identity) -> bool {
-        let name_ok = self.name.as_deref().is_none_or(|wanted| {
-            phi::pseudonym::normalize_name(wanted)
-                == phi::pseudonym::normalize_name(&identity.patient_name)
-        });
+        let name_ok = self
+            .name
+            .as_deref()
+            .is_none_or(|wanted| phi::name_search::name_matches(wanted, &identity.patient_name));
         let id_ok = self
             .patient_id
             .as_deref()
@@ -187,14 +188,24 @@ impl StudyFilter {
             s(tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS, ""),
         ]);
         if let Some(name) = &self.name {
-            let index = phi::pseudonym::blind_index(ring, name);
-            if index.is_empty() {
+            if phi::pseudonym::normalized_groups(name)
+                .iter()
+                .all(|g| g.chars().all(|c| matches!(c, '*' | '?' | '^')))
+            {
                 bail!("--name {name:?} has no letters to search for");
             }
-            let (g, e) = phi::deid::PRIVATE_CREATOR_TAG;
-            obj.put(s(Tag(g, e), VR::LO, phi::deid::PRIVATE_CREATOR));
-            let (g, e) = phi::deid::BLIND_INDEX_TAG;
-            obj.put(s(Tag(g, e), VR::LO, &index));
+            // Names that have a token are narrowed at the gateway; other wildcard
+            // patterns are matched here, after unsealing.
+            if let Some(tokens) = name_tokens_key(ring, name) {
+                let (g, e) = phi::deid::PRIVATE_CREATOR_TAG;
+                obj.put(s(Tag(g, e), VR::LO, phi::deid::PRIVATE_CREATOR));
+                let (g, e) = phi::deid::NAME_TOKENS_TAG;
+                obj.put(DataElement::new(
+                    Tag(g, e),
+                    VR::LO,
+                    PrimitiveValue::Strs(tokens.into()),
+                ));
+            }
         }
         obj.put(DataElement::new(
             tags::ENCRYPTED_ATTRIBUTES_SEQUENCE,
@@ -217,6 +228,22 @@ impl StudyFilter {
             .is_none_or(|range| date_matches(range, date));
         modality_ok && date_ok && self.keeps(identity)
     }
+}
+
+/// The name search tokens a query for `name` sends to the gateway (any may match):
+/// the token of what was typed, and for a plain name the full-name blind index of
+/// patients indexed before tokens existed (`legacy:<index>`). `None` for wildcard
+/// patterns without a token.
+pub(crate) fn name_tokens_key(ring: &KeyRing, name: &str) -> Option<Vec<String>> {
+    let query = phi::name_search::NameQuery::parse(name)?;
+    let mut tokens = vec![query.token(ring)];
+    if matches!(query, phi::name_search::NameQuery::Components(_)) {
+        let legacy = phi::pseudonym::blind_index(ring, name);
+        if !legacy.is_empty() {
+            tokens.push(format!("legacy:{legacy}"));
+        }
+    }
+    Some(tokens)
 }
 
 /// Encodes a data set in Explicit VR Little Endian.
@@ -262,9 +289,11 @@ pub fn unseal_identity(
 }
 
 /// The original values sealed in the (0400,0500) item of a C-FIND response at any
-/// level: every attribute de-identification changed in the instance the envelope
-/// belongs to (for a study or series, its first stored instance). `None` when the
-/// response has no item, or it does not open with this facility's key.
+/// level: the identity summary (0013,1011) of the instance the item belongs to (for a
+/// study, its matched patient's first stored instance; for a series, its first), or
+/// for instances stored without a summary their full record (0400,0520). `None` when
+/// the response has no item, or it does not open with this facility's key. The result
+/// holds the bound (pseudonymous) SOP Instance UID overlaid with the originals.
 pub fn unseal_item(
     response: &InMemDicomObject,
     ring: &KeyRing,
@@ -276,17 +305,28 @@ pub fn unseal_item(
     if bound_to.is_empty() {
         return None;
     }
-    // Rebuild the minimal de-identified data set reidentify expects: the bound UID and
-    // the sealed item. What comes back holds the sealed originals.
-    let carrier = InMemDicomObject::from_element_iter([
-        DataElement::new(
-            tags::SOP_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(bound_to),
+    let (envelope, purpose) = match phi::deid::identity_summary(item) {
+        Some(summary) => (summary, Purpose::Summary),
+        None => (
+            item.get(tags::ENCRYPTED_CONTENT)?
+                .value()
+                .primitive()?
+                .to_bytes()
+                .into_owned(),
+            Purpose::Instance,
         ),
-        sequence.clone(),
-    ]);
-    phi::deid::reidentify(&carrier, ring, facility).ok()
+    };
+    let originals =
+        phi::deid::unseal_originals(ring, facility, &bound_to, &envelope, purpose).ok()?;
+    let mut out = InMemDicomObject::from_element_iter([DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(bound_to),
+    )]);
+    for element in originals {
+        out.put(element);
+    }
+    Some(out)
 }
 
 /// Opens a Q/R association to the gateway with the facility certificate and `login`.
@@ -388,10 +428,7 @@ async fn local_only(
 ) -> anyhow::Result<Vec<StudyRow>> {
     let mut rows = Vec::new();
     for (study, path, count) in outbox.local_only_studies().await? {
-        let Ok(file) = dicom_object::OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(&path)
-        else {
+        let Ok(file) = crate::dicomfile::open_header(std::path::Path::new(&path)) else {
             continue;
         };
         let obj = file.into_inner();

@@ -11,6 +11,7 @@
 //! configuration here.
 
 pub mod assoc;
+pub mod charset;
 pub mod command;
 pub mod error;
 pub mod part10;

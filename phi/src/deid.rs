@@ -53,7 +53,10 @@
 
 mod compare;
 mod sealed;
+mod summary;
 mod transform;
+
+pub use summary::{ELEMENT_CAP, SUMMARY_CAP, SUMMARY_TAGS};
 
 use std::fmt;
 
@@ -76,15 +79,24 @@ pub const PRIVATE_CREATOR_TAG: (u16, u16) = (0x0013, 0x0010);
 /// LO: the blind index of the original Patient Name, for the gateway to index
 /// (empty when the instance has no Patient Name).
 pub const BLIND_INDEX_TAG: (u16, u16) = (0x0013, 0x1010);
+/// LO, multi-valued: the name search tokens of the original Patient Name
+/// ([`name_search`](crate::name_search)); absent when it has none.
+pub const NAME_TOKENS_TAG: (u16, u16) = (0x0013, 0x1012);
+/// OB: the identity summary envelope (see [`SUMMARY_TAGS`]), at most [`SUMMARY_CAP`]
+/// bytes, sealed with [`Purpose::Summary`](seal::Purpose::Summary), for the gateway
+/// to index and return in C-FIND whatever the size of the full record.
+pub const IDENTITY_SUMMARY_TAG: (u16, u16) = (0x0013, 0x1011);
 
 /// Elements [`deidentify`] sets itself: their originals are always sealed, and
 /// [`reidentify`] removes them before restoring the originals.
-const ADDED: [Tag; 6] = [
+const ADDED: [Tag; 8] = [
     tags::PATIENT_IDENTITY_REMOVED,
     tags::DEIDENTIFICATION_METHOD,
     tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
     Tag(PRIVATE_CREATOR_TAG.0, PRIVATE_CREATOR_TAG.1),
     Tag(BLIND_INDEX_TAG.0, BLIND_INDEX_TAG.1),
+    Tag(IDENTITY_SUMMARY_TAG.0, IDENTITY_SUMMARY_TAG.1),
+    Tag(NAME_TOKENS_TAG.0, NAME_TOKENS_TAG.1),
     tags::ENCRYPTED_ATTRIBUTES_SEQUENCE,
 ];
 
@@ -133,6 +145,9 @@ pub fn deidentify(
     let blind_index = text(object, tags::PATIENT_NAME)
         .map(|name| crate::pseudonym::blind_index(ring, &name))
         .unwrap_or_default();
+    let name_tokens = text(object, tags::PATIENT_NAME)
+        .map(|name| crate::name_search::name_tokens(ring, &name))
+        .unwrap_or_default();
 
     let transformer = transform::Transformer::new(ring, options);
     let mut out = InMemDicomObject::new_empty();
@@ -153,13 +168,37 @@ pub fn deidentify(
     put_method(&mut out, options);
     put_private_block(&mut out, &blind_index);
 
+    let summary = summary::plaintext(&originals)?;
     let plaintext = sealed::encode_originals(originals)?;
     let context = SealContext {
         facility,
         sop_instance_uid: &sop_instance_uid,
+        purpose: seal::Purpose::Instance,
     };
     let envelope = seal::seal(ring, &context, &plaintext);
     out.put(sealed::encrypted_attributes(envelope));
+    let summary = seal::seal(
+        ring,
+        &SealContext {
+            purpose: seal::Purpose::Summary,
+            ..context
+        },
+        &summary,
+    );
+    if !name_tokens.is_empty() {
+        let (group, element) = NAME_TOKENS_TAG;
+        out.put(DataElement::new(
+            Tag(group, element),
+            VR::LO,
+            PrimitiveValue::Strs(name_tokens.into()),
+        ));
+    }
+    let (group, element) = IDENTITY_SUMMARY_TAG;
+    out.put(DataElement::new(
+        Tag(group, element),
+        VR::OB,
+        PrimitiveValue::from(summary),
+    ));
 
     Ok(Deidentified {
         object: out,
@@ -187,6 +226,7 @@ pub fn reidentify(
     let context = SealContext {
         facility,
         sop_instance_uid: &sop_instance_uid,
+        purpose: seal::Purpose::Instance,
     };
     let plaintext = seal::unseal(ring, &context, &envelope)?;
     let originals = sealed::decode_originals(&plaintext)?;
@@ -199,6 +239,49 @@ pub fn reidentify(
         out.put(element);
     }
     Ok(out)
+}
+
+/// The original elements sealed in `envelope` (a full record or an identity summary,
+/// as `purpose` says) for the pseudonymous instance `sop_instance_uid` of `facility`.
+///
+/// Errors: the [`seal::unseal`] errors, and [`PhiError::DataSet`] when the content
+/// does not decode.
+pub fn unseal_originals(
+    ring: &KeyRing,
+    facility: &str,
+    sop_instance_uid: &str,
+    envelope: &[u8],
+    purpose: seal::Purpose,
+) -> Result<Vec<InMemElement>, PhiError> {
+    let context = SealContext {
+        facility,
+        sop_instance_uid,
+        purpose,
+    };
+    let plaintext = seal::unseal(ring, &context, envelope)?;
+    sealed::decode_originals(&plaintext)
+}
+
+/// The identity summary envelope of a de-identified data set, if it carries one in
+/// the product's private block.
+pub fn identity_summary(object: &InMemDicomObject) -> Option<Vec<u8>> {
+    // As bytes: in an implicit VR encoding the private block's VRs are unknown (UN).
+    let (group, element) = PRIVATE_CREATOR_TAG;
+    let creator = object
+        .get(Tag(group, element))?
+        .value()
+        .primitive()?
+        .to_bytes();
+    if std::str::from_utf8(&creator)
+        .ok()?
+        .trim_matches(['\0', ' '])
+        != PRIVATE_CREATOR
+    {
+        return None;
+    }
+    let (group, element) = IDENTITY_SUMMARY_TAG;
+    let value = object.get(Tag(group, element))?.value().primitive()?;
+    Some(value.to_bytes().into_owned())
 }
 
 /// The SOP Instance UID without padding; an error when absent or empty.

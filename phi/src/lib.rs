@@ -10,6 +10,7 @@
 
 pub mod deid;
 pub mod keys;
+pub mod name_search;
 pub mod profile;
 pub mod pseudonym;
 pub mod seal;

@@ -68,15 +68,30 @@ pub fn uid(ring: &KeyRing, original: &str) -> String {
 /// and trimmed; trailing empty components dropped; joined with `^`.
 /// `Müller^Jürgen` and `MULLER^jurgen ` both give `muller^jurgen`.
 pub fn normalize_name(name: &str) -> String {
+    normalized_groups(name)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Every component group of a Person Name (alphabetic, ideographic, phonetic; at most
+/// three), each in the [`normalize_name`] form; empty groups are kept as empty
+/// strings in their place.
+pub fn normalized_groups(name: &str) -> Vec<String> {
     // NFKD before splitting: compatibility forms of the delimiters (`＾`, `﹦`)
     // become `^` and `=` and act as delimiters, never as text inside a component.
     let decomposed: String = name.nfkd().collect();
-    let alphabetic = decomposed.split('=').next().unwrap_or_default();
-    let mut components: Vec<String> = alphabetic.split('^').map(normalize_component).collect();
-    while components.last().is_some_and(String::is_empty) {
-        components.pop();
-    }
-    components.join("^")
+    decomposed
+        .split('=')
+        .take(3)
+        .map(|group| {
+            let mut components: Vec<String> = group.split('^').map(normalize_component).collect();
+            while components.last().is_some_and(String::is_empty) {
+                components.pop();
+            }
+            components.join("^")
+        })
+        .collect()
 }
 
 fn normalize_component(component: &str) -> String {
@@ -86,7 +101,8 @@ fn normalize_component(component: &str) -> String {
     let folded = component.to_uppercase().to_lowercase();
     let stripped: String = folded
         .nfkd()
-        .filter(|c| !is_combining_mark(*c))
+        // Kana voiced sound marks are letters' identity, not accents: `ダ` stays `ダ`.
+        .filter(|c| !is_combining_mark(*c) || matches!(c, '\u{3099}' | '\u{309A}'))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let words: Vec<&str> = stripped.split_whitespace().collect();

@@ -41,6 +41,32 @@ pub struct SealContext<'a> {
     /// The PSEUDONYMOUS SOP Instance UID (the one the de-identified instance carries).
     /// Trailing NUL and space padding is ignored.
     pub sop_instance_uid: &'a str,
+    /// Which of the instance's envelopes this is: an envelope sealed for one purpose
+    /// does not open as the other.
+    pub purpose: Purpose,
+}
+
+/// The two envelopes of a de-identified instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Purpose {
+    /// The full record: every original value de-identification changed, however
+    /// large (associated data as in format version 1, unchanged).
+    #[default]
+    Instance,
+    /// The identity summary the gateway indexes and returns in C-FIND: a few
+    /// identifying attributes, bounded in size. Its associated data ends with
+    /// `u64be(len) || "pacs identity summary"`.
+    Summary,
+}
+
+impl Purpose {
+    /// The label appended to the associated data, if any.
+    fn label(self) -> Option<&'static [u8]> {
+        match self {
+            Purpose::Instance => None,
+            Purpose::Summary => Some(b"pacs identity summary"),
+        }
+    }
 }
 
 /// Encrypts `plaintext` into an envelope.
@@ -153,12 +179,19 @@ pub fn envelope_key_id(envelope: &[u8]) -> Result<KeyId, PhiError> {
     Ok(KeyId::from_bytes(id))
 }
 
-/// `magic || version || key id || u64be(len) || facility || u64be(len) || SOP UID`.
+/// `magic || version || key id || u64be(len) || facility || u64be(len) || SOP UID`,
+/// then `u64be(len) || label` for a [`Purpose`] other than the full record.
 fn associated_data(bound_header: &[u8], context: &SealContext<'_>) -> Vec<u8> {
     let uid = context.sop_instance_uid.trim_end_matches(['\0', ' ']);
-    let mut aad = Vec::with_capacity(bound_header.len() + 16 + context.facility.len() + uid.len());
+    let label = context.purpose.label();
+    let mut aad = Vec::with_capacity(
+        bound_header.len() + 24 + context.facility.len() + uid.len() + label.map_or(0, <[u8]>::len),
+    );
     aad.extend_from_slice(bound_header);
-    for part in [context.facility.as_bytes(), uid.as_bytes()] {
+    for part in [context.facility.as_bytes(), uid.as_bytes()]
+        .into_iter()
+        .chain(label)
+    {
         aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
         aad.extend_from_slice(part);
     }
@@ -210,6 +243,7 @@ mod tests {
         SealContext {
             facility: "st-mary",
             sop_instance_uid: SOP,
+            purpose: Purpose::Instance,
         }
     }
 
@@ -250,6 +284,22 @@ mod tests {
             hex::encode(&envelope),
             "50484901672d4301bbcab50e0738b236202ab607fceaba28\
              c11abc57314cf21f226ad6c40d17e87b4faa02fb45"
+        );
+    }
+
+    #[test]
+    fn known_answer_of_a_summary() {
+        // Computed independently from schemas/sealed-identity.md (Python hmac + AESGCM).
+        let key = FacilityKey::from_bytes(core::array::from_fn(|i| i as u8));
+        let context = SealContext {
+            purpose: Purpose::Summary,
+            ..context()
+        };
+        let envelope = seal(&key.ring(), &context, b"hello");
+        assert_eq!(
+            hex::encode(&envelope),
+            "50484901672d4301bbcab50eac70cc988241db55f6584485\
+             e24d164cd74be2e1fc9031e916ab71244491ef3094"
         );
     }
 
@@ -310,6 +360,12 @@ mod tests {
             SealContext {
                 facility: "st-mary2",
                 sop_instance_uid: ".25.123456789012345678901234567890",
+                purpose: Purpose::Instance,
+            },
+            // The summary of the same instance is another envelope.
+            SealContext {
+                purpose: Purpose::Summary,
+                ..context()
             },
         ];
         for other in &others {
@@ -371,7 +427,7 @@ mod tests {
             uid in "[0-9.]{1,64}",
         ) {
             let ring = ring();
-            let context = SealContext { facility: &facility, sop_instance_uid: &uid };
+            let context = SealContext { facility: &facility, sop_instance_uid: &uid, purpose: Purpose::Summary };
             let envelope = seal(&ring, &context, &plaintext);
             prop_assert_eq!(envelope.len(), plaintext.len() + ENVELOPE_OVERHEAD);
             prop_assert_eq!(unseal(&ring, &context, &envelope).unwrap(), plaintext);

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use dicom_object::OpenFileOptions;
 use tracing::info;
 
 use crate::app::open_outbox;
@@ -203,8 +202,8 @@ pub(super) fn pixel_rule(config: &Config, cmd: PixelRuleCommand) -> anyhow::Resu
         overlay,
     } = cmd;
     let screener = Screener::new(&config.pixels).map_err(crate::config::ConfigError::Invalid)?;
-    let dicom = OpenFileOptions::new()
-        .open_file(&file)
+    let dicom = crate::dicomfile::open(&file)
+        .map_err(anyhow::Error::msg)
         .with_context(|| format!("cannot read {} as a DICOM file", file.display()))?;
     let sop_class = dicom
         .meta()

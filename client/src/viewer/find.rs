@@ -259,25 +259,22 @@ pub(crate) fn translate(
         }
         if tag == tags::PATIENT_NAME {
             put_text(&mut gateway, tag, vr, "");
-            if has_wildcard(&value) {
-                checks.push((
-                    tag,
-                    Check::Wildcard {
-                        pattern: value,
-                        fold_case: true,
-                    },
-                ));
-            } else {
-                let index = phi::pseudonym::blind_index(ring, &value);
-                if index.is_empty() {
-                    return Err(TranslateError::EmptyName);
-                }
+            if phi::pseudonym::normalized_groups(&value)
+                .iter()
+                .all(|g| g.chars().all(|c| matches!(c, '*' | '?' | '^')))
+                && !has_wildcard(&value)
+            {
+                return Err(TranslateError::EmptyName);
+            }
+            // Full name, family name, `Family^Gi*` prefixes: narrowed by a token at
+            // the gateway; any other wildcard pattern only here.
+            if let Some(tokens) = crate::query::name_tokens_key(ring, &value) {
                 let (g, e) = phi::deid::PRIVATE_CREATOR_TAG;
                 put_text(&mut gateway, Tag(g, e), VR::LO, phi::deid::PRIVATE_CREATOR);
-                let (g, e) = phi::deid::BLIND_INDEX_TAG;
-                put_text(&mut gateway, Tag(g, e), VR::LO, &index);
-                checks.push((tag, Check::Name(value)));
+                let (g, e) = phi::deid::NAME_TOKENS_TAG;
+                put_text(&mut gateway, Tag(g, e), VR::LO, &tokens.join("\\"));
             }
+            checks.push((tag, Check::Name(value)));
         } else if tag == tags::PATIENT_ID && !has_wildcard(&value) {
             let pseudonym = phi::pseudonym::patient_id(ring, &value);
             put_text(&mut gateway, tag, vr, &pseudonym);
@@ -329,9 +326,7 @@ impl Translated {
         self.checks.iter().all(|(tag, check)| {
             let value = text(original, *tag);
             match check {
-                Check::Name(wanted) => {
-                    phi::pseudonym::normalize_name(wanted) == phi::pseudonym::normalize_name(&value)
-                }
+                Check::Name(wanted) => phi::name_search::name_matches(wanted, &value),
                 Check::Wildcard { pattern, fold_case } => {
                     super::wildcard_match(pattern, &value, *fold_case)
                 }
@@ -470,10 +465,15 @@ mod tests {
             "matched after unsealing"
         );
         assert_eq!(text(g, tags::MODALITY), "CT");
-        let (bg, be) = phi::deid::BLIND_INDEX_TAG;
+        let (tg, te) = phi::deid::NAME_TOKENS_TAG;
+        let query = phi::name_search::NameQuery::parse("Doe^Jane").unwrap();
         assert_eq!(
-            text(g, Tag(bg, be)),
-            phi::pseudonym::blind_index(&ring, "Doe^Jane")
+            text(g, Tag(tg, te)),
+            format!(
+                "{}\\legacy:{}",
+                query.token(&ring),
+                phi::pseudonym::blind_index(&ring, "Doe^Jane")
+            )
         );
         let mut original = InMemDicomObject::new_empty();
         put_text(&mut original, tags::PATIENT_ID, VR::LO, "MRN-7");

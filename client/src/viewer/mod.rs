@@ -86,10 +86,18 @@ fn refuse(status: Status, comment: &str) -> StoreOutcome {
 }
 
 fn decode(context: &AcceptedContext, bytes: &[u8]) -> Result<InMemDicomObject, StoreOutcome> {
-    let ts = TransferSyntaxRegistry
+    if TransferSyntaxRegistry
         .get(&context.transfer_syntax)
-        .ok_or_else(|| refuse(Status::UNABLE_TO_PROCESS, "unsupported transfer syntax"))?;
-    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|_| {
+        .is_none()
+    {
+        return Err(refuse(
+            Status::UNABLE_TO_PROCESS,
+            "unsupported transfer syntax",
+        ));
+    }
+    // Names in any character set (a Japanese viewer's ISO 2022 query) come back as
+    // UTF-8, like the instances themselves.
+    crate::dicomfile::read_dataset(bytes, &context.transfer_syntax).map_err(|_| {
         refuse(
             Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
             "malformed identifier",
@@ -233,9 +241,7 @@ fn local_rows(objects: Vec<InMemDicomObject>, level: Level) -> Vec<InMemDicomObj
 
 /// The header of a spooled Part-10 file (up to the pixel data).
 fn read_header(path: &str) -> Option<InMemDicomObject> {
-    dicom_object::OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+    crate::dicomfile::open_header(std::path::Path::new(path))
         .ok()
         .map(|f| f.into_inner())
 }

@@ -32,8 +32,9 @@ use std::io::{self, BufRead, BufReader, Read};
 use inflate::Inflate;
 
 use dicom_encoding::Decode;
+
+use crate::charset::{CharacterSet, Delimiters};
 use dicom_encoding::decode::implicit_le::ImplicitVRLittleEndianDecoder;
-use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
 
 /// Largest value read into memory: only indexed top-level attributes are read.
 pub const VALUE_CAP: u32 = 4096;
@@ -75,14 +76,21 @@ const NUMBER_OF_FRAMES: Tag = (0x0028, 0x0008);
 const PRODUCT_CREATOR: Tag = (0x0013, 0x0010);
 /// The name blind index in that block.
 const NAME_BLIND_INDEX: Tag = (0x0013, 0x1010);
+/// The name search tokens in that block (LO, multi-valued).
+const NAME_TOKENS: Tag = (0x0013, 0x1012);
+/// The identity summary envelope in that block.
+const IDENTITY_SUMMARY: Tag = (0x0013, 0x1011);
+/// Largest identity summary kept (the facility client makes them at most 16 KiB).
+pub const IDENTITY_SUMMARY_CAP: u32 = 16 * 1024;
 /// The private creator value that owns (0013,10xx).
 pub const PRODUCT_PRIVATE_CREATOR: &str = "PACS GATEWAY 1";
 #[rustfmt::skip]
-const WANTED: [Tag; 19] = [
+const WANTED: [Tag; 20] = [
     SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_DATE, STUDY_TIME,
     ACCESSION_NUMBER, MODALITY, STUDY_DESCRIPTION, SERIES_DESCRIPTION, PATIENT_NAME,
     PATIENT_ID, PATIENT_IDENTITY_REMOVED, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID,
     SERIES_NUMBER, INSTANCE_NUMBER, NUMBER_OF_FRAMES, PRODUCT_CREATOR, NAME_BLIND_INDEX,
+    NAME_TOKENS,
 ];
 
 const KNOWN_VRS: [&[u8; 2]; 34] = [
@@ -182,12 +190,19 @@ pub struct Header {
     /// Name blind index from the product's private block (0013,1010), only when the
     /// block's creator (0013,0010) is [`PRODUCT_PRIVATE_CREATOR`].
     pub name_blind_index: Option<String>,
+    /// Name search tokens from the product's private block (0013,1012), same
+    /// condition; empty when absent.
+    pub name_tokens: Vec<String>,
     /// Private creator found at (0013,0010), to check the above.
     product_block: bool,
     /// Encrypted Content (0400,0520) of the first item of the top-level Encrypted
     /// Attributes Sequence (the sealed identity), if at most
     /// [`ENCRYPTED_CONTENT_CAP`] bytes.
     pub encrypted_content: Option<Vec<u8>>,
+    /// The identity summary envelope (0013,1011) of the product's private block, if
+    /// at most [`IDENTITY_SUMMARY_CAP`] bytes: what the gateway indexes and returns in
+    /// C-FIND instead of the full record, however large that is.
+    pub identity_summary: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Header {
@@ -298,7 +313,7 @@ struct Element {
 #[derive(Default)]
 struct Found {
     header: Header,
-    charset: Option<SpecificCharacterSet>,
+    charset: Option<CharacterSet>,
 }
 
 struct Scanner<R> {
@@ -424,6 +439,16 @@ impl<R: Read> Scanner<R> {
         }
         if depth == 0 && WANTED.contains(&element.tag) {
             return self.read_wanted(element);
+        }
+        if depth == 0
+            && element.tag == IDENTITY_SUMMARY
+            && self.found.header.product_block
+            && element.len <= IDENTITY_SUMMARY_CAP
+        {
+            let mut value = vec![0; element.len as usize];
+            self.read_exact(&mut value)?;
+            self.found.header.identity_summary = Some(value);
+            return Ok(());
         }
         if depth == 1
             && self.in_encrypted_attributes
@@ -682,7 +707,7 @@ impl Found {
         let header = &mut self.header;
         let ascii = || trim_text(&String::from_utf8_lossy(raw));
         let uid = || non_empty(String::from_utf8_lossy(raw).trim_end_matches([' ', '\0']));
-        let text = || decode_text(self.charset.as_ref(), raw);
+        let text = || decode_text(self.charset.as_ref(), raw, Delimiters::Text);
         match tag {
             SOP_CLASS_UID => header.sop_class_uid = uid(),
             SOP_INSTANCE_UID => header.sop_instance_uid = uid(),
@@ -695,7 +720,10 @@ impl Found {
                 header.patient_identity_removed = ascii().as_deref() == Some("YES");
             }
             PATIENT_ID => header.patient_id = text(),
-            PATIENT_NAME => header.patient_name = text(),
+            PATIENT_NAME => {
+                header.patient_name =
+                    decode_text(self.charset.as_ref(), raw, Delimiters::PersonName);
+            }
             ACCESSION_NUMBER => header.accession_number = text(),
             STUDY_DESCRIPTION => header.study_description = text(),
             SERIES_DESCRIPTION => header.series_description = text(),
@@ -706,31 +734,33 @@ impl Found {
                 header.product_block = ascii().as_deref() == Some(PRODUCT_PRIVATE_CREATOR)
             }
             NAME_BLIND_INDEX if header.product_block => header.name_blind_index = ascii(),
+            NAME_TOKENS if header.product_block => {
+                header.name_tokens = String::from_utf8_lossy(raw)
+                    .split('\\')
+                    .map(|t| t.trim_matches([' ', '\0']))
+                    .filter(|t| !t.is_empty() && t.len() <= 64)
+                    .map(str::to_owned)
+                    .collect();
+            }
             _ => {}
         }
     }
 }
 
 /// The character set decoding text under this (0008,0005) value; see the module doc.
-fn charset_for(value: &str) -> Option<SpecificCharacterSet> {
-    let mut chosen = None;
-    for code in value
-        .split('\\')
-        .map(str::trim)
-        .filter(|code| !code.is_empty())
-    {
-        let charset = SpecificCharacterSet::from_code(code)?;
-        if chosen.is_none() || chosen == Some(SpecificCharacterSet::ISO_IR_6) {
-            chosen = Some(charset);
-        }
-    }
-    chosen
+fn charset_for(value: &str) -> Option<CharacterSet> {
+    CharacterSet::from_specific_character_set(value).ok()
 }
 
-fn decode_text(charset: Option<&SpecificCharacterSet>, raw: &[u8]) -> Option<String> {
-    let decoded = charset
-        .and_then(|charset| charset.decode(raw).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned());
+fn decode_text(
+    charset: Option<&CharacterSet>,
+    raw: &[u8],
+    delimiters: Delimiters,
+) -> Option<String> {
+    let decoded = match charset {
+        Some(charset) => charset.decode(raw, delimiters),
+        None => String::from_utf8_lossy(raw).into_owned(),
+    };
     trim_text(&decoded)
 }
 

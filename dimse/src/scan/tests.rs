@@ -246,12 +246,20 @@ fn latin1_patient_name_is_decoded_with_the_specific_character_set() {
         "the test must send Latin-1 bytes"
     );
     assert!(!contains("Müller".as_bytes()));
-    let latin1 = SpecificCharacterSet::from_code("ISO_IR 100");
-    assert_eq!(decode_text(latin1.as_ref(), b"M\xFCller "), some("Müller"));
-    assert_eq!(decode_text(None, b"M\xFCller"), some("M\u{FFFD}ller"));
+    let latin1 = charset_for("ISO_IR 100");
+    let text = crate::charset::Delimiters::Text;
+    assert_eq!(
+        decode_text(latin1.as_ref(), b"M\xFCller ", text),
+        some("Müller")
+    );
+    assert_eq!(decode_text(None, b"M\xFCller", text), some("M\u{FFFD}ller"));
     assert_eq!(charset_for("ISO_IR 999"), None, "unknown: lossy UTF-8");
     let extended = charset_for("ISO 2022 IR 6\\ISO 2022 IR 100");
-    assert_eq!(extended, latin1, "the first non-default value decodes");
+    assert_eq!(
+        decode_text(extended.as_ref(), b"M\x1b-A\xFCller", text),
+        some("Müller"),
+        "code extensions switch to the Latin-1 upper half"
+    );
 }
 
 #[test]
@@ -624,4 +632,25 @@ fn long_element(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8>
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     out.extend_from_slice(value);
     out
+}
+
+#[test]
+fn the_identity_summary_is_kept_only_in_the_product_block_and_below_the_cap() {
+    let block = |creator: &[u8], summary_len: usize| {
+        let mut bytes = short_element(0x0008, 0x0060, b"CS", b"CT");
+        bytes.extend(short_element(0x0013, 0x0010, b"LO", creator));
+        bytes.extend(short_element(0x0013, 0x1010, b"LO", b"ab12"));
+        bytes.extend(long_element(0x0013, 0x1011, b"OB", &vec![9u8; summary_len]));
+        bytes.extend(short_element(0x0020, 0x000D, b"UI", b"2.25.7\0"));
+        scan(bytes.as_slice(), Encoding::ExplicitLittle).unwrap()
+    };
+    let ours = block(b"PACS GATEWAY 1", 64);
+    assert_eq!(ours.identity_summary.as_deref(), Some(&[9u8; 64][..]));
+    assert_eq!(ours.name_blind_index.as_deref(), Some("ab12"));
+    assert_eq!(ours.study_instance_uid.as_deref(), Some("2.25.7"));
+    let foreign = block(b"OTHER VENDOR  ", 64);
+    assert!(foreign.identity_summary.is_none());
+    let too_big = block(b"PACS GATEWAY 1", IDENTITY_SUMMARY_CAP as usize + 2);
+    assert!(too_big.identity_summary.is_none());
+    assert_eq!(too_big.study_instance_uid.as_deref(), Some("2.25.7"));
 }

@@ -16,11 +16,17 @@ pub struct StudyFields {
     pub patient_name: Option<String>,
     /// Blind index of the original name (a few hex digits; collides on purpose).
     pub name_blind_index: Option<String>,
-    /// Sealed identity (Encrypted Content) of this instance; also stored on the
-    /// instance row, and on the study and series rows when it is their first.
+    /// Name search tokens of the original name (kept for the study patient).
+    pub name_tokens: Vec<String>,
+    /// Sealed identity of this instance (its identity summary, or for instances
+    /// without one its full record); also stored on the instance row, and on the
+    /// study's, the study patient's and the series' rows when it is their first.
     pub sealed_identity: Option<Vec<u8>>,
     /// The SOP Instance UID the sealed identity is bound to (this instance's own).
     pub sealed_sop_instance_uid: Option<String>,
+    /// What `sealed_identity` is: `None` for the full record (Encrypted Content),
+    /// `Some("summary")` for the identity summary envelope (0013,1011).
+    pub sealed_kind: Option<&'static str>,
     /// Study Date, `YYYYMMDD`.
     pub study_date: Option<String>,
     /// Study Time.
@@ -206,8 +212,9 @@ async fn insert_instance_row(
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "INSERT INTO instances (facility_id, sop_instance_uid, series_uid, study_uid, sop_class_uid, transfer_syntax, \
-         instance_number, number_of_frames, size_bytes, sha256, blob_key, calling_ae, received_at, sealed_identity) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         instance_number, number_of_frames, size_bytes, sha256, blob_key, calling_ae, received_at, sealed_identity, \
+         sealed_kind, patient_id, patient_name, name_blind_index) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (facility_id, sop_instance_uid) DO NOTHING",
     )
     .bind(r.facility.0)
@@ -224,6 +231,10 @@ async fn insert_instance_row(
     .bind(&r.calling_ae)
     .bind(r.received_at)
     .bind(&r.study.sealed_identity)
+    .bind(r.study.sealed_kind)
+    .bind(&r.study.patient_id)
+    .bind(&r.study.patient_name)
+    .bind(&r.study.name_blind_index)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -236,14 +247,17 @@ async fn add_to_series_and_study(
     let s = &r.study;
     sqlx::query(
         "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
-         study_description, updated_at, patient_name, name_blind_index, sealed_identity, sealed_sop_instance_uid) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         study_description, updated_at, patient_name, name_blind_index, sealed_identity, sealed_sop_instance_uid, \
+         sealed_kind) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (facility_id, study_uid) DO UPDATE SET updated_at = excluded.updated_at, \
          patient_id = COALESCE(studies.patient_id, excluded.patient_id), \
          patient_name = COALESCE(studies.patient_name, excluded.patient_name), \
          name_blind_index = COALESCE(studies.name_blind_index, excluded.name_blind_index), \
          sealed_sop_instance_uid = CASE WHEN studies.sealed_identity IS NULL \
              THEN excluded.sealed_sop_instance_uid ELSE studies.sealed_sop_instance_uid END, \
+         sealed_kind = CASE WHEN studies.sealed_identity IS NULL \
+             THEN excluded.sealed_kind ELSE studies.sealed_kind END, \
          sealed_identity = COALESCE(studies.sealed_identity, excluded.sealed_identity), \
          study_date = COALESCE(studies.study_date, excluded.study_date), \
          study_time = COALESCE(studies.study_time, excluded.study_time), \
@@ -262,12 +276,14 @@ async fn add_to_series_and_study(
     .bind(&s.name_blind_index)
     .bind(&s.sealed_identity)
     .bind(&s.sealed_sop_instance_uid)
+    .bind(s.sealed_kind)
     .execute(&mut **tx)
     .await?;
+    add_to_study_patient(tx, r).await?;
     let new_series = sqlx::query(
         "INSERT INTO series (facility_id, series_uid, study_uid, modality, series_description, series_number, \
-         sealed_identity, sealed_sop_instance_uid) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (facility_id, series_uid) DO NOTHING",
+         sealed_identity, sealed_sop_instance_uid, sealed_kind, patient_id, patient_name, name_blind_index) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (facility_id, series_uid) DO NOTHING",
     )
     .bind(r.facility.0)
     .bind(r.series_uid.as_str())
@@ -277,6 +293,10 @@ async fn add_to_series_and_study(
     .bind(r.series.number)
     .bind(&s.sealed_identity)
     .bind(&s.sealed_sop_instance_uid)
+    .bind(s.sealed_kind)
+    .bind(&s.patient_id)
+    .bind(&s.patient_name)
+    .bind(&s.name_blind_index)
     .execute(&mut **tx)
     .await?
     .rows_affected() as i64;
@@ -284,13 +304,14 @@ async fn add_to_series_and_study(
         // An existing series without an envelope (its first instances had none, or
         // were indexed before the column existed) takes this instance's.
         sqlx::query(
-            "UPDATE series SET sealed_identity = $1, sealed_sop_instance_uid = $2 \
+            "UPDATE series SET sealed_identity = $1, sealed_sop_instance_uid = $2, sealed_kind = $5 \
              WHERE facility_id = $3 AND series_uid = $4 AND sealed_identity IS NULL",
         )
         .bind(&s.sealed_identity)
         .bind(&s.sealed_sop_instance_uid)
         .bind(r.facility.0)
         .bind(r.series_uid.as_str())
+        .bind(s.sealed_kind)
         .execute(&mut **tx)
         .await?;
     }
@@ -310,6 +331,65 @@ async fn add_to_series_and_study(
     .await?;
     if let Some(modality) = &r.series.modality {
         add_modality(tx, r, modality).await?;
+    }
+    Ok(())
+}
+
+/// Counts the instance for its patient in the study (a study can hold several
+/// patients); a patient new to the study brings its own identity.
+async fn add_to_study_patient(
+    tx: &mut Transaction<'_, Any>,
+    r: &InstanceRecord,
+) -> Result<(), DbError> {
+    let s = &r.study;
+    let counted = sqlx::query(
+        "INSERT INTO study_patients (facility_id, study_uid, patient_key, patient_id, patient_name, \
+         name_blind_index, sealed_identity, sealed_sop_instance_uid, sealed_kind, num_instances, first_seen) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10) \
+         ON CONFLICT (facility_id, study_uid, patient_key) DO UPDATE SET \
+         num_instances = study_patients.num_instances + 1, \
+         patient_name = COALESCE(study_patients.patient_name, excluded.patient_name), \
+         name_blind_index = COALESCE(study_patients.name_blind_index, excluded.name_blind_index), \
+         sealed_sop_instance_uid = CASE WHEN study_patients.sealed_identity IS NULL \
+             THEN excluded.sealed_sop_instance_uid ELSE study_patients.sealed_sop_instance_uid END, \
+         sealed_kind = CASE WHEN study_patients.sealed_identity IS NULL \
+             THEN excluded.sealed_kind ELSE study_patients.sealed_kind END, \
+         sealed_identity = COALESCE(study_patients.sealed_identity, excluded.sealed_identity) \
+         RETURNING num_instances",
+    )
+    .bind(r.facility.0)
+    .bind(r.study_uid.as_str())
+    .bind(s.patient_id.as_deref().unwrap_or_default())
+    .bind(&s.patient_id)
+    .bind(&s.patient_name)
+    .bind(&s.name_blind_index)
+    .bind(&s.sealed_identity)
+    .bind(&s.sealed_sop_instance_uid)
+    .bind(s.sealed_kind)
+    .bind(r.received_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    let count: i64 = counted.try_get(0)?;
+    if count == 1 && !s.name_tokens.is_empty() {
+        // A patient new to the study: its name becomes searchable here.
+        let mut sql = String::from(
+            "INSERT INTO name_tokens (facility_id, study_uid, patient_key, token) VALUES ",
+        );
+        for i in 0..s.name_tokens.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("($1, $2, $3, ${})", i + 4));
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut insert = sqlx::query(&sql)
+            .bind(r.facility.0)
+            .bind(r.study_uid.as_str())
+            .bind(s.patient_id.as_deref().unwrap_or_default());
+        for token in &s.name_tokens {
+            insert = insert.bind(token.as_str());
+        }
+        insert.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -367,13 +447,16 @@ async fn remove_instance(
     facility: FacilityId,
     sop: &Uid,
 ) -> Result<(), DbError> {
-    let row = sqlx::query("SELECT study_uid, series_uid FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2")
-        .bind(facility.0)
-        .bind(sop.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row = sqlx::query(
+        "SELECT study_uid, series_uid, patient_id FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2",
+    )
+    .bind(facility.0)
+    .bind(sop.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
     let Some(row) = row else { return Ok(()) };
     let (study, series): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    let patient_key = row.try_get::<Option<String>, _>(2)?.unwrap_or_default();
     let exec = |sql: &'static str| sqlx::query(sql).bind(facility.0);
     exec("DELETE FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2")
         .bind(sop.as_str())
@@ -390,6 +473,23 @@ async fn remove_instance(
     .execute(&mut **tx)
     .await?
     .rows_affected() as i64;
+    exec("UPDATE study_patients SET num_instances = num_instances - 1 WHERE facility_id = $1 AND study_uid = $2 AND patient_key = $3")
+        .bind(&study)
+        .bind(&patient_key)
+        .execute(&mut **tx)
+        .await?;
+    exec("DELETE FROM study_patients WHERE facility_id = $1 AND study_uid = $2 AND num_instances <= 0")
+        .bind(&study)
+        .execute(&mut **tx)
+        .await?;
+    exec(
+        "DELETE FROM name_tokens WHERE facility_id = $1 AND study_uid = $2 AND NOT EXISTS \
+         (SELECT 1 FROM study_patients p WHERE p.facility_id = name_tokens.facility_id \
+         AND p.study_uid = name_tokens.study_uid AND p.patient_key = name_tokens.patient_key)",
+    )
+    .bind(&study)
+    .execute(&mut **tx)
+    .await?;
     exec("UPDATE studies SET num_instances = num_instances - 1, num_series = num_series - $2 WHERE facility_id = $1 AND study_uid = $3")
         .bind(emptied)
         .bind(&study)

@@ -228,7 +228,11 @@ impl Index {
              FROM studies s WHERE s.facility_id = $1 AND s.deleted_at IS NULL",
         );
         let clauses: [(&str, &Option<String>); 5] = [
-            (" AND s.patient_id = $?", &filter.patient_id),
+            (
+                " AND EXISTS (SELECT 1 FROM study_patients p WHERE p.facility_id = s.facility_id \
+                 AND p.study_uid = s.study_uid AND p.patient_id = $?)",
+                &filter.patient_id,
+            ),
             (
                 " AND EXISTS (SELECT 1 FROM study_modalities m WHERE m.facility_id = s.facility_id \
                  AND m.study_uid = s.study_uid AND m.modality = $?)",

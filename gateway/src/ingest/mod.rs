@@ -26,6 +26,9 @@ use scan::Header;
 
 pub use sink::IngestSink;
 
+/// Most name search tokens indexed per instance (the facility client sends 128).
+const MAX_NAME_TOKENS: usize = 256;
+
 /// Shared state of the ingest path.
 #[derive(Debug)]
 pub struct Ingest {
@@ -126,10 +129,15 @@ pub(crate) fn validate(
             "not de-identified: needs Patient Identity Removed=YES and a sealed identity",
         ));
     }
-    let sealed_for = header
-        .encrypted_content
-        .as_ref()
-        .map(|_| instance.to_string());
+    // The identity summary when the client added one (bounded, whatever the size of
+    // the full record); otherwise the full record, when small enough to index.
+    let (sealed_identity, sealed_kind) = match (&header.identity_summary, &header.encrypted_content)
+    {
+        (Some(summary), _) => (Some(summary.clone()), Some("summary")),
+        (None, Some(full)) => (Some(full.clone()), None),
+        (None, None) => (None, None),
+    };
+    let sealed_for = sealed_identity.as_ref().map(|_| instance.to_string());
     Ok(InstanceRecord {
         facility: facility.id,
         sop_instance_uid: instance,
@@ -148,8 +156,15 @@ pub(crate) fn validate(
             patient_id: short(&header.patient_id),
             patient_name: short(&header.patient_name),
             name_blind_index: short(&header.name_blind_index),
+            name_tokens: header
+                .name_tokens
+                .iter()
+                .take(MAX_NAME_TOKENS)
+                .cloned()
+                .collect(),
             sealed_sop_instance_uid: sealed_for,
-            sealed_identity: header.encrypted_content.clone(),
+            sealed_identity,
+            sealed_kind,
             study_date: valid_date(&header.study_date),
             study_time: short(&header.study_time),
             accession_number: short(&header.accession_number),

@@ -1,7 +1,9 @@
 //! The keys the index can match and return: tag, VR, kind of matching, owning level
 //! and the SQL column behind each. Column expressions are static text; the aliases are
-//! `s` (studies), `r` (series) and `i` (instances), and `t` for the grouped studies of
-//! a PATIENT-level query.
+//! `s` (studies), `r` (series), `i` (instances) and `p` (study_patients: at STUDY
+//! level each patient of the study, below it the patient of the series or instance),
+//! and `t` / `ts` for the grouped study patients and their studies of a PATIENT-level
+//! query.
 
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
@@ -29,6 +31,9 @@ pub(crate) enum Kind {
     Modalities,
     /// The sealed identity: return key only.
     Sealed,
+    /// Name search tokens (any may match): matched against the `name_tokens` of the
+    /// study patient, never returned.
+    NameToken,
 }
 
 /// One matchable / returnable attribute.
@@ -112,16 +117,43 @@ use Level::{Image, Series, Study};
 /// Column alias of the UID a sealed identity is bound to.
 pub(crate) const SEALED_FOR_ALIAS: &str = "sealed_for";
 
-/// The sealed identity and the UID it is bound to, at `level`: the study's and the
-/// series' are those of their first stored instance, an instance's is its own.
-/// `None` at PATIENT level (a patient has no single envelope).
-pub(crate) fn sealed_columns(level: Level) -> Option<(&'static str, &'static str)> {
-    match level {
-        Level::Patient => None,
-        Level::Study => Some(("s.sealed_identity", "s.sealed_sop_instance_uid")),
-        Level::Series => Some(("r.sealed_identity", "r.sealed_sop_instance_uid")),
-        Level::Image => Some(("i.sealed_identity", "i.sop_instance_uid")),
-    }
+/// Column alias of what the sealed identity is (NULL: the full record; `summary`).
+pub(crate) const SEALED_KIND_ALIAS: &str = "sealed_kind";
+
+/// The columns of a sealed identity at one level.
+pub(crate) struct SealedColumns {
+    /// The envelope.
+    pub envelope: &'static str,
+    /// The UID it is bound to.
+    pub bound_to: &'static str,
+    /// What it is (see [`SEALED_KIND_ALIAS`]).
+    pub kind: &'static str,
+}
+
+/// The sealed identity, the UID it is bound to and its kind, at `level`: a study
+/// patient's (at STUDY level, the matched patient of the study) and a series' are
+/// those of their first stored instance, an instance's is its own. `None` at PATIENT
+/// level (a patient has no single envelope).
+pub(crate) fn sealed_columns(level: Level) -> Option<SealedColumns> {
+    let (envelope, bound_to, kind) = match level {
+        Level::Patient => return None,
+        Level::Study => (
+            "p.sealed_identity",
+            "p.sealed_sop_instance_uid",
+            "p.sealed_kind",
+        ),
+        Level::Series => (
+            "r.sealed_identity",
+            "r.sealed_sop_instance_uid",
+            "r.sealed_kind",
+        ),
+        Level::Image => ("i.sealed_identity", "i.sop_instance_uid", "i.sealed_kind"),
+    };
+    Some(SealedColumns {
+        envelope,
+        bound_to,
+        kind,
+    })
 }
 /// Private creator of the product's block carrying the name blind index.
 pub(crate) const PRIVATE_CREATOR: &str = dimse::scan::PRODUCT_PRIVATE_CREATOR;
@@ -129,6 +161,21 @@ pub(crate) const PRIVATE_CREATOR: &str = dimse::scan::PRODUCT_PRIVATE_CREATOR;
 pub(crate) const PRIVATE_GROUP: u16 = 0x0013;
 /// Element offset of the name blind index within the block.
 pub(crate) const BLIND_INDEX_OFFSET: u16 = 0x10;
+/// Element offset of the identity summary envelope within the block.
+pub(crate) const IDENTITY_SUMMARY_OFFSET: u16 = 0x11;
+/// Element offset of the name search tokens within the block.
+pub(crate) const NAME_TOKEN_OFFSET: u16 = 0x12;
+
+/// The name search tokens, (0013,xx12) in the product's block: a query carries the
+/// token(s) of what the user typed; instances carry every token of their name.
+pub(crate) static NAME_TOKEN: Attr = patient(
+    Tag(PRIVATE_GROUP, 0x1000 | NAME_TOKEN_OFFSET),
+    VR::LO,
+    NameToken,
+    "name_token",
+    Some("''"),
+    "''",
+);
 
 /// The name blind index, (0013,xx10) in the product's block.
 pub(crate) static BLIND_INDEX: Attr = patient(
@@ -136,7 +183,7 @@ pub(crate) static BLIND_INDEX: Attr = patient(
     VR::LO,
     Text,
     "name_blind_index",
-    Some("s.name_blind_index"),
+    Some("p.name_blind_index"),
     "MIN(t.name_blind_index)",
 );
 
@@ -147,7 +194,7 @@ pub(crate) static ATTRS: &[Attr] = &[
         VR::PN,
         Name,
         "patient_name",
-        Some("s.patient_name"),
+        Some("p.patient_name"),
         "MIN(t.patient_name)",
     ),
     patient(
@@ -155,7 +202,7 @@ pub(crate) static ATTRS: &[Attr] = &[
         VR::LO,
         Text,
         "patient_id",
-        Some("s.patient_id"),
+        Some("p.patient_id"),
         "t.patient_id",
     ),
     patient(
@@ -172,7 +219,7 @@ pub(crate) static ATTRS: &[Attr] = &[
         Count,
         "patient_series",
         None,
-        "CAST(SUM(t.num_series) AS BIGINT)",
+        "CAST(SUM(ts.num_series) AS BIGINT)",
     ),
     patient(
         tags::NUMBER_OF_PATIENT_RELATED_INSTANCES,
@@ -252,7 +299,7 @@ pub(crate) static ATTRS: &[Attr] = &[
         Sealed,
         Study,
         "sealed_identity",
-        "s.sealed_identity",
+        "p.sealed_identity",
     ),
     attr(
         tags::SERIES_INSTANCE_UID,
@@ -359,7 +406,7 @@ mod tests {
     #[test]
     fn aliases_are_unique_and_plain() {
         let mut seen = std::collections::BTreeSet::new();
-        for a in ATTRS.iter().chain([&BLIND_INDEX]) {
+        for a in ATTRS.iter().chain([&BLIND_INDEX, &NAME_TOKEN]) {
             assert!(seen.insert(a.alias), "alias {} twice", a.alias);
             assert!(a.alias.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         }

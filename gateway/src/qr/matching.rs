@@ -64,6 +64,9 @@ pub(crate) fn name(tag: Tag) -> String {
     if tag == BLIND_INDEX.tag {
         return format!("the name blind index {tag}");
     }
+    if tag == super::keys::NAME_TOKEN.tag {
+        return format!("the name search tokens {tag}");
+    }
     match dicom_dictionary_std::StandardDataDictionary.by_tag(tag) {
         Some(entry) => format!("{} {tag}", entry.alias),
         None => tag.to_string(),
@@ -77,7 +80,7 @@ fn invalid(tag: Tag, why: impl fmt::Display) -> QueryError {
 /// The matcher for a value, `None` for universal matching.
 pub(crate) fn matcher(attr: &Attr, tag: Tag, text: &str) -> Result<Option<Matcher>, QueryError> {
     match attr.kind {
-        Kind::Name | Kind::Text | Kind::Modalities => text_values(tag, text),
+        Kind::Name | Kind::Text | Kind::Modalities | Kind::NameToken => text_values(tag, text),
         Kind::Uid => uid_list(tag, text),
         Kind::Date => range(tag, text, date, |d| d.to_string()),
         Kind::Time => range(tag, text, time, |t| time_upper(&t)),

@@ -200,7 +200,16 @@ pub async fn find(
     limit: usize,
 ) -> Result<Vec<InMemDicomObject>, QueryError> {
     let statement = sql::find(query, facility, limit, index.backend());
-    let rows = statement.fetch_all(index).await?;
+    let mut rows = statement.fetch_all(index).await?;
+    if query.level() == Level::Study {
+        // One row per study and matching patient, the first patient first: a study
+        // holding several patients answers once, with the first that matched.
+        let study_uid = |row: &sqlx::any::AnyRow| {
+            row.try_get::<String, _>(keys::unique_key(Level::Study).alias)
+                .ok()
+        };
+        rows.dedup_by(|later, earlier| study_uid(later) == study_uid(earlier));
+    }
     rows.iter()
         .map(|row| response::identifier(query, row).map_err(QueryError::from))
         .collect()

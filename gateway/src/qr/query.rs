@@ -9,7 +9,7 @@ use dicom_core::{PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, mem::InMemElement};
 
-use super::keys::{self, Attr, BLIND_INDEX, Kind};
+use super::keys::{self, Attr, BLIND_INDEX, Kind, NAME_TOKEN};
 use super::matching::{Matcher, matcher, name, trim};
 use super::{Level, Model, QueryError};
 
@@ -143,7 +143,7 @@ impl Query {
         }
     }
 
-    fn add(&mut self, element: &InMemElement, blind_index: Option<Tag>) -> Result<(), QueryError> {
+    fn add(&mut self, element: &InMemElement, block: Option<u16>) -> Result<(), QueryError> {
         let tag = element.tag();
         let key = |source| Key {
             tag,
@@ -153,7 +153,14 @@ impl Query {
         if tag.element() == 0 {
             return Ok(()); // group length
         }
-        let attr = keys::lookup(tag).or((Some(tag) == blind_index).then_some(&BLIND_INDEX));
+        let ours =
+            block.is_some_and(|b| tag.group() == keys::PRIVATE_GROUP && tag.element() >> 8 == b);
+        let private = match tag.element() & 0xFF {
+            keys::BLIND_INDEX_OFFSET if ours => Some(&BLIND_INDEX),
+            keys::NAME_TOKEN_OFFSET if ours => Some(&NAME_TOKEN),
+            _ => None,
+        };
+        let attr = keys::lookup(tag).or(private);
         if let Some(attr) = attr {
             return self.add_attr(attr, tag, element);
         }
@@ -230,7 +237,7 @@ impl fmt::Debug for Query {
 /// long value or list. Unknown keys are not errors: see [`Query::unsupported_keys`].
 pub fn parse(model: Model, identifier: &InMemDicomObject) -> Result<Query, QueryError> {
     let level = level_of(model, identifier)?;
-    let blind_index = product_block(identifier);
+    let block = product_block(identifier);
     let mut query = Query {
         model,
         level,
@@ -239,7 +246,7 @@ pub fn parse(model: Model, identifier: &InMemDicomObject) -> Result<Query, Query
         unsupported: Vec::new(),
     };
     for element in identifier.iter() {
-        query.add(element, blind_index)?;
+        query.add(element, block)?;
     }
     query.check_hierarchy()?;
     Ok(query)
@@ -267,15 +274,15 @@ fn level_of(model: Model, identifier: &InMemDicomObject) -> Result<Level, QueryE
     }
 }
 
-/// The tag of the name blind index when the identifier carries the product's private
-/// block (creator `PACS GATEWAY 1` in group 0013, any block).
-fn product_block(identifier: &InMemDicomObject) -> Option<Tag> {
+/// The block (high byte of the element numbers) of the product's private block when
+/// the identifier carries it (creator `PACS GATEWAY 1` in group 0013, any block).
+fn product_block(identifier: &InMemDicomObject) -> Option<u16> {
     identifier.iter().find_map(|e| {
         let t = e.tag();
         let creator = t.group() == keys::PRIVATE_GROUP
             && is_private_creator(t)
             && text_of(e).trim() == keys::PRIVATE_CREATOR;
-        creator.then(|| Tag(t.group(), (t.element() << 8) | keys::BLIND_INDEX_OFFSET))
+        creator.then_some(t.element())
     })
 }
 

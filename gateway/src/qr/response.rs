@@ -72,7 +72,13 @@ fn value(
                 .try_get::<Option<String>, _>(super::keys::SEALED_FOR_ALIAS)
                 .ok()
                 .flatten();
+            let summary = row
+                .try_get::<Option<String>, _>(super::keys::SEALED_KIND_ALIAS)
+                .ok()
+                .flatten()
+                .is_some_and(|kind| kind == "summary");
             let items = match row.try_get::<Option<Vec<u8>>, _>(attr.alias)? {
+                Some(bytes) if summary => vec![summary_item(bytes, bound_to)],
                 Some(bytes) => vec![sealed_item(bytes, bound_to)],
                 None => Vec::new(),
             };
@@ -101,6 +107,36 @@ fn sealed_item(envelope: Vec<u8>, bound_to: Option<String>) -> InMemDicomObject 
         ),
         DataElement::new(
             tags::ENCRYPTED_CONTENT,
+            VR::OB,
+            PrimitiveValue::from(envelope),
+        ),
+    ]);
+    if let Some(uid) = bound_to {
+        item.put(DataElement::new(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(uid),
+        ));
+    }
+    item
+}
+
+/// The Encrypted Attributes Sequence item for a stored identity summary: the
+/// envelope in the product's private block, (0013,1011) under creator
+/// `PACS GATEWAY 1` at (0013,0010), so that the client opens it as a summary (its
+/// associated data differs from the full record's); bound like [`sealed_item`].
+fn summary_item(envelope: Vec<u8>, bound_to: Option<String>) -> InMemDicomObject {
+    let mut item = InMemDicomObject::from_element_iter([
+        DataElement::new(
+            Tag(super::keys::PRIVATE_GROUP, 0x0010),
+            VR::LO,
+            PrimitiveValue::from(super::keys::PRIVATE_CREATOR),
+        ),
+        DataElement::new(
+            Tag(
+                super::keys::PRIVATE_GROUP,
+                0x1000 | super::keys::IDENTITY_SUMMARY_OFFSET,
+            ),
             VR::OB,
             PrimitiveValue::from(envelope),
         ),

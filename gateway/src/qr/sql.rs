@@ -66,16 +66,25 @@ impl Statement {
     }
 }
 
-/// `s`, `r`, `i` joined down to `level`, every table on the same facility.
+/// `s`, `r`, `i` joined down to `level`, every table on the same facility, and `p`:
+/// at STUDY level each patient of the study (one row per study and patient; [`find`]'s
+/// caller keeps the first row of each study), below it the patient of the series or
+/// instance. Left joins: a row never disappears for want of its patient row.
 fn from_clause(level: Level) -> &'static str {
     match level {
-        Level::Patient | Level::Study => "studies s",
+        Level::Patient | Level::Study => {
+            "studies s LEFT JOIN study_patients p ON p.facility_id = s.facility_id AND p.study_uid = s.study_uid"
+        }
         Level::Series => {
-            "studies s JOIN series r ON r.facility_id = s.facility_id AND r.study_uid = s.study_uid"
+            "studies s JOIN series r ON r.facility_id = s.facility_id AND r.study_uid = s.study_uid \
+             LEFT JOIN study_patients p ON p.facility_id = r.facility_id AND p.study_uid = r.study_uid \
+             AND p.patient_key = COALESCE(r.patient_id, '')"
         }
         Level::Image => {
             "studies s JOIN series r ON r.facility_id = s.facility_id AND r.study_uid = s.study_uid \
-             JOIN instances i ON i.facility_id = r.facility_id AND i.series_uid = r.series_uid"
+             JOIN instances i ON i.facility_id = r.facility_id AND i.series_uid = r.series_uid \
+             LEFT JOIN study_patients p ON p.facility_id = i.facility_id AND p.study_uid = i.study_uid \
+             AND p.patient_key = COALESCE(i.patient_id, '')"
         }
     }
 }
@@ -83,7 +92,7 @@ fn from_clause(level: Level) -> &'static str {
 fn order_clause(level: Level) -> &'static str {
     match level {
         Level::Patient => "t.patient_id",
-        Level::Study => "s.study_uid",
+        Level::Study => "s.study_uid, p.first_seen, p.patient_key",
         Level::Series => "s.study_uid, COALESCE(r.series_number, 0), r.series_uid",
         Level::Image => {
             "s.study_uid, COALESCE(r.series_number, 0), r.series_uid, \
@@ -111,10 +120,11 @@ fn select_list(query: &Query) -> String {
         .filter_map(|a| a.select(level).map(|e| format!("{e} AS {}", a.alias)))
         .collect();
     let sealed = attrs.iter().find(|a| a.kind == keys::Kind::Sealed);
-    if let (Some(attr), Some((envelope, bound_to))) = (sealed, keys::sealed_columns(level)) {
+    if let (Some(attr), Some(sealed)) = (sealed, keys::sealed_columns(level)) {
         // The envelope is bound to one instance's UID; the client needs it to unseal.
-        columns.push(format!("{envelope} AS {}", attr.alias));
-        columns.push(format!("{bound_to} AS {}", keys::SEALED_FOR_ALIAS));
+        columns.push(format!("{} AS {}", sealed.envelope, attr.alias));
+        columns.push(format!("{} AS {}", sealed.bound_to, keys::SEALED_FOR_ALIAS));
+        columns.push(format!("{} AS {}", sealed.kind, keys::SEALED_KIND_ALIAS));
     }
     columns.join(", ")
 }
@@ -133,10 +143,12 @@ pub(crate) fn find(
     let (select, order) = (select_list(query), order_clause(level));
     st.text = match level {
         Level::Patient => format!(
-            "SELECT {select} FROM studies t WHERE t.facility_id = $1 AND t.deleted_at IS NULL AND t.patient_id IN \
-             (SELECT s.patient_id FROM studies s WHERE s.facility_id = $1 AND s.deleted_at IS NULL \
-             AND s.patient_id IS NOT NULL{filter}) \
-             GROUP BY t.patient_id ORDER BY {order} LIMIT {limit}"
+            "SELECT {select} FROM study_patients t JOIN studies ts ON ts.facility_id = t.facility_id \
+             AND ts.study_uid = t.study_uid WHERE t.facility_id = $1 AND ts.deleted_at IS NULL AND t.patient_id IN \
+             (SELECT p.patient_id FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL \
+             AND p.patient_id IS NOT NULL{filter}) \
+             GROUP BY t.patient_id ORDER BY {order} LIMIT {limit}",
+            from_clause(Level::Study)
         ),
         _ => format!(
             "SELECT {select} FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL{filter} \
@@ -194,6 +206,16 @@ fn filter<'a>(
                 format!(
                     "s.study_uid IN (SELECT m.study_uid FROM study_modalities m \
                      WHERE m.facility_id = $1 AND {inner})"
+                )
+            }
+            Kind::NameToken => {
+                // The study first (an index lookup from the token), then its patient.
+                let in_study = matches(st, "n.token", Kind::Text, &c.matcher, backend);
+                let in_patient = matches(st, "n.token", Kind::Text, &c.matcher, backend);
+                format!(
+                    "s.study_uid IN (SELECT n.study_uid FROM name_tokens n WHERE n.facility_id = $1 AND {in_study}) \
+                     AND EXISTS (SELECT 1 FROM name_tokens n WHERE n.facility_id = p.facility_id \
+                     AND n.study_uid = p.study_uid AND n.patient_key = p.patient_key AND {in_patient})"
                 )
             }
             kind => matches(st, column, kind, &c.matcher, backend),

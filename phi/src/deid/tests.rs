@@ -1,5 +1,6 @@
 mod generate;
 mod properties;
+mod summary;
 
 use dicom_core::header::Header;
 use dicom_core::value::{DataSetSequence, PrimitiveValue};

@@ -103,6 +103,7 @@ struct InstanceRow {
     blob_key: String,
     received_at: i64,
     sealed: Vec<u8>,
+    patient_id: String,
 }
 
 macro_rules! backend_writer {
@@ -151,6 +152,28 @@ async fn $write_all(
             },
         )
         .await?;
+        rows += $insert_rows(
+            &mut *tx,
+            max_params / 10,
+            "INSERT INTO study_patients (facility_id, study_uid, patient_key, patient_id, patient_name, \
+             name_blind_index, sealed_identity, sealed_sop_instance_uid, num_instances, first_seen)",
+            chunk.len(),
+            &|b, i| {
+                let s = &chunk[i];
+                let p = &data.patients[s.patient];
+                b.push_bind(fid(s.facility))
+                    .push_bind(s.uid.as_str())
+                    .push_bind(p.id.as_str())
+                    .push_bind(p.id.as_str())
+                    .push_bind(p.name.as_str())
+                    .push_bind(p.blind_index.as_str())
+                    .push_bind(sealed[i].as_slice())
+                    .push_bind(data.instance(&s.series[0], 0).uid)
+                    .push_bind(s.instances() as i64)
+                    .push_bind(RECEIVED_AT);
+            },
+        )
+        .await?;
         let modalities: Vec<(usize, &'static str)> = chunk
             .iter()
             .enumerate()
@@ -178,9 +201,9 @@ async fn $write_all(
             .collect();
         rows += $insert_rows(
             &mut *tx,
-            max_params / 9,
+            max_params / 10,
             "INSERT INTO series (facility_id, series_uid, study_uid, modality, series_description, \
-             series_number, num_instances, sealed_identity, sealed_sop_instance_uid)",
+             series_number, num_instances, sealed_identity, sealed_sop_instance_uid, patient_id)",
             series.len(),
             &|b, k| {
                 let (i, j) = series[k];
@@ -193,17 +216,18 @@ async fn $write_all(
                     .push_bind(r.number)
                     .push_bind(r.instances as i64)
                     .push_bind(sealed[i].as_slice())
-                    .push_bind(data.instance(r, 0).uid);
+                    .push_bind(data.instance(r, 0).uid)
+                    .push_bind(data.patients[study.patient].id.as_str());
             },
         )
         .await?;
         let rows_i = instance_rows(data, chunk, ids);
         rows += $insert_rows(
             &mut *tx,
-            max_params / 14,
+            max_params / 15,
             "INSERT INTO instances (facility_id, sop_instance_uid, series_uid, study_uid, sop_class_uid, \
              transfer_syntax, instance_number, number_of_frames, size_bytes, sha256, blob_key, calling_ae, \
-             received_at, sealed_identity)",
+             received_at, sealed_identity, patient_id)",
             rows_i.len(),
             &|b, k| {
                 let r = &rows_i[k];
@@ -220,7 +244,8 @@ async fn $write_all(
                     .push_bind(r.blob_key.as_str())
                     .push_bind("BENCH_FWD")
                     .push_bind(r.received_at)
-                    .push_bind(r.sealed.as_slice());
+                    .push_bind(r.sealed.as_slice())
+                    .push_bind(r.patient_id.as_str());
             },
         )
         .await?;
@@ -294,6 +319,7 @@ fn instance_rows(
                     sha256: i.sha256,
                     received_at: RECEIVED_AT + n as i64,
                     sealed: data.envelope(2, n, 96),
+                    patient_id: data.patients[study.patient].id.clone(),
                 });
             }
         }

@@ -63,6 +63,16 @@ async fn index_with(descriptions: &[&str]) -> (tempfile::TempDir, Index, Facilit
         .execute(&index.pool)
         .await
         .unwrap();
+        sqlx::query(
+            "INSERT INTO study_patients (facility_id, study_uid, patient_key, patient_name, first_seen) \
+             VALUES ($1, $2, '', $3, 0)",
+        )
+        .bind(facility.0)
+        .bind(format!("1.2.{}", n + 1))
+        .bind(d.to_ascii_uppercase())
+        .execute(&index.pool)
+        .await
+        .unwrap();
     }
     (dir, index, facility)
 }

@@ -1,0 +1,176 @@
+use super::*;
+use dicom_object::FileMetaTableBuilder;
+
+/// A Part-10 file whose Specific Character Set and Patient Name are exactly these
+/// bytes (written with same-length placeholders, then patched).
+fn file_with(charset: &[u8], name: &[u8], ts: &str) -> Vec<u8> {
+    let even = |b: &[u8]| {
+        let mut v = b.to_vec();
+        if v.len() % 2 == 1 {
+            v.push(b' ');
+        }
+        v
+    };
+    let (charset, name) = (even(charset), even(name));
+    let cs_placeholder = "C".repeat(charset.len());
+    let pn_placeholder = "N".repeat(name.len());
+    let obj = InMemDicomObject::from_element_iter([
+        DataElement::new(
+            tags::SPECIFIC_CHARACTER_SET,
+            VR::CS,
+            PrimitiveValue::from(cs_placeholder.as_str()),
+        ),
+        DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from("1.2.3.4"),
+        ),
+        DataElement::new(
+            tags::STUDY_DESCRIPTION,
+            VR::LO,
+            PrimitiveValue::from("Brain\\Head"),
+        ),
+        DataElement::new(
+            tags::PATIENT_NAME,
+            VR::PN,
+            PrimitiveValue::from(pn_placeholder.as_str()),
+        ),
+    ]);
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
+        .media_storage_sop_instance_uid("1.2.3.4")
+        .transfer_syntax(ts);
+    let mut bytes = Vec::new();
+    obj.with_meta(meta).unwrap().write_all(&mut bytes).unwrap();
+    let patch = |bytes: &mut Vec<u8>, from: &[u8], to: &[u8]| {
+        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+        bytes[at..at + from.len()].copy_from_slice(to);
+    };
+    patch(&mut bytes, cs_placeholder.as_bytes(), &charset);
+    patch(&mut bytes, pn_placeholder.as_bytes(), &name);
+    bytes
+}
+
+fn name_of(file: &DefaultDicomObject) -> String {
+    file.element(tags::PATIENT_NAME)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn iso_2022_japanese_becomes_utf8() {
+    let raw = hex(
+        "59616d6164615e5461726f753d1b24423b3345441b28425e1b244242404f3a1b28423d\
+         1b24422464245e24401b28425e1b2442243f246d24261b2842",
+    );
+    for ts in [
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.2",
+    ] {
+        let file = from_bytes(&file_with(b"\\ISO 2022 IR 87", &raw, ts)).unwrap();
+        assert_eq!(
+            name_of(&file),
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            "{ts}"
+        );
+        assert_eq!(
+            file.element(tags::SPECIFIC_CHARACTER_SET)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim(),
+            "ISO_IR 192"
+        );
+        let description: Vec<String> = file
+            .element(tags::STUDY_DESCRIPTION)
+            .unwrap()
+            .to_multi_str()
+            .unwrap()
+            .to_vec();
+        assert_eq!(description, ["Brain", "Head"], "{ts}");
+    }
+}
+
+#[test]
+fn korean_and_turkish() {
+    let korean = hex(
+        "486f6e675e47696c646f6e673d1b242943fbf35e1b242943d1ced4d73d1b242943c8ab5e\
+         1b242943b1e6b5bf",
+    );
+    let file = from_bytes(&file_with(
+        b"\\ISO 2022 IR 149",
+        &korean,
+        "1.2.840.10008.1.2.1",
+    ))
+    .unwrap();
+    assert_eq!(name_of(&file), "Hong^Gildong=洪^吉洞=홍^길동");
+    let turkish = from_bytes(&file_with(
+        b"ISO_IR 148",
+        b"\xc7a\xf0r\xfd^\xdeeker",
+        "1.2.840.10008.1.2.1",
+    ))
+    .unwrap();
+    assert_eq!(name_of(&turkish), "Çağrı^Şeker");
+}
+
+#[test]
+fn native_sets_are_read_as_they_are() {
+    let file = from_bytes(&file_with(
+        b"ISO_IR 100",
+        b"M\xfcller^J\xfcrgen",
+        "1.2.840.10008.1.2.1",
+    ))
+    .unwrap();
+    assert_eq!(name_of(&file), "Müller^Jürgen");
+    assert_eq!(
+        file.element(tags::SPECIFIC_CHARACTER_SET)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim(),
+        "ISO_IR 100",
+        "a set dicom-rs reads keeps its label"
+    );
+}
+
+#[test]
+fn unknown_sets_are_read_as_they_are_and_garbage_is_an_error() {
+    let unknown = file_with(b"ISO_IR 999", b"Doe^John", "1.2.840.10008.1.2.1");
+    assert_eq!(name_of(&from_bytes(&unknown).unwrap()), "Doe^John");
+    assert!(from_bytes(b"not dicom").is_err());
+    assert!(from_bytes(&[0u8; 140]).is_err());
+}
+
+#[test]
+fn a_viewer_query_in_iso_2022_is_read_as_utf8() {
+    let korean = hex(
+        "486f6e675e47696c646f6e673d1b242943fbf35e1b242943d1ced4d73d1b242943c8ab5e\
+         1b242943b1e6b5bf",
+    );
+    let file = file_with(b"\\ISO 2022 IR 149", &korean, "1.2.840.10008.1.2.1");
+    // After the preamble, DICM and the meta group (its length at bytes 140..144).
+    let meta_len = u32::from_le_bytes(file[140..144].try_into().unwrap()) as usize;
+    let dataset = &file[144 + meta_len..];
+    let object = read_dataset(dataset, "1.2.840.10008.1.2.1").unwrap();
+    assert_eq!(
+        object
+            .element(tags::PATIENT_NAME)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end(),
+        "Hong^Gildong=洪^吉洞=홍^길동"
+    );
+    assert!(read_dataset(&dataset[..10], "1.2.840.10008.1.2.1").is_err());
+}
