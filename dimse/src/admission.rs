@@ -8,10 +8,12 @@
 //! room: when a bound is hit, the registry *sheds* an older connection instead, from
 //! the busiest address (the newcomer's own when its address is at its bound): first
 //! the ones that never sent a byte, then the ones still in their handshake, and only
-//! then the ones that completed it, oldest first; connections younger than
-//! [`SHED_GRACE`] go only when no older one is left, so that a legitimate peer's
-//! handshake, which takes milliseconds, is not cut off by the churn of a flood from its
-//! own address. An attacker holding a thousand connections thus only pushes out its
+//! then the ones that completed it, oldest first. Connections younger than
+//! [`SHED_GRACE`] go only when no older one is left, and then the oldest first
+//! whatever their stage (every connection is silent for a moment after it arrives):
+//! a legitimate peer's handshake takes milliseconds, so a flood from its own address
+//! would have to open a whole address's worth of connections within that time to
+//! push it out. An attacker holding a thousand connections thus only pushes out its
 //! own; a facility connecting from elsewhere finds room at once.
 //!
 //! Every refusal, shedding and timeout is counted in a [`RefusalLog`], which writes one
@@ -271,9 +273,9 @@ struct Registry {
 }
 
 impl Registry {
-    /// Sheds one connection of `peer`: among those older than [`SHED_GRACE`] (or, if
-    /// none is, among all), the oldest silent one, else the oldest still in its
-    /// handshake, else the oldest.
+    /// Sheds one connection of `peer`: among those older than [`SHED_GRACE`], the
+    /// oldest silent one, else the oldest still in its handshake, else the oldest;
+    /// if none is that old, the oldest.
     fn shed_one(&mut self, peer: PeerKey, now: Instant) -> bool {
         let Some(entries) = self.by_peer.get_mut(&peer) else {
             return false;
@@ -282,7 +284,10 @@ impl Registry {
             .iter()
             .min_by_key(|(id, e)| {
                 let young = now.saturating_duration_since(e.since) < SHED_GRACE;
-                let stage = Stage::from_u8(e.stage.load(Ordering::Relaxed));
+                let stage = match young {
+                    true => Stage::Silent,
+                    false => Stage::from_u8(e.stage.load(Ordering::Relaxed)),
+                };
                 (young, stage, **id)
             })
             .map(|(id, _)| *id);
@@ -521,6 +526,7 @@ mod tests {
         first.advance(Stage::Started);
         let second = a.admit(ip("10.0.0.1"));
         let third = a.admit(ip("10.0.0.1"));
+        age(&a, Duration::from_secs(3));
         let other = a.admit(ip("10.0.0.2"));
         let fourth = a.admit(ip("10.0.0.1"));
         // The oldest *silent* one goes, not the older one that has started.
@@ -528,9 +534,9 @@ mod tests {
         assert!(second.is_shed());
         assert!(!third.is_shed() && !other.is_shed() && !fourth.is_shed());
         assert_eq!(a.held(PeerKey::of(ip("10.0.0.1"))), (4, 3));
-        // Only started ones left of that address (third, fourth are silent; shed third).
+        // The next old silent one goes before the young one.
         let fifth = a.admit(ip("10.0.0.1"));
-        assert!(third.is_shed() && !fifth.is_shed());
+        assert!(third.is_shed() && !fourth.is_shed() && !fifth.is_shed());
         let summary = a.log().take_summary().unwrap();
         assert_eq!(summary, "shed 2 (10.0.0.1: 2)");
     }
@@ -547,19 +553,21 @@ mod tests {
 
     #[test]
     fn a_young_handshake_outlives_older_connections_of_any_stage() {
-        let a = admission(100, 2);
+        let a = admission(100, 3);
         let old = a.admit(ip("10.0.0.1"));
         old.advance(Stage::Verified);
         age(&a, Duration::from_secs(3));
+        let flood = a.admit(ip("10.0.0.1"));
         let legit = a.admit(ip("10.0.0.1"));
-        legit.advance(Stage::Started);
-        // The address is full: the old, verified one goes, not the young handshake.
+        // The address is full: the old, verified one goes, not a young one.
         let newcomer = a.admit(ip("10.0.0.1"));
         assert!(old.is_shed());
-        assert!(!legit.is_shed() && !newcomer.is_shed());
-        // Among young ones only, the least advanced goes.
+        assert!(!flood.is_shed() && !legit.is_shed() && !newcomer.is_shed());
+        // Among young ones only, the oldest goes, whatever its stage: a handshake
+        // in progress outlives the flood connections that came before it.
+        legit.advance(Stage::Started);
         let another = a.admit(ip("10.0.0.1"));
-        assert!(newcomer.is_shed() && !legit.is_shed() && !another.is_shed());
+        assert!(flood.is_shed() && !legit.is_shed() && !another.is_shed());
     }
 
     #[test]
