@@ -217,7 +217,10 @@ async fn handle<P, S>(
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             debug!(error = %e, "association not established");
-            refuse(Refusal::HandshakeFailed);
+            refuse(match e {
+                DimseError::Timeout(_) => Refusal::HandshakeTimeout,
+                _ => Refusal::HandshakeFailed,
+            });
             return;
         }
         Err(_) => {
