@@ -166,15 +166,16 @@ impl Authenticator {
                 .index
                 .record_user_failure(account.user.id, s.max_failures, now + lockout_ms, now)
                 .await?;
-            if let Some(by_user) = by_user {
-                if by_user.locked_at(now) && by_user.failed_count % i64::from(s.max_failures) == 0 {
-                    warn!(
-                        user = %account.user.username,
-                        failures = by_user.failed_count,
-                        lockout_secs = s.lockout_secs,
-                        "account locked after repeated failed logins"
-                    );
-                }
+            if let Some(by_user) = by_user
+                && by_user.locked_at(now)
+                && by_user.failed_count % i64::from(s.max_failures) == 0
+            {
+                warn!(
+                    user = %account.user.username,
+                    failures = by_user.failed_count,
+                    lockout_secs = s.lockout_secs,
+                    "account locked after repeated failed logins"
+                );
             }
         }
         // The peer's count only: the user's would tell whether the name exists.

@@ -145,14 +145,14 @@ mod tests {
 
     fn pace() -> BodyPace {
         BodyPace {
-            idle_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(1),
             min_bytes_per_sec: 100,
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_body_trickling_in_is_cut_off_and_its_connection_killed() {
-        let (mut tx, rx) = futures_channel();
+        let (tx, rx) = channel_body();
         let kill = CancellationToken::new();
         let tripped = Arc::new(AtomicBool::new(false));
         let flag = tripped.clone();
@@ -163,12 +163,12 @@ mod tests {
             Box::new(move || flag.store(true, Ordering::SeqCst)),
         );
         let feeder = tokio::spawn(async move {
-            // One byte every 4 s: never idle for 5 s, but far below 100 B/s.
-            for _ in 0..10 {
+            // One byte every 400 ms: never idle for 1 s, but far below 100 B/s.
+            for _ in 0..25 {
                 if tx.send(Bytes::from_static(b"x")).await.is_err() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(4)).await;
+                tokio::time::sleep(Duration::from_millis(400)).await;
             }
         });
         let started = Instant::now();
@@ -177,23 +177,23 @@ mod tests {
         assert!(kill.is_cancelled() && tripped.load(Ordering::SeqCst));
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_secs(5) && took < Duration::from_secs(9),
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
             "{took:?}"
         );
         feeder.abort();
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_body_keeping_the_pace_passes() {
-        let (mut tx, rx) = futures_channel();
+        let (tx, rx) = channel_body();
         let kill = CancellationToken::new();
         let body = PacedBody::new(rx, pace(), kill.clone(), Box::new(|| {}));
         tokio::spawn(async move {
-            // 200 B/s for 10 s after a 3 s pause.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // 2,000 B/s for 1 s after a 500 ms pause.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             for _ in 0..10 {
                 let _ = tx.send(Bytes::from(vec![b'x'; 200])).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
         let collected = axum::body::to_bytes(Body::new(body), usize::MAX)
@@ -220,7 +220,7 @@ mod tests {
         }
     }
 
-    fn futures_channel() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+    fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         (tx, ChannelBody(rx))
     }
