@@ -481,6 +481,20 @@ mod tests {
     }
 
     #[test]
+    fn admission_bounds_are_checked() {
+        let parse = |text: &str| Config::parse(text, Path::new("client.toml"));
+        parse("[edge]\nmax_pending = 8\nmax_pending_per_address = 8").unwrap();
+        for nonsense in [
+            "[edge]\nmax_pending_per_address = 0",
+            "[edge]\nmax_pending = 8\nmax_pending_per_address = 9",
+            "[edge]\nfirst_byte_timeout_secs = 0",
+            "[edge]\nhandshake_timeout_secs = 301",
+        ] {
+            assert!(parse(nonsense).is_err(), "{nonsense}");
+        }
+    }
+
+    #[test]
     fn admin_url_defaults_to_the_gateway_host_on_8443() {
         let mut gateway = GatewayConfig {
             address: "pacs.example.org:2762".into(),

@@ -528,6 +528,16 @@ mod tests {
         assert!(toml::from_str::<Config>("[auth]\nargon2_m = 1").is_err());
         let cfg: Config = toml::from_str("[https]\ntoken_ttl_secs = 0").unwrap();
         assert!(cfg.validate().is_err());
+        for nonsense in [
+            "[dicom]\nmax_pending_per_address = 0",
+            "[dicom]\nmax_pending = 8\nmax_pending_per_address = 9",
+            "[dicom]\nfirst_byte_timeout_secs = 0",
+            "[https]\nmin_body_bytes_per_sec = 0",
+            "[https]\nmax_connections_per_address = 257",
+        ] {
+            let cfg: Config = toml::from_str(nonsense).unwrap();
+            assert!(cfg.validate().is_err(), "{nonsense}");
+        }
         let cfg: Config = toml::from_str("[auth]\nargon2_m_kib = 4096").unwrap();
         assert!(cfg.validate().is_err(), "below the OWASP minimum");
         let cfg: Config = toml::from_str("[audit.syslog]\naddress = \"log:6514\"").unwrap();
