@@ -103,14 +103,14 @@ impl EdgeConfig {
     pub fn check_admission(&self) -> Result<(), ConfigError> {
         let ok = (1..=300).contains(&self.handshake_timeout_secs)
             && (1..=65536).contains(&self.max_pending)
-            && (1..=self.max_pending).contains(&self.max_pending_per_address)
+            && (1..=65536).contains(&self.max_pending_per_address)
             && (1..=300).contains(&self.first_byte_timeout_secs)
             && (1..=3600).contains(&self.refusal_log_interval_secs);
         match ok {
             true => Ok(()),
             false => Err(ConfigError::Invalid(
                 "[edge]: handshake_timeout_secs and first_byte_timeout_secs must be 1 to 300, \
-                 max_pending 1 to 65536, max_pending_per_address 1 to max_pending, \
+                 max_pending and max_pending_per_address 1 to 65536, \
                  refusal_log_interval_secs 1 to 3600"
                     .into(),
             )),
@@ -483,10 +483,11 @@ mod tests {
     #[test]
     fn admission_bounds_are_checked() {
         let parse = |text: &str| Config::parse(text, Path::new("client.toml"));
-        parse("[edge]\nmax_pending = 8\nmax_pending_per_address = 8").unwrap();
+        // A per-address bound above the total is allowed (the total applies).
+        parse("[edge]\nmax_pending = 8\nmax_pending_per_address = 9").unwrap();
         for nonsense in [
             "[edge]\nmax_pending_per_address = 0",
-            "[edge]\nmax_pending = 8\nmax_pending_per_address = 9",
+            "[edge]\nmax_pending = 0",
             "[edge]\nfirst_byte_timeout_secs = 0",
             "[edge]\nhandshake_timeout_secs = 301",
         ] {

@@ -416,10 +416,11 @@ impl Config {
         }
         let d = &self.dicom;
         if !(1..=65536).contains(&d.max_pending)
-            || !(1..=d.max_pending).contains(&d.max_pending_per_address)
+            || !(1..=65536).contains(&d.max_pending_per_address)
         {
             return Err(ConfigError::Invalid(
-                "dicom.max_pending must be between 1 and 65536, and dicom.max_pending_per_address between 1 and dicom.max_pending".into(),
+                "dicom.max_pending and dicom.max_pending_per_address must be between 1 and 65536"
+                    .into(),
             ));
         }
         if !(1..=300).contains(&d.first_byte_timeout_secs)
@@ -452,14 +453,14 @@ impl Config {
                 "https.handshake_timeout_secs must be between 1 and 300".into(),
             ));
         }
-        if !(1..=https.max_connections).contains(&https.max_connections_per_address)
+        if !(1..=65536).contains(&https.max_connections_per_address)
             || !(1..=300).contains(&https.first_byte_timeout_secs)
             || !(1..=300).contains(&https.body_timeout_secs)
             || !(1..=1024 * 1024 * 1024).contains(&https.min_body_bytes_per_sec)
             || !(1..=3600).contains(&https.refusal_log_interval_secs)
         {
             return Err(ConfigError::Invalid(
-                "https: max_connections_per_address must be 1 to max_connections, first_byte_timeout_secs and body_timeout_secs 1 to 300, min_body_bytes_per_sec 1 to 1073741824, refusal_log_interval_secs 1 to 3600".into(),
+                "https: max_connections_per_address must be 1 to 65536, first_byte_timeout_secs and body_timeout_secs 1 to 300, min_body_bytes_per_sec 1 to 1073741824, refusal_log_interval_secs 1 to 3600".into(),
             ));
         }
         if !(1..=65536).contains(&https.max_connections) {
@@ -530,10 +531,10 @@ mod tests {
         assert!(cfg.validate().is_err());
         for nonsense in [
             "[dicom]\nmax_pending_per_address = 0",
-            "[dicom]\nmax_pending = 8\nmax_pending_per_address = 9",
+            "[dicom]\nmax_pending = 0",
             "[dicom]\nfirst_byte_timeout_secs = 0",
             "[https]\nmin_body_bytes_per_sec = 0",
-            "[https]\nmax_connections_per_address = 257",
+            "[https]\nmax_connections_per_address = 0",
         ] {
             let cfg: Config = toml::from_str(nonsense).unwrap();
             assert!(cfg.validate().is_err(), "{nonsense}");
