@@ -210,7 +210,6 @@ async fn handle<P, S>(
         // Counted by the registry that shed it.
         () = ticket.shed() => return,
     };
-    // Established or not, the connection no longer holds a place in the registry.
     let refuse = |reason| ticket.refuse(reason);
     let (conn, info, session) = match result {
         Ok(Ok(Some(parts))) => parts,
@@ -229,6 +228,7 @@ async fn handle<P, S>(
             return;
         }
     };
+    // Established: the association holds a slot now, no longer a registry place.
     drop(ticket);
     let stop = shared.stop.clone();
     let label = shared.policy.describe(&session);
