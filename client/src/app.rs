@@ -59,6 +59,8 @@ impl Client {
         let options = ServerOptions {
             max_pdu: config.edge.max_pdu,
             read_timeout: Duration::from_secs(config.edge.read_timeout_secs),
+            handshake_timeout: Duration::from_secs(config.edge.handshake_timeout_secs),
+            admission: config.edge.admission(),
             tls: edge_tls(config)?,
             ..ServerOptions::default()
         };

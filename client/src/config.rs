@@ -75,6 +75,47 @@ pub struct EdgeConfig {
     pub tls_key: Option<PathBuf>,
     /// CA for modality client certificates.
     pub tls_ca: Option<PathBuf>,
+    /// Seconds allowed for the TLS handshake (if any) and the association request.
+    pub handshake_timeout_secs: u64,
+    /// Connections held before their association is established, all addresses
+    /// together; when full, the busiest address's least advanced ones are shed.
+    pub max_pending: usize,
+    /// Such connections held from one IPv4 address or IPv6 /64.
+    pub max_pending_per_address: usize,
+    /// Seconds a new connection has to send its first byte.
+    pub first_byte_timeout_secs: u64,
+    /// Seconds between the summary lines of refused and shed connections.
+    pub refusal_log_interval_secs: u64,
+}
+
+impl EdgeConfig {
+    /// The admission bounds of the edge listener.
+    pub fn admission(&self) -> dimse::admission::AdmissionOptions {
+        dimse::admission::AdmissionOptions {
+            max_pending: self.max_pending,
+            max_pending_per_address: self.max_pending_per_address,
+            first_byte_timeout: std::time::Duration::from_secs(self.first_byte_timeout_secs),
+            log_interval: std::time::Duration::from_secs(self.refusal_log_interval_secs),
+        }
+    }
+
+    /// Refuses admission bounds that make no sense.
+    pub fn check_admission(&self) -> Result<(), ConfigError> {
+        let ok = (1..=300).contains(&self.handshake_timeout_secs)
+            && (1..=65536).contains(&self.max_pending)
+            && (1..=65536).contains(&self.max_pending_per_address)
+            && (1..=300).contains(&self.first_byte_timeout_secs)
+            && (1..=3600).contains(&self.refusal_log_interval_secs);
+        match ok {
+            true => Ok(()),
+            false => Err(ConfigError::Invalid(
+                "[edge]: handshake_timeout_secs and first_byte_timeout_secs must be 1 to 300, \
+                 max_pending and max_pending_per_address 1 to 65536, \
+                 refusal_log_interval_secs 1 to 3600"
+                    .into(),
+            )),
+        }
+    }
 }
 
 impl Default for EdgeConfig {
@@ -89,6 +130,11 @@ impl Default for EdgeConfig {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            handshake_timeout_secs: 10,
+            max_pending: 1024,
+            max_pending_per_address: 32,
+            first_byte_timeout_secs: 5,
+            refusal_log_interval_secs: 10,
         }
     }
 }
@@ -372,6 +418,7 @@ impl Config {
             message: e.to_string(),
         })?;
         config.check_viewers()?;
+        config.edge.check_admission()?;
         config.pixels.check().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
@@ -431,6 +478,21 @@ mod tests {
         assert_eq!(config.sharing.rules.len(), 1);
         assert_eq!(config.sharing.rules[0].action, Destination::Local);
         assert!(config.deidentification.retain_longitudinal_full_dates);
+    }
+
+    #[test]
+    fn admission_bounds_are_checked() {
+        let parse = |text: &str| Config::parse(text, Path::new("client.toml"));
+        // A per-address bound above the total is allowed (the total applies).
+        parse("[edge]\nmax_pending = 8\nmax_pending_per_address = 9").unwrap();
+        for nonsense in [
+            "[edge]\nmax_pending_per_address = 0",
+            "[edge]\nmax_pending = 0",
+            "[edge]\nfirst_byte_timeout_secs = 0",
+            "[edge]\nhandshake_timeout_secs = 301",
+        ] {
+            assert!(parse(nonsense).is_err(), "{nonsense}");
+        }
     }
 
     #[test]

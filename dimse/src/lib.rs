@@ -10,6 +10,7 @@
 //! ([`scp::Service`]) are decided by the caller's implementations. No SQL, HTTP or
 //! configuration here.
 
+pub mod admission;
 pub mod assoc;
 pub mod charset;
 pub mod command;

@@ -1,5 +1,8 @@
-//! The association acceptor: accept loop, TLS handshake, association negotiation,
-//! limits and graceful shutdown.
+//! The association acceptor: accept loop, admission of new connections (see
+//! [`crate::admission`]: bounded per address and globally, shedding the least
+//! advanced connections of the busiest address rather than refusing newcomers, a
+//! first-byte timeout), TLS handshake, association negotiation, limits and graceful
+//! shutdown. Refusals are counted and logged as one summary line per interval.
 //!
 //! Policy plugs in through [`Policy`] (who may associate, and as whom) and the
 //! [`Service`](crate::scp::Service) (what to do with messages). The server itself
@@ -13,11 +16,12 @@ use std::time::Duration;
 use dicom_ul::Pdu;
 use dicom_ul::pdu::AbortRQServiceProviderReason;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::admission::{Admission, AdmissionOptions, Refusal, RefusalLog, Stage, Ticket};
 use crate::assoc::{self, APPLICATION_CONTEXT, AssociateRequest, Peer, Rejection};
 use crate::error::DimseError;
 use crate::pdu_io::PduConn;
@@ -44,6 +48,10 @@ pub trait Policy: Send + Sync + 'static {
     fn describe(&self, _session: &Self::Session) -> Option<String> {
         None
     }
+
+    /// Called once per connection refused, shed or timed out before its association
+    /// was established (e.g. to count it in a metric). The default does nothing.
+    fn refused(&self, _reason: Refusal) {}
 }
 
 /// Limits and timeouts of an acceptor.
@@ -57,6 +65,8 @@ pub struct ServerOptions {
     pub read_timeout: Duration,
     /// Associations served at once; further requests are rejected as transient.
     pub max_associations: usize,
+    /// Bounds on connections before their association is established.
+    pub admission: AdmissionOptions,
     /// How long running associations may go on after shutdown is requested.
     pub shutdown_grace: Duration,
     /// Server TLS configuration; `None` serves plain DICOM.
@@ -70,6 +80,7 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             max_associations: 64,
+            admission: AdmissionOptions::default(),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
         }
@@ -78,13 +89,38 @@ impl Default for ServerOptions {
 
 struct Shared<P, S> {
     options: ServerOptions,
-    policy: P,
+    policy: Arc<P>,
     service: Arc<S>,
     /// Established associations.
     slots: Arc<Semaphore>,
-    /// Connections still in the TLS handshake or before their A-ASSOCIATE-RQ.
-    handshakes: Arc<Semaphore>,
     stop: CancellationToken,
+}
+
+/// The name of the listener in log lines: `tls` or `plain`.
+fn listener_name(options: &ServerOptions) -> &'static str {
+    match options.tls {
+        Some(_) => "tls",
+        None => "plain",
+    }
+}
+
+/// Warns about failed accepts (e.g. out of file descriptors) at most once per
+/// interval, with the number of failures since the last warning.
+#[derive(Default)]
+struct AcceptFailures {
+    last_warned: Option<std::time::Instant>,
+    unreported: u64,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, error: &std::io::Error, interval: Duration) {
+        self.unreported += 1;
+        if self.last_warned.is_none_or(|at| at.elapsed() >= interval) {
+            warn!(error = %error, failures = self.unreported, "accept failed");
+            self.last_warned = Some(std::time::Instant::now());
+            self.unreported = 0;
+        }
+    }
 }
 
 /// Serves associations on `listener` until `shutdown` completes, then waits up to the
@@ -100,16 +136,24 @@ pub async fn serve<P, S>(
     S: Service<P::Session>,
 {
     let grace = options.shutdown_grace;
+    let policy = Arc::new(policy);
+    let hook_policy = policy.clone();
+    let log = Arc::new(RefusalLog::new(
+        listener_name(&options),
+        Some(Arc::new(move |reason| hook_policy.refused(reason))),
+    ));
+    let log_interval = options.admission.log_interval;
+    let admission = Admission::new(options.admission.clone(), log.clone());
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(options.max_associations)),
-        handshakes: Arc::new(Semaphore::new(
-            options.max_associations.saturating_mul(4).max(16),
-        )),
         options,
         policy,
         service,
         stop: CancellationToken::new(),
     });
+    let log_stop = CancellationToken::new();
+    let log_task = tokio::spawn(log.run(log_interval, log_stop.clone()));
+    let mut failures = AcceptFailures::default();
     let tracker = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
@@ -117,17 +161,15 @@ pub async fn serve<P, S>(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, addr)) => {
-                    // Connections that never associate must not hold association slots:
-                    // they get a bounded handshake slot, or are closed at once.
-                    let Ok(handshake) = shared.handshakes.clone().try_acquire_owned() else {
-                        warn!(peer = %addr, "too many connections in handshake; closing");
-                        continue;
-                    };
+                    // Connections that never associate must not hold association
+                    // slots: they hold a place in the admission registry, which sheds
+                    // the least advanced ones of the busiest address when full.
+                    let ticket = admission.admit(addr.ip());
                     let span = info_span!("association", peer = %addr);
-                    tracker.spawn(handle(socket, addr, handshake, shared.clone()).instrument(span));
+                    tracker.spawn(handle(socket, addr, ticket, shared.clone()).instrument(span));
                 }
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
+                    failures.failed(&e, log_interval);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -140,12 +182,14 @@ pub async fn serve<P, S>(
         shared.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     }
+    log_stop.cancel();
+    let _ = log_task.await;
 }
 
 async fn handle<P, S>(
     socket: TcpStream,
     addr: SocketAddr,
-    handshake_slot: OwnedSemaphorePermit,
+    ticket: Ticket,
     shared: Arc<Shared<P, S>>,
 ) where
     P: Policy,
@@ -155,20 +199,37 @@ async fn handle<P, S>(
         debug!(error = %e, "cannot set TCP_NODELAY");
     }
     let limit = shared.options.handshake_timeout;
-    let result = tokio::time::timeout(limit, establish(socket, addr, &shared)).await;
-    drop(handshake_slot);
+    let attempt = async {
+        if !ticket.first_byte(&socket).await {
+            return Ok(None);
+        }
+        establish(socket, addr, &ticket, &shared).await
+    };
+    let result = tokio::select! {
+        result = tokio::time::timeout(limit, attempt) => result,
+        // Counted by the registry that shed it.
+        () = ticket.shed() => return,
+    };
+    let refuse = |reason| ticket.refuse(reason);
     let (conn, info, session) = match result {
         Ok(Ok(Some(parts))) => parts,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
-            info!(error = %e, "association not established");
+            debug!(error = %e, "association not established");
+            refuse(match e {
+                DimseError::Timeout(_) => Refusal::HandshakeTimeout,
+                _ => Refusal::HandshakeFailed,
+            });
             return;
         }
         Err(_) => {
-            info!("association not established within {limit:?}");
+            debug!("association not established within {limit:?}");
+            refuse(Refusal::HandshakeTimeout);
             return;
         }
     };
+    // Established: the association holds a slot now, no longer a registry place.
+    drop(ticket);
     let stop = shared.stop.clone();
     let label = shared.policy.describe(&session);
     scp::run(conn, info, session, label, shared.service.clone(), stop).await;
@@ -179,6 +240,7 @@ type Established<T> = Option<(PduConn, AssociationInfo, T)>;
 async fn establish<P, S>(
     socket: TcpStream,
     addr: SocketAddr,
+    ticket: &Ticket,
     shared: &Shared<P, S>,
 ) -> Result<Established<P::Session>, DimseError>
 where
@@ -200,6 +262,7 @@ where
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|c| c.clone().into_owned());
+            ticket.advance(Stage::Verified);
             let conn = PduConn::new(Box::new(tls), handshake_max, opts.handshake_timeout);
             (conn, Peer { addr, certificate })
         }
@@ -234,20 +297,23 @@ where
     let called_ae = rq.called_ae_title.trim();
     let refuse = |rj| Pdu::AssociationRJ(rj);
     if rq.protocol_version & 1 == 0 {
+        ticket.refuse(Refusal::Rejected);
         conn.write_pdu(&refuse(assoc::reject_protocol_version()))
             .await?;
         return Ok(None);
     }
     if rq.application_context_name.trim_end_matches(['\0', ' ']) != APPLICATION_CONTEXT {
+        ticket.refuse(Refusal::Rejected);
         conn.write_pdu(&refuse(assoc::reject_application_context()))
             .await?;
         return Ok(None);
     }
     let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-        warn!(
+        debug!(
             calling_ae,
             "association limit reached; rejecting as transient"
         );
+        ticket.refuse(Refusal::Busy);
         conn.write_pdu(&refuse(Rejection::Busy.to_pdu())).await?;
         return Ok(None);
     };
@@ -265,7 +331,8 @@ where
     let session = match shared.policy.admit(&request).await {
         Ok(session) => session,
         Err(rejection) => {
-            info!(calling_ae, called_ae, ?rejection, "association rejected");
+            debug!(calling_ae, called_ae, ?rejection, "association rejected");
+            ticket.refuse(Refusal::Rejected);
             conn.write_pdu(&refuse(rejection.to_pdu())).await?;
             return Ok(None);
         }

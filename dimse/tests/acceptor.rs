@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dimse::admission::AdmissionOptions;
 use dimse::assoc::{
     AcceptedContext, AssociateRequest, Capabilities, EXPLICIT_VR_LE, IMPLICIT_VR_LE, Rejection,
     VERIFICATION,
@@ -207,6 +208,7 @@ fn options() -> ServerOptions {
         handshake_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
         max_associations: 8,
+        admission: AdmissionOptions::default(),
         shutdown_grace: Duration::from_secs(2),
         tls: None,
     }
@@ -354,6 +356,82 @@ async fn a_silent_tcp_peer_is_dropped_after_the_handshake_timeout() {
         "closed after {elapsed:?}"
     );
     let _ = raw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_after_the_first_byte_timeout() {
+    let h = Harness::start(
+        ServerOptions {
+            admission: AdmissionOptions {
+                first_byte_timeout: Duration::from_millis(200),
+                ..AdmissionOptions::default()
+            },
+            ..options()
+        },
+        Behaviour::default(),
+    )
+    .await;
+    let mut raw = TcpStream::connect(&h.addr).await.unwrap();
+    let started = Instant::now();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), raw.read_to_end(&mut received))
+        .await
+        .expect("the server closes a silent connection")
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(received.is_empty(), "got {received:02x?}");
+    // Well before the 5 s handshake timeout.
+    assert!(
+        (Duration::from_millis(150)..Duration::from_millis(2500)).contains(&elapsed),
+        "closed after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn silent_connections_from_one_address_do_not_keep_an_association_out() {
+    let h = Harness::start(
+        ServerOptions {
+            admission: AdmissionOptions {
+                max_pending: 16,
+                max_pending_per_address: 4,
+                ..AdmissionOptions::default()
+            },
+            ..options()
+        },
+        Behaviour::default(),
+    )
+    .await;
+    let target: std::net::SocketAddr = h.addr.parse().unwrap();
+    // 40 silent connections from 127.0.0.2 (loopback), 10 from our own address:
+    // far more than either bound.
+    let mut held = Vec::new();
+    for source in [[127, 0, 0, 2], [127, 0, 0, 1]] {
+        let count = if source[3] == 2 { 40 } else { 10 };
+        for _ in 0..count {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((source, 0).into()).unwrap();
+            held.push(socket.connect(target).await.unwrap());
+        }
+    }
+    // Associations still succeed, one after another.
+    for _ in 0..3 {
+        let mut scu = h.connect().await;
+        scu.echo().await.expect("C-ECHO under a silent flood");
+        scu.release().await.unwrap();
+    }
+    // The server closed all but a bounded number of the silent connections.
+    let mut open = 0;
+    for mut stream in held {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(20), stream.read(&mut byte));
+        if read.await.is_err() {
+            open += 1;
+        }
+    }
+    assert!(
+        open <= 8,
+        "{open} silent connections still held (bound: 4 per address)"
+    );
 }
 
 #[tokio::test]

@@ -141,8 +141,7 @@ struct HttpsServer {
     tls: Arc<rustls::ServerConfig>,
     state: ApiState,
     max_body_bytes: usize,
-    handshake_timeout: Duration,
-    max_connections: usize,
+    limits: crate::http::server::HttpsLimits,
 }
 
 async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -225,8 +224,7 @@ impl Application {
                 tls: crate::http::server::tls_config(&files.server_cert, &files.server_key)?,
                 state,
                 max_body_bytes: config.https.max_body_bytes,
-                handshake_timeout: Duration::from_secs(config.https.handshake_timeout_secs),
-                max_connections: config.https.max_connections,
+                limits: config.https.limits(),
             }),
             _ => None,
         };
@@ -236,6 +234,7 @@ impl Application {
             handshake_timeout: Duration::from_secs(d.handshake_timeout_secs),
             read_timeout: Duration::from_secs(d.read_timeout_secs),
             max_associations: d.max_associations,
+            admission: d.admission(),
             ..ServerOptions::default()
         };
         Ok(Application {
@@ -374,8 +373,8 @@ impl Application {
                 https.listener,
                 https.tls,
                 router,
-                https.handshake_timeout,
-                https.max_connections,
+                https.limits,
+                self.metrics.clone(),
                 async move { stop.cancelled().await },
             ));
         }

@@ -69,6 +69,27 @@ pub struct DicomConfig {
     pub handshake_timeout_secs: u64,
     /// Seconds allowed between PDUs.
     pub read_timeout_secs: u64,
+    /// Connections held before their association is established, all addresses
+    /// together; when full, the busiest address's least advanced ones are shed.
+    pub max_pending: usize,
+    /// Such connections held from one IPv4 address or IPv6 /64.
+    pub max_pending_per_address: usize,
+    /// Seconds a new connection has to send its first byte.
+    pub first_byte_timeout_secs: u64,
+    /// Seconds between the summary lines of refused and shed connections.
+    pub refusal_log_interval_secs: u64,
+}
+
+impl DicomConfig {
+    /// The admission bounds of both DICOM listeners.
+    pub fn admission(&self) -> dimse::admission::AdmissionOptions {
+        dimse::admission::AdmissionOptions {
+            max_pending: self.max_pending,
+            max_pending_per_address: self.max_pending_per_address,
+            first_byte_timeout: std::time::Duration::from_secs(self.first_byte_timeout_secs),
+            log_interval: std::time::Duration::from_secs(self.refusal_log_interval_secs),
+        }
+    }
 }
 
 impl Default for DicomConfig {
@@ -82,6 +103,10 @@ impl Default for DicomConfig {
             max_associations: 64,
             handshake_timeout_secs: 10,
             read_timeout_secs: 60,
+            max_pending: 1024,
+            max_pending_per_address: 32,
+            first_byte_timeout_secs: 5,
+            refusal_log_interval_secs: 10,
         }
     }
 }
@@ -100,8 +125,38 @@ pub struct HttpsConfig {
     pub max_body_bytes: usize,
     /// Seconds allowed for the TLS handshake and for the request headers.
     pub handshake_timeout_secs: u64,
-    /// Connections served at once; more are closed as they arrive.
+    /// Connections held at once, all addresses together; when full, an older
+    /// connection of the busiest address is closed for a newcomer.
     pub max_connections: usize,
+    /// Connections held at once from one IPv4 address or IPv6 /64.
+    pub max_connections_per_address: usize,
+    /// Seconds a new connection has to send its first byte.
+    pub first_byte_timeout_secs: u64,
+    /// Longest wait, in seconds, for the next piece of a request body; also the
+    /// grace period before `min_body_bytes_per_sec` applies.
+    pub body_timeout_secs: u64,
+    /// Bytes per second a request body must average after the grace period.
+    pub min_body_bytes_per_sec: u64,
+    /// Seconds between the summary lines of refused and shed connections.
+    pub refusal_log_interval_secs: u64,
+}
+
+impl HttpsConfig {
+    /// The listener's bounds and timeouts.
+    pub fn limits(&self) -> crate::http::server::HttpsLimits {
+        use std::time::Duration;
+        crate::http::server::HttpsLimits {
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            first_byte_timeout: Duration::from_secs(self.first_byte_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            body: crate::http::limits::BodyPace {
+                idle_timeout: Duration::from_secs(self.body_timeout_secs),
+                min_bytes_per_sec: self.min_body_bytes_per_sec,
+            },
+            log_interval: Duration::from_secs(self.refusal_log_interval_secs),
+        }
+    }
 }
 
 impl Default for HttpsConfig {
@@ -113,6 +168,11 @@ impl Default for HttpsConfig {
             max_body_bytes: 64 * 1024,
             handshake_timeout_secs: 10,
             max_connections: 256,
+            max_connections_per_address: 32,
+            first_byte_timeout_secs: 5,
+            body_timeout_secs: 10,
+            min_body_bytes_per_sec: 512,
+            refusal_log_interval_secs: 10,
         }
     }
 }
@@ -354,6 +414,22 @@ impl Config {
                 "dicom.max_associations must be at least 1".into(),
             ));
         }
+        let d = &self.dicom;
+        if !(1..=65536).contains(&d.max_pending)
+            || !(1..=65536).contains(&d.max_pending_per_address)
+        {
+            return Err(ConfigError::Invalid(
+                "dicom.max_pending and dicom.max_pending_per_address must be between 1 and 65536"
+                    .into(),
+            ));
+        }
+        if !(1..=300).contains(&d.first_byte_timeout_secs)
+            || !(1..=3600).contains(&d.refusal_log_interval_secs)
+        {
+            return Err(ConfigError::Invalid(
+                "dicom.first_byte_timeout_secs must be between 1 and 300, and dicom.refusal_log_interval_secs between 1 and 3600".into(),
+            ));
+        }
         if !(4096..=16 * 1024 * 1024).contains(&self.dicom.max_pdu) {
             return Err(ConfigError::Invalid(
                 "dicom.max_pdu must be between 4096 and 16777216".into(),
@@ -375,6 +451,16 @@ impl Config {
         if !(1..=300).contains(&https.handshake_timeout_secs) {
             return Err(ConfigError::Invalid(
                 "https.handshake_timeout_secs must be between 1 and 300".into(),
+            ));
+        }
+        if !(1..=65536).contains(&https.max_connections_per_address)
+            || !(1..=300).contains(&https.first_byte_timeout_secs)
+            || !(1..=300).contains(&https.body_timeout_secs)
+            || !(1..=1024 * 1024 * 1024).contains(&https.min_body_bytes_per_sec)
+            || !(1..=3600).contains(&https.refusal_log_interval_secs)
+        {
+            return Err(ConfigError::Invalid(
+                "https: max_connections_per_address must be 1 to 65536, first_byte_timeout_secs and body_timeout_secs 1 to 300, min_body_bytes_per_sec 1 to 1073741824, refusal_log_interval_secs 1 to 3600".into(),
             ));
         }
         if !(1..=65536).contains(&https.max_connections) {
@@ -443,6 +529,16 @@ mod tests {
         assert!(toml::from_str::<Config>("[auth]\nargon2_m = 1").is_err());
         let cfg: Config = toml::from_str("[https]\ntoken_ttl_secs = 0").unwrap();
         assert!(cfg.validate().is_err());
+        for nonsense in [
+            "[dicom]\nmax_pending_per_address = 0",
+            "[dicom]\nmax_pending = 0",
+            "[dicom]\nfirst_byte_timeout_secs = 0",
+            "[https]\nmin_body_bytes_per_sec = 0",
+            "[https]\nmax_connections_per_address = 0",
+        ] {
+            let cfg: Config = toml::from_str(nonsense).unwrap();
+            assert!(cfg.validate().is_err(), "{nonsense}");
+        }
         let cfg: Config = toml::from_str("[auth]\nargon2_m_kib = 4096").unwrap();
         assert!(cfg.validate().is_err(), "below the OWASP minimum");
         let cfg: Config = toml::from_str("[audit.syslog]\naddress = \"log:6514\"").unwrap();

@@ -49,6 +49,12 @@ struct AssociationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: &'static str,
 }
@@ -78,6 +84,7 @@ pub struct Metrics {
     /// Unprefixed: the standard `process_*` names.
     process: Registry,
     associations: Family<AssociationLabels, Counter>,
+    connections_refused: Family<RefusalLabels, Counter>,
     instances_received: Counter,
     instances_rejected: Counter,
     bytes_received: Counter,
@@ -107,6 +114,12 @@ impl Metrics {
             "dicom_associations",
             "DICOM association requests, by listener (tls, plain) and outcome (accepted, refused)",
             associations.clone(),
+        );
+        let connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused, shed or timed out before being served, by listener (tls, plain, https) and reason (shed, first-byte-timeout, handshake-timeout, slow-body, handshake-failed, closed-early, busy, rejected, over-limit)",
+            connections_refused.clone(),
         );
         let instances_received = Counter::default();
         registry.register(
@@ -162,6 +175,7 @@ impl Metrics {
             registry,
             process,
             associations,
+            connections_refused,
             instances_received,
             instances_rejected,
             bytes_received,
@@ -187,6 +201,16 @@ impl Metrics {
         let outcome = if accepted { "accepted" } else { "refused" };
         self.associations
             .get_or_create(&AssociationLabels { listener, outcome })
+            .inc();
+    }
+
+    /// Counts a connection on `listener` refused, shed or timed out for `reason`.
+    pub fn connection_refused(&self, listener: &'static str, reason: dimse::admission::Refusal) {
+        self.connections_refused
+            .get_or_create(&RefusalLabels {
+                listener,
+                reason: reason.as_str(),
+            })
             .inc();
     }
 
@@ -333,6 +357,11 @@ impl<P: Policy> Policy for MeteredPolicy<P> {
 
     fn describe(&self, session: &P::Session) -> Option<String> {
         self.inner.describe(session)
+    }
+
+    fn refused(&self, reason: dimse::admission::Refusal) {
+        self.metrics.connection_refused(self.listener, reason);
+        self.inner.refused(reason);
     }
 }
 

@@ -1,8 +1,15 @@
 //! The login check: user name + password from a peer address -> [`User`] or
 //! [`AuthError::Refused`], with lockout counters kept in the index.
 //!
-//! Every refusal looks the same from outside: the same error, and an answer only after
-//! the argon2 check (run against a dummy hash for unknown names) and the failure delay.
+//! Every refusal looks the same from outside: the same error, after the same path. The
+//! argon2 check always runs (against a dummy hash for unknown names, and also for a
+//! locked peer or account, a disabled account, or a user of another facility), and
+//! the answer is held back until the failure delay, counted from the start of the
+//! check, has passed: the work done before refusing (how many index look-ups, which
+//! hash) does not show in the timing as long as it takes less than the delay. The
+//! delay depends only on the peer's failure count, never on anything about the user
+//! named, so a right password of another facility's user answers exactly like a
+//! wrong one.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,11 +18,13 @@ use std::sync::Arc;
 use argon2::password_hash::PasswordVerifier;
 use argon2::{Argon2, PasswordHash};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::{debug, instrument, warn};
 
 use super::{AuthError, AuthSettings, Password, User, Username, hash_password, peer_key};
 use crate::db::users::{Credentials, StoredHash};
 use crate::db::{Index, now_millis};
+use crate::domain::FacilityId;
 
 /// Checks user names and passwords against the index. Cheap to clone; clones share
 /// the bound on concurrent argon2 checks.
@@ -72,23 +81,36 @@ impl Authenticator {
         Some(account.user)
     }
 
-    /// Checks `username` and `password` presented by `peer`. Every kind of refusal is
-    /// the same [`AuthError::Refused`], answered after the failure delay; only index
-    /// failures differ ([`AuthError::Database`]).
-    #[instrument(skip_all, fields(%peer), err(level = "debug"))]
+    /// Checks `username` and `password` presented by `peer`, for any facility. Every
+    /// kind of refusal is the same [`AuthError::Refused`], answered after the failure
+    /// delay; only index failures differ ([`AuthError::Database`]).
     pub async fn verify(
         &self,
         username: &str,
         password: &str,
         peer: IpAddr,
     ) -> Result<User, AuthError> {
+        self.verify_for(username, password, peer, None).await
+    }
+
+    /// [`Authenticator::verify`], admitting only a user of `facility` when given: a
+    /// user of another facility is refused like a wrong password (same path, same
+    /// delay, and counted as a failure), whether its password was right or not.
+    #[instrument(skip_all, fields(%peer), err(level = "debug"))]
+    pub async fn verify_for(
+        &self,
+        username: &str,
+        password: &str,
+        peer: IpAddr,
+        facility: Option<FacilityId>,
+    ) -> Result<User, AuthError> {
+        let started = Instant::now();
         let peer = peer_key(peer);
-        if let Some(count) = self.index.peer_failures(&peer).await?
-            && count.locked_at(now_millis())
-        {
-            debug!("peer is locked out");
-            return self.refuse(count.failed_count).await;
-        }
+        let peer_lock = self
+            .index
+            .peer_failures(&peer)
+            .await?
+            .filter(|count| count.locked_at(now_millis()));
         let credentials = match Username::parse(username) {
             Ok(name) => self.index.credentials(&name).await?,
             Err(_) => None,
@@ -96,18 +118,25 @@ impl Authenticator {
         let hash = credentials
             .as_ref()
             .map_or_else(|| self.dummy_hash.clone(), |c| stored(&c.hash));
+        // Always run, whatever is already known to be wrong.
         let matches = self.check(hash, Password::new(password)).await?;
+        if let Some(count) = peer_lock {
+            debug!("peer is locked out");
+            return self.refuse(count.failed_count, started).await;
+        }
         let now = now_millis();
         if let Some(Credentials { account, .. }) = &credentials {
             let locked = account.locked_until.is_some_and(|until| until > now);
-            if matches && !account.disabled && !locked {
+            let ours = facility.is_none_or(|f| f == account.user.facility);
+            if matches && ours && !account.disabled && !locked {
                 if account.failed_count != 0 || account.locked_until.is_some() {
                     self.index.reset_user_failures(account.user.id).await?;
                 }
                 return Ok(account.user.clone());
             }
         }
-        self.record_failure(&peer, credentials.as_ref(), now).await
+        self.record_failure(&peer, credentials.as_ref(), now, started)
+            .await
     }
 
     /// Counts a failure for the peer and the user (if it exists and is not locked),
@@ -117,6 +146,7 @@ impl Authenticator {
         peer: &str,
         credentials: Option<&Credentials>,
         now: i64,
+        started: Instant,
     ) -> Result<User, AuthError> {
         let s = &self.settings;
         let lockout_ms = (s.lockout_secs * 1000) as i64;
@@ -131,29 +161,31 @@ impl Authenticator {
                 "peer locked out after repeated failed logins"
             );
         }
-        let mut consecutive = by_peer.failed_count;
         if let Some(Credentials { account, .. }) = credentials {
             let by_user = self
                 .index
                 .record_user_failure(account.user.id, s.max_failures, now + lockout_ms, now)
                 .await?;
-            if let Some(by_user) = by_user {
-                if by_user.locked_at(now) && by_user.failed_count % i64::from(s.max_failures) == 0 {
-                    warn!(
-                        user = %account.user.username,
-                        failures = by_user.failed_count,
-                        lockout_secs = s.lockout_secs,
-                        "account locked after repeated failed logins"
-                    );
-                }
-                consecutive = consecutive.max(by_user.failed_count);
+            if let Some(by_user) = by_user
+                && by_user.locked_at(now)
+                && by_user.failed_count % i64::from(s.max_failures) == 0
+            {
+                warn!(
+                    user = %account.user.username,
+                    failures = by_user.failed_count,
+                    lockout_secs = s.lockout_secs,
+                    "account locked after repeated failed logins"
+                );
             }
         }
-        self.refuse(consecutive).await
+        // The peer's count only: the user's would tell whether the name exists.
+        self.refuse(by_peer.failed_count, started).await
     }
 
-    async fn refuse(&self, consecutive: i64) -> Result<User, AuthError> {
-        tokio::time::sleep(self.settings.failure_delay(consecutive)).await;
+    /// Refuses once the failure delay for the peer's `consecutive`-th failure has
+    /// passed since `started`.
+    async fn refuse(&self, consecutive: i64, started: Instant) -> Result<User, AuthError> {
+        tokio::time::sleep_until(started + self.settings.failure_delay(consecutive)).await;
         Err(AuthError::Refused)
     }
 

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod devices;
 pub mod error;
 pub mod facilities;
+pub mod limits;
 pub mod server;
 pub mod session;
 pub mod users;

@@ -1,11 +1,14 @@
 //! Serving a router over TLS: a tokio-rustls accept loop and hyper-util's automatic
 //! HTTP/1.1 / HTTP/2 connection builder (the protocol chosen by ALPN).
 //!
-//! Every TLS handshake and every request head must arrive within the handshake
-//! timeout; a peer sending garbage only loses its own connection. At most
-//! `max_connections` are served at once: further ones are closed on arrival. On shutdown the
-//! listener closes, open connections finish their requests (HTTP/2 GOAWAY, HTTP/1
-//! close after the current response) and are dropped after a grace period.
+//! A new connection must send its first byte within the first-byte timeout; every TLS
+//! handshake and every request head must arrive within the handshake timeout, and
+//! every request body at the minimum pace ([`super::limits`]); a peer sending garbage
+//! or trickling bytes only loses its own connection. Connections are bounded per
+//! address and in total, shedding the busiest address's older connections rather than
+//! refusing newcomers (see [`serve`]). On shutdown the listener closes, open
+//! connections finish their requests (HTTP/2 GOAWAY, HTTP/1 close after the current
+//! response) and are dropped after a grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
+use dimse::admission::{Admission, AdmissionOptions, Refusal, RefusalLog, Stage, Ticket};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -26,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
 
+use super::limits::{BodyPace, PacedBody};
 use super::session::ClientAddr;
+use crate::metrics::Metrics;
 
 /// How long open connections may go on after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -44,47 +51,86 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerC
     Ok(Arc::new(config))
 }
 
+/// Bounds and timeouts of the HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct HttpsLimits {
+    /// Time allowed for the TLS handshake and for each request head.
+    pub handshake_timeout: Duration,
+    /// Time a new connection has to send its first byte.
+    pub first_byte_timeout: Duration,
+    /// Connections held at once (all addresses).
+    pub max_connections: usize,
+    /// Connections held at once from one IPv4 address or IPv6 /64.
+    pub max_connections_per_address: usize,
+    /// How fast request bodies must arrive.
+    pub body: BodyPace,
+    /// Interval of the summary line of refused and shed connections.
+    pub log_interval: Duration,
+}
+
 /// Serves `router` on `listener` over TLS until `shutdown` completes, then lets open
 /// connections finish (at most [`SHUTDOWN_GRACE`]).
+///
+/// Every connection holds a place in an [`Admission`] registry for its whole life:
+/// at most `max_connections` in total and `max_connections_per_address` per address.
+/// A newcomer is always let in; when a bound is hit, an older connection of the
+/// busiest address is closed instead (the least advanced first: silent, then in its
+/// TLS handshake, then the oldest), so a flood from a few addresses cannot keep
+/// `/healthz` or the API away from anyone else. Refusals are counted in
+/// `pacs_gateway_connections_refused_total{listener="https"}` and summed up in one log
+/// line per interval.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
-    handshake_timeout: Duration,
-    max_connections: usize,
+    limits: HttpsLimits,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut turned_away = 0u64;
+    let log = Arc::new(RefusalLog::new(
+        "https",
+        Some(Arc::new(move |reason| {
+            metrics.connection_refused("https", reason)
+        })),
+    ));
+    let admission = Admission::new(
+        AdmissionOptions {
+            max_pending: limits.max_connections,
+            max_pending_per_address: limits.max_connections_per_address,
+            first_byte_timeout: limits.first_byte_timeout,
+            log_interval: limits.log_interval,
+        },
+        log.clone(),
+    );
     let acceptor = TlsAcceptor::from(tls);
     let stop = CancellationToken::new();
+    let log_stop = CancellationToken::new();
+    let log_task = tokio::spawn(log.run(limits.log_interval, log_stop.clone()));
     let mut connections = JoinSet::new();
+    let mut accept_failures = 0u64;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) if connections.len() >= max_connections => {
-                    // Logged for the first refusal and then every 1000th, so that a
-                    // flood does not flood the log too.
-                    if turned_away.is_multiple_of(1000) {
-                        warn!(%peer, max_connections, refused_so_far = turned_away + 1,
-                            "too many HTTPS connections; closing new ones until some end");
-                    }
-                    turned_away += 1;
-                    drop(stream);
-                }
                 Ok((stream, peer)) => {
+                    let ticket = admission.admit(peer.ip());
                     connections.spawn(connection(
                         stream,
                         peer,
+                        ticket,
                         acceptor.clone(),
                         router.clone(),
-                        handshake_timeout,
+                        limits.clone(),
                         stop.clone(),
                     ));
                 }
                 Err(e) => {
-                    warn!(error = %e, "cannot accept an HTTPS connection");
+                    // Logged for the first failure and then every 1000th.
+                    if accept_failures.is_multiple_of(1000) {
+                        warn!(error = %e, failures = accept_failures + 1, "cannot accept an HTTPS connection");
+                    }
+                    accept_failures += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -101,30 +147,51 @@ pub async fn serve(
         warn!("HTTPS connections still open after the grace period; closing them");
         connections.shutdown().await;
     }
+    log_stop.cancel();
+    let _ = log_task.await;
     info!("HTTPS listener stopped");
 }
 
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
+    ticket: Ticket,
     acceptor: TlsAcceptor,
     router: Router,
-    handshake_timeout: Duration,
+    limits: HttpsLimits,
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            debug!(%peer, error = %e, "HTTPS TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!(%peer, "HTTPS TLS handshake timed out");
-            return;
-        }
+    if !ticket.first_byte(&stream).await {
+        return;
+    }
+    let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+    let tls = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "HTTPS TLS handshake failed");
+                ticket.refuse(Refusal::HandshakeFailed);
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "HTTPS TLS handshake timed out");
+                ticket.refuse(Refusal::HandshakeTimeout);
+                return;
+            }
+        },
+        () = ticket.shed() => return,
     };
-    let service = router.map_request(move |mut request: Request<Incoming>| {
+    ticket.advance(Stage::Verified);
+    let ticket = Arc::new(ticket);
+    let kill = CancellationToken::new();
+    let pace = limits.body;
+    let (body_kill, body_ticket) = (kill.clone(), ticket.clone());
+    let service = router.map_request(move |request: Request<Incoming>| {
+        let (kill, ticket) = (body_kill.clone(), body_ticket.clone());
+        let on_trip = Box::new(move || ticket.refuse(Refusal::SlowBody));
+        let mut request =
+            request.map(|incoming| Body::new(PacedBody::new(incoming, pace, kill, on_trip)));
         request.extensions_mut().insert(ClientAddr(peer));
         request
     });
@@ -132,7 +199,7 @@ async fn connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout);
+        .header_read_timeout(limits.handshake_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -146,6 +213,8 @@ async fn connection(
                 debug!(%peer, error = %e, "HTTPS connection ended with an error");
             }
         }
+        () = ticket.shed() => debug!(%peer, "HTTPS connection shed for a newer one"),
+        () = kill.cancelled() => debug!(%peer, "HTTPS request body too slow; connection closed"),
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;

@@ -136,8 +136,13 @@ async fn with_user(
     };
     let username = String::from_utf8_lossy(&identity.primary_field()).into_owned();
     let password = String::from_utf8_lossy(&identity.secondary_field()).into_owned();
-    match auth.verify(&username, &password, peer).await {
-        Ok(user) if user.facility == facility.id => {
+    // A user of another facility is refused inside the check, on the same path and
+    // with the same delay as a wrong password.
+    match auth
+        .verify_for(&username, &password, peer, Some(facility.id))
+        .await
+    {
+        Ok(user) => {
             info!(target: "audit", facility = %facility.name, user = %user.username, event = "authentication", outcome = "success", "user authenticated");
             let session = session(facility, Some(user));
             let event = session
@@ -150,16 +155,13 @@ async fn with_user(
             trail.record(event).await;
             Ok(session)
         }
-        Ok(user) => {
-            warn!(target: "audit", facility = %facility.name, user = %user.username, event = "authentication", outcome = "refused", "user of another facility");
-            trail
-                .record(failure(Some(&username), "user of another facility"))
-                .await;
-            Err(Rejection::NoReason)
-        }
         Err(e) => {
             warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", reason = %e, "authentication failed");
             let event = match auth.known_user(&username).await {
+                Some(user) if user.facility != facility.id => failure(
+                    Some(user.username.as_str()),
+                    "authentication failed (user of another facility)",
+                ),
                 Some(user) => failure(Some(user.username.as_str()), "authentication failed"),
                 None => failure(None, "authentication failed (unknown user name)"),
             };
