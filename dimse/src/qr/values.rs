@@ -96,6 +96,9 @@ pub fn date_range(s: &str) -> Result<(Option<String>, Option<String>), String> {
         }
         date(part).map(Some).map_err(|e| format!("{which}{e}"))
     };
+    if s.trim().is_empty() {
+        return Err("empty: give YYYYMMDD or a range FROM-TO".into());
+    }
     let Some((a, b)) = s.split_once('-') else {
         return end(s, "").map(|d| (d.clone(), d));
     };
