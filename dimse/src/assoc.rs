@@ -236,14 +236,25 @@ fn choose_transfer_syntax<'a>(
 /// Picks the transfer syntax of a context on which this acceptor sends C-STOREs (the
 /// sub-operations of a C-GET): the requestor's first choice that can be sent, stored
 /// so or converted to ([`crate::transcode`]). DCMTK's getscu proposes several
-/// syntaxes in one context, its preferred first: that one is honoured, so that an
-/// instance stored in it goes as it is, and other instances are converted to it.
+/// syntaxes in one context, its preferred first: a compressed first choice is
+/// honoured, so that an instance stored in it goes as it is and others are converted
+/// to it. When the first choice is uncompressed, Explicit VR Little Endian is taken
+/// if offered (requestors list the uncompressed syntaxes in no meaningful order, and
+/// most instances are stored so: they then go as they are).
 fn choose_for_sending<'a>(caps: &impl Capabilities, proposed: &'a [String]) -> Option<&'a String> {
-    proposed.iter().find(|ts| {
-        let ts = ts.trim_end_matches(['\0', ' ']);
+    let trimmed = |ts: &'a String| ts.trim_end_matches(['\0', ' ']);
+    let first = proposed.iter().find(|ts| {
+        let ts = trimmed(ts);
         caps.supports_transfer_syntax(ts)
             && (crate::transcode::can_encode(ts) || crate::transcode::can_decode(ts))
-    })
+    })?;
+    if crate::transcode::is_native(trimmed(first))
+        && let Some(explicit) = proposed.iter().find(|ts| trimmed(ts) == EXPLICIT_VR_LE)
+        && caps.supports_transfer_syntax(EXPLICIT_VR_LE)
+    {
+        return Some(explicit);
+    }
+    Some(first)
 }
 
 /// Negotiates the presentation contexts and roles of `rq`, returning the
@@ -508,6 +519,11 @@ mod tests {
             vec!["1.2.840.10008.1.2.4.90".into(), IMPLICIT_VR_LE.into()];
         let (_, accepted) = negotiate(&request, &Sender, 65536);
         assert_eq!(accepted[0].transfer_syntax, IMPLICIT_VR_LE);
+        // Uncompressed first (pynetdicom's order): Explicit VR LE when offered.
+        request.presentation_contexts[0].transfer_syntaxes =
+            vec![IMPLICIT_VR_LE.into(), EXPLICIT_VR_LE.into()];
+        let (_, accepted) = negotiate(&request, &Sender, 65536);
+        assert_eq!(accepted[0].transfer_syntax, EXPLICIT_VR_LE);
     }
 
     #[test]
