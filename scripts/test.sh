@@ -4,8 +4,13 @@
 # against PostgreSQL as well as SQLite; without it those variants say SKIPPED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The JPEG-LS codec (CharLS, built from source by charls-sys) needs cmake to build.
+if ! command -v cmake >/dev/null; then
+  echo "installing cmake (to build CharLS) ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+fi
 if ! command -v storescu >/dev/null || ! command -v dcmcjpeg >/dev/null; then
-  echo "installing DCMTK (storescu, echoscu, dcmconv, dcmcjpeg, dcmcrle) ..."
+  echo "installing DCMTK (storescu, echoscu, dcmconv, dcmcjpeg, dcmcrle, dcmcjpls) ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null
 fi
 # Burned-in text tests (client/tests/pixels.rs): tesseract reads the pixels, Pillow

@@ -365,7 +365,7 @@ async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {
         StudyCommand::Share { study_uid } => (study_uid, true),
         StudyCommand::Unshare { study_uid } => (study_uid, false),
     };
-    if !crate::edge::valid_uid(uid) {
+    if !crate::edge::usable_uid(uid) {
         return Err(crate::exit::UsageError(format!("{uid:?} is not a Study Instance UID")).into());
     }
     let moved = outbox.set_study_flag(uid, share).await?;

@@ -32,6 +32,8 @@ use crate::reload::LiveRules;
 use crate::rules::{self, Facts};
 use crate::viewer::{ViewerAccess, ViewerProxy};
 
+mod intake;
+
 /// What a peer admitted on the edge port may do.
 #[derive(Debug, Clone)]
 pub enum Role {
@@ -264,6 +266,18 @@ fn fail(status: Status, what: &str) -> StoreOutcome {
     StoreOutcome::with(status, what)
 }
 
+/// Whether an original UID can be taken in: the client replaces every UID before
+/// forwarding, so only what the spool's file names need is checked: 1 to 64 digits
+/// and dots, starting with a digit. The rules of PS3.5 9.1 that the pseudonymous UIDs
+/// follow (no leading zero, no empty component) are not required of originals, as
+/// storescp and Orthanc do not require them.
+pub fn usable_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.starts_with(|c: char| c.is_ascii_digit())
+        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
 /// Whether `uid` is a valid DICOM UID (digits and dots, no empty component, no
 /// leading zero, at most 64 characters).
 pub fn valid_uid(uid: &str) -> bool {
@@ -301,14 +315,24 @@ impl SpoolSink {
         rq: &CStoreRq,
         ts: &str,
     ) -> Result<SpoolSink, StoreOutcome> {
-        if !valid_uid(&rq.affected_sop_instance_uid)
-            || !valid_uid(&rq.affected_sop_class_uid)
-            || !valid_uid(ts)
-        {
-            return Err(fail(Status::CannotUnderstand, "invalid UID in the request"));
+        if !usable_uid(&rq.affected_sop_instance_uid) {
+            return Err(fail(
+                Status::CannotUnderstand,
+                "Affected SOP Instance UID: not 1-64 digits and dots",
+            ));
         }
-        let encoding = Encoding::from_transfer_syntax(ts)
-            .ok_or_else(|| fail(Status::CannotUnderstand, "unsupported transfer syntax"))?;
+        if !valid_uid(&rq.affected_sop_class_uid) {
+            return Err(fail(
+                Status::CannotUnderstand,
+                "Affected SOP Class UID: not a valid UID",
+            ));
+        }
+        let encoding = Encoding::from_transfer_syntax(ts).ok_or_else(|| {
+            fail(
+                Status::CannotUnderstand,
+                "transfer syntax not supported here",
+            )
+        })?;
         let reception = uuid::Uuid::new_v4().simple().to_string();
         let temp = spool
             .root
@@ -350,15 +374,7 @@ impl SpoolSink {
             .await
             .map_err(|_| fail(Status::OutOfResources, "cannot write spool file"))?;
         let header = scan_file(&self.temp, self.meta_len, self.encoding).await?;
-        let study = header.study_instance_uid.clone().unwrap_or_default();
-        if header.sop_instance_uid.as_deref() != Some(self.sop_instance.as_str())
-            || !valid_uid(&study)
-        {
-            return Err(fail(
-                Status::CannotUnderstand,
-                "SOP Instance UID or Study Instance UID missing, invalid or not matching the request",
-            ));
-        }
+        let study = intake::check(&header, &self.sop_class, &self.sop_instance)?;
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let target = self
             .spool
@@ -483,7 +499,13 @@ impl DataSink for SpoolSink {
         let outcome = self.complete().await.unwrap_or_else(|refused| refused);
         let _ = tokio::fs::remove_file(&self.temp).await;
         if !outcome.status.is_success() {
-            info!(sop_instance_uid = %self.sop_instance, status = %outcome.status, "instance refused");
+            warn!(
+                sop_instance_uid = %self.sop_instance,
+                calling_ae = %self.calling_ae,
+                status = %outcome.status,
+                reason = outcome.comment.as_deref().unwrap_or(""),
+                "instance refused"
+            );
         }
         outcome
     }

@@ -8,6 +8,7 @@
 //! Plaintext identifiers never leave this process: the gateway only sees pseudonyms,
 //! the 16-bit blind index and the dates/modality.
 
+mod args;
 mod levels;
 
 use std::collections::BTreeMap;
@@ -110,17 +111,21 @@ pub struct Identity {
     pub description: Option<String>,
 }
 
-/// Checks a `--date` value: `YYYYMMDD`, or a range with either end open.
+/// Checks a `--date` value: `YYYYMMDD`, or a range with either end open, naming
+/// real days.
 pub fn valid_date_range(value: &str) -> bool {
-    let date = |d: &str| d.is_empty() || (d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()));
-    match value.split_once('-') {
-        None => value.len() == 8 && date(value),
-        Some((from, to)) => {
-            date(from)
-                && date(to)
-                && !(from.is_empty() && to.is_empty())
-                && (from.is_empty() || to.is_empty() || from <= to)
-        }
+    args::check_date(value).is_ok()
+}
+
+/// "the gateway refused the query: StudyDate 20041332: month 13 does not exist
+/// (status 0xC000)": the gateway's Error Comment when it gave one.
+pub(crate) fn refusal(response: &dimse::command::CFindRsp) -> String {
+    match response.error_comment.as_deref().map(str::trim) {
+        Some(comment) if !comment.is_empty() => format!(
+            "the gateway refused the query: {comment} ({:?})",
+            response.status
+        ),
+        _ => format!("the gateway refused the query: {:?}", response.status),
     }
 }
 
@@ -180,7 +185,12 @@ impl StudyFilter {
             s(
                 tags::MODALITIES_IN_STUDY,
                 VR::CS,
-                self.modality.as_deref().unwrap_or_default(),
+                // Codes are upper case; `ct` means CT.
+                &self
+                    .modality
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_ascii_uppercase(),
             ),
             s(tags::STUDY_DESCRIPTION, VR::LO, ""),
             s(tags::PATIENT_NAME, VR::PN, ""),
@@ -359,11 +369,7 @@ pub async fn find_studies(
     login: &Login,
     filter: &StudyFilter,
 ) -> anyhow::Result<Vec<StudyRow>> {
-    if let Some(date) = &filter.date
-        && !valid_date_range(date)
-    {
-        bail!("--date {date:?}: use YYYYMMDD, YYYYMMDD-YYYYMMDD, YYYYMMDD- or -YYYYMMDD");
-    }
+    args::check(filter)?;
     let facility = config.facility()?;
     let identifier = filter.identifier(ring)?;
     let proposal = Proposal {
@@ -374,7 +380,7 @@ pub async fn find_studies(
     let found = assoc.find(STUDY_ROOT_FIND, &identifier).await?;
     let _ = assoc.release().await;
     if !found.response.status.is_success() {
-        bail!("the gateway refused the query: {:?}", found.response.status);
+        bail!("{}", refusal(&found.response));
     }
     let outbox = crate::app::open_outbox(config).await?;
     let locations: BTreeMap<String, (i64, i64)> = outbox

@@ -398,7 +398,7 @@ async fn copy_local(
     if listed.is_empty() {
         bail!("study {given} is neither on the gateway nor in this client's local store");
     }
-    if !crate::edge::valid_uid(given) {
+    if !crate::edge::usable_uid(given) {
         bail!("{given:?} is not a valid study UID");
     }
     let dir = out.join(given);
@@ -407,7 +407,7 @@ async fn copy_local(
     let mut result = StudyResult::default();
     for (_, sop, _, path) in listed {
         bar.inc(1);
-        if !crate::edge::valid_uid(&sop) {
+        if !crate::edge::usable_uid(&sop) {
             result
                 .failures
                 .push(format!("instance {sop:?}: invalid UID in the local store"));
@@ -450,7 +450,7 @@ pub fn write_reidentified(
     let study = text(&original, tags::STUDY_INSTANCE_UID);
     let sop = text(&original, tags::SOP_INSTANCE_UID);
     let class = text(&original, tags::SOP_CLASS_UID);
-    if !crate::edge::valid_uid(&study) || !crate::edge::valid_uid(&sop) {
+    if !crate::edge::usable_uid(&study) || !crate::edge::usable_uid(&sop) {
         bail!("the re-identified instance has no valid study or SOP instance UID");
     }
     let dir = out.join(&study);

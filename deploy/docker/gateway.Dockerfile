@@ -7,6 +7,9 @@ FROM rust:1-bookworm AS build
 ARG PACS_GIT_COMMIT=unknown
 ENV PACS_GIT_COMMIT=${PACS_GIT_COMMIT}
 WORKDIR /src
+# cmake builds CharLS (JPEG-LS) for transcoding in retrieval.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked -p gateway --bin pacs-gateway \
  && strip target/release/pacs-gateway

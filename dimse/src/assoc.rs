@@ -233,6 +233,30 @@ fn choose_transfer_syntax<'a>(
         })
 }
 
+/// Picks the transfer syntax of a context on which this acceptor sends C-STOREs (the
+/// sub-operations of a C-GET): the requestor's first choice that can be sent, stored
+/// so or converted to ([`crate::transcode`]). DCMTK's getscu proposes several
+/// syntaxes in one context, its preferred first: a compressed first choice is
+/// honoured, so that an instance stored in it goes as it is and others are converted
+/// to it. When the first choice is uncompressed, Explicit VR Little Endian is taken
+/// if offered (requestors list the uncompressed syntaxes in no meaningful order, and
+/// most instances are stored so: they then go as they are).
+fn choose_for_sending<'a>(caps: &impl Capabilities, proposed: &'a [String]) -> Option<&'a String> {
+    let trimmed = |ts: &'a String| ts.trim_end_matches(['\0', ' ']);
+    let first = proposed.iter().find(|ts| {
+        let ts = trimmed(ts);
+        caps.supports_transfer_syntax(ts)
+            && (crate::transcode::can_encode(ts) || crate::transcode::can_decode(ts))
+    })?;
+    if crate::transcode::is_native(trimmed(first))
+        && let Some(explicit) = proposed.iter().find(|ts| trimmed(ts) == EXPLICIT_VR_LE)
+        && caps.supports_transfer_syntax(EXPLICIT_VR_LE)
+    {
+        return Some(explicit);
+    }
+    Some(first)
+}
+
 /// Negotiates the presentation contexts and roles of `rq`, returning the
 /// A-ASSOCIATE-AC to send and the contexts accepted. A context whose SOP class would
 /// be left with neither role (the requestor asked to be SCP only and that was
@@ -256,7 +280,11 @@ pub fn negotiate(
             )
         } else if !scu_role && !scp_role {
             (PresentationContextResultReason::UserRejection, first)
-        } else if let Some(ts) = choose_transfer_syntax(caps, &pc.transfer_syntaxes) {
+        } else if let Some(ts) = if scp_role {
+            choose_for_sending(caps, &pc.transfer_syntaxes)
+        } else {
+            choose_transfer_syntax(caps, &pc.transfer_syntaxes)
+        } {
             let ts = ts.trim_end_matches(['\0', ' ']).to_string();
             accepted.push(AcceptedContext {
                 id: pc.id,
@@ -465,6 +493,37 @@ mod tests {
         let answered = role_selections(&ac.user_variables);
         assert_eq!(answered.len(), 2);
         assert!(answered.contains(&both(CT)));
+    }
+
+    #[test]
+    fn a_context_to_send_on_takes_the_requestors_first_choice() {
+        let jpeg = "1.2.840.10008.1.2.4.50";
+        let mut request = rq(vec![
+            (1, CT, vec![jpeg, EXPLICIT_VR_LE, IMPLICIT_VR_LE]),
+            (3, VERIFICATION, vec![IMPLICIT_VR_LE, EXPLICIT_VR_LE]),
+        ]);
+        request
+            .user_variables
+            .push(RoleSelection::scp(CT).to_item());
+        let (_, accepted) = negotiate(&request, &Sender, 65536);
+        assert_eq!(
+            accepted[0].transfer_syntax, jpeg,
+            "getscu's preferred syntax"
+        );
+        assert_eq!(
+            accepted[1].transfer_syntax, EXPLICIT_VR_LE,
+            "ours otherwise"
+        );
+        // A syntax the acceptor does not support is passed over.
+        request.presentation_contexts[0].transfer_syntaxes =
+            vec!["1.2.840.10008.1.2.4.90".into(), IMPLICIT_VR_LE.into()];
+        let (_, accepted) = negotiate(&request, &Sender, 65536);
+        assert_eq!(accepted[0].transfer_syntax, IMPLICIT_VR_LE);
+        // Uncompressed first (pynetdicom's order): Explicit VR LE when offered.
+        request.presentation_contexts[0].transfer_syntaxes =
+            vec![IMPLICIT_VR_LE.into(), EXPLICIT_VR_LE.into()];
+        let (_, accepted) = negotiate(&request, &Sender, 65536);
+        assert_eq!(accepted[0].transfer_syntax, EXPLICIT_VR_LE);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! timeouts, limits and graceful shutdown ([`server`]), streaming receive of data sets
 //! into any async sink ([`scp`]), the streaming structural check of a received data set
 //! ([`scan`]), query/retrieve streaming with cancel and sub-operations ([`qr`], on both
-//! sides), and the requestor side ([`scu`]). It does no policy: who may associate
+//! sides), the requestor side ([`scu`]), and the
+//! transfer-syntax conversion of retrieved instances ([`transcode`]). It does no policy: who may associate
 //! ([`server::Policy`]), what happens to a received instance and what a query matches
 //! ([`scp::Service`]) are decided by the caller's implementations. No SQL, HTTP or
 //! configuration here.
@@ -25,6 +26,7 @@ pub mod server;
 pub mod sop;
 pub mod status;
 pub mod tls;
+pub mod transcode;
 
 pub use error::DimseError;
 pub use status::Status;

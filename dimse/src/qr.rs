@@ -5,7 +5,10 @@
 //!
 //! Identifiers are opaque bytes here, already encoded in the presentation context's
 //! transfer syntax: matching keys against an index is the service's business, not
-//! this crate's.
+//! this crate's; the rules a matching value must follow are ([`values`]), for both
+//! sides to check with.
+
+pub mod values;
 
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -80,9 +83,10 @@ impl RetrieveRequest {
     }
 }
 
-/// One instance to send as a C-STORE sub-operation, exactly as stored (no
-/// transcoding: it needs a presentation context with this SOP class and transfer
-/// syntax, or it counts as failed).
+/// One instance to send as a C-STORE sub-operation, as stored: it goes in
+/// `transfer_syntax` when the receiver accepted that for its SOP class, and is
+/// converted ([`crate::transcode`]) to another accepted syntax otherwise; when none
+/// can carry it, it counts as failed.
 pub struct RetrieveItem {
     /// SOP class.
     pub sop_class_uid: String,

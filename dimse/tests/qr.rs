@@ -158,9 +158,13 @@ async fn get_sends_each_instance_back_byte_exact_with_pending_counts() {
 
 #[tokio::test]
 async fn an_instance_without_a_context_fails_and_the_others_still_go() {
+    // Stored in MPEG-2, which has no decoder here: it cannot be converted to the
+    // Explicit VR LE that was negotiated (an Implicit VR LE one would be).
+    let mut video = ct_instance(2, 100, EXPLICIT_VR_LE);
+    video.transfer_syntax = "1.2.840.10008.1.2.4.100".into();
     let instances = vec![
         ct_instance(1, 100, EXPLICIT_VR_LE),
-        ct_instance(2, 100, IMPLICIT_VR_LE), // only Explicit VR LE was negotiated
+        video,
         ct_instance(3, 100, EXPLICIT_VR_LE),
     ];
     let (service, _) = QrService::new(Config {

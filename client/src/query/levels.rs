@@ -142,7 +142,7 @@ pub async fn find_below(
                 .await?;
             if !found.response.status.is_success() {
                 let _ = assoc.release().await;
-                bail!("the gateway refused the query: {:?}", found.response.status);
+                bail!("{}", super::refusal(&found.response));
             }
             if !found.matches.is_empty() {
                 matches = found.matches;

@@ -326,10 +326,18 @@ impl ViewerProxy {
         let _ = assoc.release().await;
         let found = found.map_err(|e| failed(e.into()))?;
         if !found.response.status.is_success() {
-            warn!(status = ?found.response.status, "the gateway refused a viewer query");
+            // The gateway's comment names the key, the value and the rule it broke
+            // (dates, times, numbers, UIDs: never a name): the viewer sees it too.
+            let comment = found
+                .response
+                .error_comment
+                .clone()
+                .filter(|c| !c.trim().is_empty())
+                .unwrap_or_else(|| "the gateway refused the query".into());
+            warn!(status = ?found.response.status, reason = %comment, "the gateway refused a viewer query");
             return Err(StoreOutcome {
                 status: found.response.status,
-                comment: Some("the gateway refused the query".into()),
+                comment: Some(comment),
             });
         }
         let mut rows = Vec::with_capacity(found.matches.len());

@@ -138,8 +138,8 @@ impl ViewerProxy {
         let Some(located) = located else {
             return self.local_study(&wanted, contexts).await;
         };
-        // The viewer's C-GET takes only the pairs it accepted; a C-MOVE destination
-        // is offered them all.
+        // The viewer's C-GET takes the pairs it accepted, or can be converted to (the
+        // DIMSE layer converts); a C-MOVE destination is offered them all.
         let syntaxes: Vec<(String, String)> = located
             .pairs
             .iter()
@@ -254,7 +254,8 @@ struct Forward {
 }
 
 /// Re-identifies one instance and encodes it in its own transfer syntax, if the
-/// viewer takes that pair.
+/// viewer takes that pair or one it converts to (the DIMSE layer converts it when
+/// sending).
 fn restore(
     ring: &KeyRing,
     facility: &str,
@@ -311,12 +312,17 @@ impl InstanceConsumer for Forward {
     }
 }
 
-/// Whether the viewer's association (for a C-GET) takes `class` in `ts` as SCP.
+/// Whether the viewer's association (for a C-GET) takes `class` stored in `ts` as
+/// SCP: in `ts` itself or in a syntax `ts` converts to.
 fn accepts(contexts: Option<&AssociationInfo>, class: &str, ts: &str) -> bool {
     contexts.is_none_or(|a| {
-        a.contexts
+        let syntaxes: Vec<&str> = a
+            .contexts
             .iter()
-            .any(|c| c.scp_role && c.abstract_syntax == class && c.transfer_syntax == ts)
+            .filter(|c| c.scp_role && c.abstract_syntax == class)
+            .map(|c| c.transfer_syntax.as_str())
+            .collect();
+        dimse::transcode::pick(ts, &syntaxes).is_some()
     })
 }
 

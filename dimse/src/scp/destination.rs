@@ -1,15 +1,35 @@
 //! The association a C-MOVE opens to its destination: made when the first instance
 //! is to be sent, proposing every (SOP class, transfer syntax) pair known so far (one
-//! context each, so that nothing is transcoded), and made again when an instance
-//! needs a pair not yet proposed.
+//! context each, so that the stored syntax goes as it is when the destination takes
+//! it) and, for a compressed syntax this build can decode, the same class in
+//! Explicit and Implicit VR Little Endian (so that a destination that takes only
+//! uncompressed data gets it converted); made again when an instance needs a pair
+//! not yet proposed.
 
+use crate::assoc::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::error::DimseError;
 use crate::qr::MoveDestination;
 use crate::scp::AssociationInfo;
 use crate::scu::{Proposal, ScuAssociation, ScuOptions};
+use crate::transcode;
 
 /// At most this many contexts are proposed (128 is the protocol's limit).
 const MAX_PROPOSALS: usize = 128;
+
+/// Adds `pair` and, for a syntax that can be converted, its uncompressed fallbacks.
+fn add(proposed: &mut Vec<(String, String)>, pair: &(String, String)) {
+    let mut pairs = vec![pair.clone()];
+    let (class, ts) = pair;
+    if ts != EXPLICIT_VR_LE && ts != IMPLICIT_VR_LE && transcode::can_decode(ts) {
+        pairs.push((class.clone(), EXPLICIT_VR_LE.to_string()));
+        pairs.push((class.clone(), IMPLICIT_VR_LE.to_string()));
+    }
+    for pair in pairs {
+        if !proposed.contains(&pair) {
+            proposed.push(pair);
+        }
+    }
+}
 
 pub(super) struct Destination {
     address: String,
@@ -33,9 +53,7 @@ impl Destination {
         options.read_timeout = info.read_timeout;
         let mut proposed: Vec<(String, String)> = Vec::new();
         for pair in syntaxes {
-            if !proposed.contains(pair) {
-                proposed.push(pair.clone());
-            }
+            add(&mut proposed, pair);
         }
         Destination {
             address: target.address,
@@ -58,7 +76,7 @@ impl Destination {
     ) -> Result<&mut ScuAssociation, DimseError> {
         let pair = (sop_class.to_string(), transfer_syntax.to_string());
         if !self.proposed.contains(&pair) {
-            self.proposed.push(pair);
+            add(&mut self.proposed, &pair);
             if let Some(old) = self.association.take() {
                 let _ = old.release().await;
             }

@@ -9,6 +9,11 @@
 //! C-CANCEL; Success when nothing failed or warned; 0xA702 when every sub-operation
 //! failed; 0xB000 otherwise. Warning, failure and cancel responses carry the Failed
 //! SOP Instance UID List when the context's syntax is little endian uncompressed.
+//!
+//! Transfer syntax: an instance goes in its stored syntax when the receiver accepted
+//! that for its SOP class; otherwise it is converted ([`crate::transcode::pick`],
+//! [`crate::transcode::transcode`]) to an accepted syntax, in memory and off the
+//! async workers, or counted as failed with the reason when none can carry it.
 
 use dicom_ul::pdu::AbortRQServiceProviderReason;
 use tracing::debug;
@@ -22,6 +27,7 @@ use crate::error::DimseError;
 use crate::pdu_io::PduConn;
 use crate::qr::{RetrieveItem, RetrieveRequest, failed_instances_identifier};
 use crate::status::{Status, StatusClass};
+use crate::transcode;
 
 /// The sub-operation counts of one retrieval.
 #[derive(Debug, Default)]
@@ -279,16 +285,26 @@ async fn store_on_requestor(
     sub: (&mut u16, u16, &mut bool),
 ) -> Result<Step, DimseError> {
     let (next_message_id, retrieve_id, cancelled) = sub;
-    let found = info.contexts.iter().find(|c| {
-        c.scp_role
-            && c.abstract_syntax == item.sop_class_uid
-            && c.transfer_syntax == item.transfer_syntax
-    });
+    let contexts: Vec<&AcceptedContext> = info
+        .contexts
+        .iter()
+        .filter(|c| c.scp_role && c.abstract_syntax == item.sop_class_uid)
+        .collect();
+    let syntaxes: Vec<&str> = contexts
+        .iter()
+        .map(|c| c.transfer_syntax.as_str())
+        .collect();
+    let found = transcode::pick(&item.transfer_syntax, &syntaxes)
+        .and_then(|ts| contexts.iter().find(|c| c.transfer_syntax == ts));
     let Some(context) = found else {
         return Ok(Step::NotSent(format!(
-            "no context with the SCP role for {} in {}",
+            "no context with the SCP role for {} that takes {}",
             item.sop_class_uid, item.transfer_syntax
         )));
+    };
+    let item = match converted(item, &context.transfer_syntax).await {
+        Ok(item) => item,
+        Err(why) => return Ok(Step::NotSent(why)),
     };
     let message_id = *next_message_id;
     *next_message_id = next_message_id.wrapping_add(1).max(1);
@@ -335,8 +351,10 @@ async fn store_at_destination(
     cancelled: &mut bool,
 ) -> Result<Step, DimseError> {
     let (originator_ae, originator_id) = destination.originator();
-    let (class, ts) = (&item.sop_class_uid, &item.transfer_syntax);
-    let scu = match destination.association(class, ts).await {
+    let scu = match destination
+        .association(&item.sop_class_uid, &item.transfer_syntax)
+        .await
+    {
         Ok(scu) => scu,
         Err(e) => {
             return Ok(Step::Unreachable(format!(
@@ -344,14 +362,27 @@ async fn store_at_destination(
             )));
         }
     };
-    if scu.context_for(class, ts).is_none() {
+    let class = item.sop_class_uid.clone();
+    let syntaxes: Vec<&str> = scu
+        .contexts()
+        .iter()
+        .filter(|c| c.scu_role && c.abstract_syntax == class)
+        .map(|c| c.transfer_syntax.as_str())
+        .collect();
+    let Some(ts) = transcode::pick(&item.transfer_syntax, &syntaxes).map(str::to_string) else {
         return Ok(Step::NotSent(format!(
-            "the move destination refused {class} in {ts}"
+            "the move destination refused {class} in {} and every syntax it converts to",
+            item.transfer_syntax
         )));
-    }
+    };
+    let item = match converted(item, &ts).await {
+        Ok(item) => item,
+        Err(why) => return Ok(Step::NotSent(why)),
+    };
+    let ts = &item.transfer_syntax;
     let result = {
         let originator = Some((originator_ae.as_str(), originator_id));
-        let store = scu.store_for(class, &item.sop_instance_uid, ts, item.data, originator);
+        let store = scu.store_for(&class, &item.sop_instance_uid, ts, item.data, originator);
         tokio::pin!(store);
         loop {
             tokio::select! {
@@ -375,4 +406,45 @@ async fn store_at_destination(
             Ok(Step::NotSent(format!("the move destination failed: {e}")))
         }
     }
+}
+
+/// `item` in `to`: as it is when already so, otherwise read whole (up to
+/// [`transcode::MAX_TRANSCODE_BYTES`]) and converted on a blocking thread. The error
+/// says why, for the log.
+async fn converted(item: RetrieveItem, to: &str) -> Result<RetrieveItem, String> {
+    use tokio::io::AsyncReadExt;
+    if item.transfer_syntax == to {
+        return Ok(item);
+    }
+    let RetrieveItem {
+        sop_class_uid,
+        sop_instance_uid,
+        transfer_syntax,
+        data,
+    } = item;
+    let mut bytes = Vec::new();
+    let limit = transcode::MAX_TRANSCODE_BYTES;
+    data.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| format!("cannot read the stored instance: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "too large to convert from {transfer_syntax} to {to} (over {limit} bytes)"
+        ));
+    }
+    let (from, target) = (transfer_syntax, to.to_string());
+    let converted = tokio::task::spawn_blocking(move || {
+        transcode::transcode(&bytes, &from, &target).map(|data| (data, from))
+    })
+    .await
+    .map_err(|e| format!("the conversion stopped: {e}"))?;
+    let (data, from) = converted.map_err(|e| e.to_string())?;
+    debug!(from = %from, to, "instance converted for the receiver");
+    Ok(RetrieveItem {
+        sop_class_uid,
+        sop_instance_uid,
+        transfer_syntax: to.to_string(),
+        data: Box::new(std::io::Cursor::new(data)),
+    })
 }

@@ -1,9 +1,11 @@
 //! Matching values (PS3.4 C.2.2.2): single values, wildcards, UID lists, DA/TM ranges
-//! and integers, each checked and normalized before it can reach SQL.
+//! and integers, each checked and normalized before it can reach SQL. A bad value is
+//! refused with the value and the rule it broke ([`dimse::qr::values`]).
 
 use std::fmt;
 
 use dicom_core::Tag;
+use dimse::qr::values;
 
 use super::QueryError;
 use super::keys::{Attr, BLIND_INDEX, Kind};
@@ -77,13 +79,25 @@ fn invalid(tag: Tag, why: impl fmt::Display) -> QueryError {
     QueryError::Invalid(format!("{}: {why}", name(tag)))
 }
 
+/// "StudyDate 20041332: month 13 does not exist": the key by its keyword, the value
+/// (at most 24 characters, never a name) and the rule it broke, so that the whole
+/// fits a 64-character Error Comment.
+fn invalid_value(tag: Tag, value: &str, why: impl fmt::Display) -> QueryError {
+    use dicom_core::dictionary::DataDictionary;
+    let key = match dicom_dictionary_std::StandardDataDictionary.by_tag(tag) {
+        Some(entry) if tag != BLIND_INDEX.tag => entry.alias.to_string(),
+        _ => name(tag),
+    };
+    QueryError::Invalid(format!("{key} {}: {why}", shown(value)))
+}
+
 /// The matcher for a value, `None` for universal matching.
 pub(crate) fn matcher(attr: &Attr, tag: Tag, text: &str) -> Result<Option<Matcher>, QueryError> {
     match attr.kind {
         Kind::Name | Kind::Text | Kind::Modalities | Kind::NameToken => text_values(tag, text),
         Kind::Uid => uid_list(tag, text),
-        Kind::Date => range(tag, text, date, |d| d.to_string()),
-        Kind::Time => range(tag, text, time, |t| time_upper(&t)),
+        Kind::Date => range(tag, text, values::date, |d| d.to_string()),
+        Kind::Time => range(tag, text, values::time, |t| time_upper(&t)),
         Kind::Int => integer(tag, text),
         Kind::Count | Kind::Sealed => Ok(None),
     }
@@ -144,9 +158,14 @@ fn uid_list(tag: Tag, text: &str) -> Result<Option<Matcher>, QueryError> {
     }
     let uids = parts
         .into_iter()
-        .map(|p| Uid::parse(p).map(|u| Pattern::Exact(u.as_str().to_string())))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(tag, e))?;
+        .map(|p| match Uid::parse(p) {
+            Ok(u) => Ok(Pattern::Exact(u.as_str().to_string())),
+            Err(e) => Err(match values::uid(p) {
+                Err(why) => invalid_value(tag, p, why),
+                Ok(()) => invalid(tag, e),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Matcher::Values(uids)))
 }
 
@@ -158,7 +177,7 @@ fn integer(tag: Tag, text: &str) -> Result<Option<Matcher>, QueryError> {
     let n = text
         .trim_start_matches('+')
         .parse::<i64>()
-        .map_err(|_| invalid(tag, format!("{:?} is not one integer", shown(text))))?;
+        .map_err(|_| invalid_value(tag, text, "not a whole number"))?;
     Ok(Some(Matcher::Int(n)))
 }
 
@@ -173,7 +192,7 @@ fn shown(text: &str) -> String {
 fn range(
     tag: Tag,
     text: &str,
-    check: fn(&str) -> Option<String>,
+    check: fn(&str) -> Result<String, String>,
     upper: fn(String) -> String,
 ) -> Result<Option<Matcher>, QueryError> {
     let text = trim(text);
@@ -181,16 +200,18 @@ fn range(
         return Ok(None);
     }
     if text.contains('\\') {
-        return Err(invalid(tag, "a single value or one range, not a list"));
+        return Err(invalid_value(
+            tag,
+            text,
+            "one value or one range, not a list",
+        ));
     }
     let end = |s: &str| -> Result<Option<String>, QueryError> {
         let s = trim(s);
         if s.is_empty() {
             return Ok(None);
         }
-        check(s)
-            .map(Some)
-            .ok_or_else(|| invalid(tag, format!("{:?} is not a valid value", shown(s))))
+        check(s).map(Some).map_err(|why| invalid_value(tag, s, why))
     };
     let Some((a, b)) = text.split_once('-') else {
         let value = end(text)?.expect("not empty");
@@ -198,52 +219,12 @@ fn range(
     };
     let (from, to) = (end(a)?, end(b)?.map(upper));
     match (&from, &to) {
-        (None, None) => Err(invalid(tag, "a range needs at least one end")),
-        (Some(f), Some(t)) if f > t => Err(invalid(
-            tag,
-            format!("the range {:?} ends before it starts", shown(text)),
-        )),
+        (None, None) => Err(invalid_value(tag, text, "a range needs at least one end")),
+        (Some(f), Some(t)) if f > t => {
+            Err(invalid_value(tag, text, "the range ends before it starts"))
+        }
         _ => Ok(Some(Matcher::Range { from, to })),
     }
-}
-
-/// `YYYYMMDD` (or the old `YYYY.MM.DD`) naming a real calendar day.
-pub(crate) fn date(s: &str) -> Option<String> {
-    let digits: String = if s.len() == 10 && s.as_bytes()[4] == b'.' && s.as_bytes()[7] == b'.' {
-        s.split('.').collect()
-    } else {
-        s.to_string()
-    };
-    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (y, m, d) = (&digits[..4], &digits[4..6], &digits[6..]);
-    let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
-    time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
-    Some(digits)
-}
-
-/// `HH[MM[SS[.F{1,6}]]]` (colons of the old `HH:MM:SS` dropped), each part in range.
-pub(crate) fn time(s: &str) -> Option<String> {
-    let t: String = s.chars().filter(|c| *c != ':').collect();
-    let (whole, frac) = match t.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (t.as_str(), None),
-    };
-    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    if !matches!(whole.len(), 2 | 4 | 6) || !digits(whole) {
-        return None;
-    }
-    if let Some(f) = frac
-        && (whole.len() != 6 || f.is_empty() || f.len() > 6 || !digits(f))
-    {
-        return None;
-    }
-    let part = |i: usize| whole.get(i..i + 2).map(|p| p.parse::<u8>().unwrap_or(99));
-    let ok = part(0).is_some_and(|h| h < 24)
-        && part(2).is_none_or(|m| m < 60)
-        && part(4).is_none_or(|s| s <= 60);
-    ok.then_some(t)
 }
 
 /// The last instant a (valid, normalized) time covers: `10` -> `105959.999999`.

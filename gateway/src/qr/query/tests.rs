@@ -3,7 +3,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
 use super::*;
-use crate::qr::matching::{self, MAX_UIDS, Pattern, time_upper};
+use crate::qr::matching::{MAX_UIDS, Pattern, time_upper};
 
 /// An identifier with `level` and `keys` (tag, VR, value).
 pub(crate) fn identifier(level: &str, keys: &[(Tag, VR, &str)]) -> InMemDicomObject {
@@ -116,6 +116,22 @@ fn dates_and_ranges_are_checked() {
         assert_eq!(err.status(), 0xC000);
         assert!(err.to_string().contains("StudyDate"), "{err}");
     }
+    // The value and the rule it broke, within an Error Comment's 64 characters.
+    for (bad, said) in [
+        ("20041332", "StudyDate 20041332: month 13 does not exist"),
+        (
+            "20230229",
+            "StudyDate 20230229: day 29 does not exist in February 2023",
+        ),
+        (
+            "20240301-20240101",
+            "StudyDate 20240301-20240101: the range ends before it starts",
+        ),
+    ] {
+        let said_now = date(bad).unwrap_err().to_string();
+        assert_eq!(said_now, said);
+        assert!(said_now.len() <= 64, "{said_now}");
+    }
 }
 
 #[test]
@@ -131,7 +147,7 @@ fn time_ranges_cover_the_whole_upper_end() {
     );
     assert_eq!(time_upper("10"), "105959.999999");
     assert_eq!(time_upper("101530.5"), "101530.599999");
-    assert_eq!(matching::time("10:15:00").as_deref(), Some("101500"));
+    assert_eq!(dimse::qr::values::time("10:15:00").as_deref(), Ok("101500"));
     for bad in ["2500", "1060", "101", "1200-1100", "10.5", "101500.1234567"] {
         assert!(time(bad).is_err(), "{bad} must be refused");
     }

@@ -1,0 +1,201 @@
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+
+use super::*;
+
+const JPEG_LS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const RLE: &str = "1.2.840.10008.1.2.5";
+const JPEG_2000: &str = "1.2.840.10008.1.2.4.90";
+const SEALED: Tag = Tag(0x0400, 0x0500);
+
+/// A 16-bit monochrome image with a private block and a stand-in for the sealed
+/// envelope, in Explicit VR Little Endian.
+fn image() -> (Vec<u8>, Vec<u16>) {
+    let (rows, columns) = (16_u16, 12_u16);
+    let pixels: Vec<u16> = (0..rows * columns).map(|i| i * 37 % 4096).collect();
+    let mut obj = InMemDicomObject::new_empty();
+    let put = |obj: &mut InMemDicomObject, tag, vr, value: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, value));
+    };
+    put(
+        &mut obj,
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        "1.2.840.10008.5.1.4.1.1.7".into(),
+    );
+    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, "2.25.1234".into());
+    put(&mut obj, Tag(0x0013, 0x0010), VR::LO, "PACS GATEWAY".into());
+    put(
+        &mut obj,
+        Tag(0x0013, 0x1010),
+        VR::OB,
+        PrimitiveValue::from(vec![1_u8, 2, 3, 4]),
+    );
+    let envelope = InMemDicomObject::from_element_iter([DataElement::new(
+        Tag(0x0400, 0x0520),
+        VR::OB,
+        PrimitiveValue::from(vec![9_u8; 32]),
+    )]);
+    obj.put(DataElement::new(
+        SEALED,
+        VR::SQ,
+        dicom_core::value::DataSetSequence::from(vec![envelope]),
+    ));
+    put(
+        &mut obj,
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1_u16),
+    );
+    put(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2".into(),
+    );
+    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(rows));
+    put(
+        &mut obj,
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(columns),
+    );
+    put(
+        &mut obj,
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(16_u16),
+    );
+    put(
+        &mut obj,
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(12_u16),
+    );
+    put(
+        &mut obj,
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(11_u16),
+    );
+    put(
+        &mut obj,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    );
+    put(
+        &mut obj,
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(pixels.clone().into()),
+    );
+    let mut out = Vec::new();
+    let ts = registry(EXPLICIT_VR_LE).unwrap();
+    obj.write_dataset_with_ts(&mut out, ts).unwrap();
+    (out, pixels)
+}
+
+fn read(data: &[u8], ts: &str) -> InMemDicomObject {
+    InMemDicomObject::read_dataset_with_ts(data, registry(ts).unwrap()).unwrap()
+}
+
+fn pixels_of(obj: &InMemDicomObject) -> Vec<u16> {
+    let bytes = obj.get(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+    bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+fn sealed_bytes(obj: &InMemDicomObject) -> Vec<u8> {
+    let items = obj.get(SEALED).unwrap().items().unwrap();
+    let content = items[0].get(Tag(0x0400, 0x0520)).unwrap();
+    content.to_bytes().unwrap().to_vec()
+}
+
+#[test]
+fn what_this_build_decodes_and_encodes() {
+    for ts in [
+        JPEG_BASELINE,
+        JPEG_LS_LOSSLESS,
+        RLE,
+        JPEG_2000,
+        DEFLATED_EXPLICIT_VR_LE,
+    ] {
+        assert!(can_decode(ts), "decode {ts}");
+    }
+    for ts in [
+        EXPLICIT_VR_LE,
+        IMPLICIT_VR_LE,
+        JPEG_BASELINE,
+        JPEG_LS_LOSSLESS,
+    ] {
+        assert!(can_encode(ts), "encode {ts}");
+    }
+    assert!(!can_encode(RLE));
+    assert!(
+        !can_decode("1.2.840.10008.1.2.4.100"),
+        "MPEG-2 has no codec"
+    );
+}
+
+#[test]
+fn pick_prefers_the_stored_syntax_then_uncompressed() {
+    assert_eq!(pick(RLE, &[EXPLICIT_VR_LE, RLE]), Some(RLE));
+    assert_eq!(
+        pick(RLE, &[IMPLICIT_VR_LE, EXPLICIT_VR_LE]),
+        Some(EXPLICIT_VR_LE)
+    );
+    assert_eq!(pick(JPEG_2000, &[IMPLICIT_VR_LE]), Some(IMPLICIT_VR_LE));
+    assert_eq!(
+        pick(EXPLICIT_VR_LE, &[JPEG_LS_LOSSLESS]),
+        Some(JPEG_LS_LOSSLESS)
+    );
+    assert_eq!(pick(EXPLICIT_VR_LE, &[RLE]), None, "no RLE encoder");
+    assert_eq!(pick("1.2.840.10008.1.2.4.100", &[EXPLICIT_VR_LE]), None);
+}
+
+#[test]
+fn jpeg_ls_round_trip_is_pixel_exact_and_keeps_private_and_sealed_values() {
+    let (original, pixels) = image();
+    let compressed = transcode(&original, EXPLICIT_VR_LE, JPEG_LS_LOSSLESS).unwrap();
+    let obj = read(&compressed, JPEG_LS_LOSSLESS);
+    assert!(matches!(
+        obj.get(tags::PIXEL_DATA).unwrap().value(),
+        dicom_core::value::Value::PixelSequence(_)
+    ));
+    for ts in [
+        EXPLICIT_VR_LE,
+        IMPLICIT_VR_LE,
+        EXPLICIT_VR_BE,
+        DEFLATED_EXPLICIT_VR_LE,
+    ] {
+        let back = transcode(&compressed, JPEG_LS_LOSSLESS, ts).unwrap();
+        let obj = read(&back, ts);
+        assert_eq!(pixels_of(&obj), pixels, "pixels in {ts}");
+        assert_eq!(sealed_bytes(&obj), vec![9_u8; 32], "sealed content in {ts}");
+        let private = obj.get(Tag(0x0013, 0x1010)).unwrap().to_bytes().unwrap();
+        assert_eq!(&private[..], &[1, 2, 3, 4], "private value in {ts}");
+    }
+}
+
+#[test]
+fn the_same_syntax_is_returned_byte_for_byte() {
+    let (original, _) = image();
+    assert_eq!(
+        transcode(&original, EXPLICIT_VR_LE, EXPLICIT_VR_LE).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn impossible_conversions_say_why() {
+    let (original, _) = image();
+    let e = transcode(&original, EXPLICIT_VR_LE, RLE).unwrap_err();
+    assert!(e.to_string().contains("no encoder"), "{e}");
+    let e = transcode(b"not a data set at all", JPEG_LS_LOSSLESS, EXPLICIT_VR_LE).unwrap_err();
+    assert!(e.to_string().starts_with("cannot convert"), "{e}");
+}
