@@ -17,7 +17,7 @@ pub const UMASK: u32 = 0o077;
 
 /// Sets the process umask to [`UMASK`].
 pub fn restrict_umask() {
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(UMASK));
+    let _previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(UMASK));
 }
 
 /// A private key file that others may read.

@@ -43,7 +43,7 @@ impl Unrecorded {
     }
 
     /// How many writes are owed.
-    pub(super) fn len(&self) -> usize {
+    pub(super) fn count(&self) -> usize {
         self.lock().len()
     }
 
@@ -110,7 +110,7 @@ impl Forwarder {
             ),
             Some(e) => warn!(
                 written,
-                still_owed = self.unrecorded.len(),
+                still_owed = self.unrecorded.count(),
                 error = %e,
                 "the outbox still cannot be written; claimed rows wait for it"
             ),
