@@ -60,7 +60,7 @@ fn modes(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
 
 /// Sets this test process's umask (inherited by the binaries it starts) with the
 /// shell, so no `unsafe` is needed here.
-fn with_umask_022(mut cmd: Command) -> Command {
+fn with_umask_022(cmd: Command) -> Command {
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut shell = Command::new("sh");
