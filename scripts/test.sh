@@ -29,5 +29,9 @@ if [ -z "${PACS_TEST_DATABASE_URL:-}" ]; then
   echo "PACS_TEST_DATABASE_URL not set: PostgreSQL variants of the gateway tests will be SKIPPED"
 fi
 cargo test --workspace --all-targets
+# Coverage-guided fuzzing, a short bounded run per target (README "Fuzzing").
+if [ "${PACS_FUZZ_SECS:-20}" != 0 ]; then
+  scripts/fuzz.sh "${PACS_FUZZ_SECS:-20}"
+fi
 # systemd units (systemd-analyze verify) and, when a container engine answers, the images.
 scripts/check-deploy.sh --images

@@ -21,13 +21,20 @@ use crate::forward::Forwarder;
 use crate::outbox::Outbox;
 use crate::viewer::{ViewerAccess, ViewerProxy};
 
-/// Opens the outbox database, creating the data dir.
+/// Opens the outbox database, creating the data dir; the data dir is made 0700 and
+/// the database files 0600 (also existing ones).
 pub async fn open_outbox(config: &Config) -> anyhow::Result<Outbox> {
-    std::fs::create_dir_all(&config.data_dir)
+    crate::at_rest::private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    Outbox::open(&config.database_url())
+    let url = config.database_url();
+    let outbox = Outbox::open(&url)
         .await
-        .context("cannot open the outbox database")
+        .context("cannot open the outbox database")?;
+    for file in crate::at_rest::sqlite_files(&url) {
+        crate::at_rest::private_file(&file)
+            .with_context(|| format!("cannot restrict the permissions of {}", file.display()))?;
+    }
+    Ok(outbox)
 }
 
 /// The running client: edge SCP + forwarder.

@@ -198,6 +198,18 @@ pub struct GatewayConfig {
     pub ca: Option<PathBuf>,
     /// Base URL of the gateway's admin HTTPS API; default `https://<host of address>:8443`.
     pub admin_url: Option<String>,
+    /// `key` readable or writable by group or others: refuse to use it, or only warn.
+    pub key_permissions: KeyPermissions,
+}
+
+/// What to do about a TLS private key file that group or others may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyPermissions {
+    /// Refuse (default).
+    Refuse,
+    /// Use it, with a warning.
+    Warn,
 }
 
 impl Default for GatewayConfig {
@@ -211,6 +223,7 @@ impl Default for GatewayConfig {
             key: None,
             ca: None,
             admin_url: None,
+            key_permissions: KeyPermissions::Refuse,
         }
     }
 }

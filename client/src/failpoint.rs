@@ -1,11 +1,13 @@
 //! Test hooks at the steps where a crash or a delay matters (exactly-once delivery).
 //!
 //! `PACS_CLIENT_FAILPOINTS="name=action;name=action"` where action is `abort` (end
-//! the process at once, as kill -9 would: no cleanup, no outbox update) or
-//! `sleep-ms:N`. Unset in production; reading it costs one environment lookup per
-//! process.
+//! the process at once, as kill -9 would: no cleanup, no outbox update),
+//! `sleep-ms:N`, or `fail-once` / `fail:N` (the step's local write fails the first
+//! time / the first N times it is reached, as on a full disk; see [`write_error`]).
+//! Unset in production; reading it costs one environment lookup per process.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The environment variable naming the failpoints.
@@ -15,6 +17,7 @@ pub const ENV: &str = "PACS_CLIENT_FAILPOINTS";
 enum Action {
     Abort,
     Sleep(Duration),
+    Fail(u32),
 }
 
 fn parse(spec: &str) -> Vec<(String, Action)> {
@@ -23,6 +26,10 @@ fn parse(spec: &str) -> Vec<(String, Action)> {
             let (name, action) = entry.trim().split_once('=')?;
             let action = match action.trim() {
                 "abort" => Action::Abort,
+                "fail-once" => Action::Fail(1),
+                other if other.starts_with("fail:") => {
+                    Action::Fail(other.strip_prefix("fail:")?.parse().ok()?)
+                }
                 other => Action::Sleep(Duration::from_millis(
                     other.strip_prefix("sleep-ms:")?.parse().ok()?,
                 )),
@@ -32,14 +39,39 @@ fn parse(spec: &str) -> Vec<(String, Action)> {
         .collect()
 }
 
-fn configured() -> &'static [(String, Action)] {
-    static POINTS: OnceLock<Vec<(String, Action)>> = OnceLock::new();
-    POINTS.get_or_init(|| std::env::var(ENV).map(|s| parse(&s)).unwrap_or_default())
+/// The configured points, each with how often it has made a write fail.
+fn configured() -> &'static [(String, Action, AtomicU32)] {
+    static POINTS: OnceLock<Vec<(String, Action, AtomicU32)>> = OnceLock::new();
+    POINTS.get_or_init(|| {
+        std::env::var(ENV)
+            .map(|s| parse(&s))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, action)| (name, action, AtomicU32::new(0)))
+            .collect()
+    })
+}
+
+/// A simulated I/O error when `name` is configured to fail and has failed fewer
+/// times than asked; `None` otherwise (always, in production).
+pub fn write_error(name: &str) -> Option<std::io::Error> {
+    for (point, action, fired) in configured() {
+        if let (true, Action::Fail(times)) = (point == name, action) {
+            let before = fired.fetch_add(1, Ordering::SeqCst);
+            if before < *times {
+                eprintln!("failpoint {name}: failing a local write");
+                return Some(std::io::Error::other(format!(
+                    "failpoint {name}: simulated write failure (as on a full disk)"
+                )));
+            }
+        }
+    }
+    None
 }
 
 /// Runs the action configured for `name`, if any.
 pub async fn hit(name: &str) {
-    for (point, action) in configured() {
+    for (point, action, _) in configured() {
         if point == name {
             match action {
                 Action::Abort => {
@@ -47,6 +79,7 @@ pub async fn hit(name: &str) {
                     std::process::abort();
                 }
                 Action::Sleep(pause) => tokio::time::sleep(*pause).await,
+                Action::Fail(_) => {}
             }
         }
     }
@@ -59,10 +92,12 @@ mod tests {
     #[test]
     fn spec_is_parsed_and_junk_ignored() {
         assert_eq!(
-            parse("a=abort; b = sleep-ms:250;c=explode;d"),
+            parse("a=abort; b = sleep-ms:250;c=explode;d;e=fail-once;f=fail:3;g=fail:x"),
             vec![
                 ("a".to_string(), Action::Abort),
                 ("b".to_string(), Action::Sleep(Duration::from_millis(250))),
+                ("e".to_string(), Action::Fail(1)),
+                ("f".to_string(), Action::Fail(3)),
             ]
         );
         assert!(parse("").is_empty());

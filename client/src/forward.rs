@@ -17,7 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ForwarderConfig};
-use crate::outbox::{Claimed, Outbox, now_millis};
+use crate::outbox::{Claimed, Outbox};
+
+mod unrecorded;
+
+use unrecorded::{Owed, Unrecorded};
 
 /// How one try ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub struct Forwarder {
     address: String,
     settings: ForwarderConfig,
     pixels: crate::pixels::Screener,
+    /// Outbox writes that failed, made again each round.
+    unrecorded: Unrecorded,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -77,6 +83,8 @@ pub fn gateway_tls(config: &Config) -> anyhow::Result<ClientTls> {
     let hint = |e: dimse::tls::TlsError| {
         anyhow::anyhow!("{e}; check `cert`, `key` and `ca` in the [gateway] section of the config")
     };
+    crate::at_rest::check_private_key(key, g.key_permissions)
+        .map_err(|e| crate::config::ConfigError::Invalid(e.to_string()))?;
     let chain = dimse::tls::load_certs_file(cert).map_err(hint)?;
     let key = dimse::tls::load_private_key_file(key).map_err(hint)?;
     let roots = dimse::tls::load_certs_file(ca).map_err(hint)?;
@@ -148,6 +156,7 @@ impl Forwarder {
             settings: config.forwarder.clone(),
             pixels: crate::pixels::Screener::new(&config.pixels)
                 .map_err(crate::config::ConfigError::Invalid)?,
+            unrecorded: Unrecorded::default(),
         }))
     }
 
@@ -170,6 +179,7 @@ impl Forwarder {
         let idle = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         let batch = i64::try_from(self.settings.batch.clamp(1, 64)).unwrap_or(1);
         while !stop.is_cancelled() {
+            self.settle().await;
             let claimed = match self.outbox.claim(batch).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
@@ -256,7 +266,8 @@ impl Forwarder {
                     .await;
                     let untried: Vec<i64> = rows[at + 1..].iter().map(|r| r.id).collect();
                     if let Err(e) = self.outbox.unclaim(&untried).await {
-                        warn!(error = %e, "cannot return untried instances to the queue");
+                        warn!(error = %e, "cannot return untried instances to the queue; will try again");
+                        self.unrecorded.push(Owed::Unclaim(untried));
                     }
                     assoc = None;
                     break;
@@ -283,14 +294,14 @@ impl Forwarder {
         );
     }
 
-    /// Records the result of a try.
+    /// Records the result of a try; a failed write is kept and made again on the
+    /// next round ([`unrecorded`]), so the row never stays claimed.
     async fn record(&self, row: &Claimed, attempt: Attempt, tally: &mut Tally) {
         let tries = row.attempts + 1;
-        let result = match &attempt {
+        match &attempt {
             Attempt::Delivered => {
                 tally.delivered += 1;
                 debug!(id = row.id, version = row.version, "delivered");
-                self.outbox.delivered(row.id).await
             }
             Attempt::Refused(reason) => {
                 tally.refused += 1;
@@ -300,24 +311,15 @@ impl Forwarder {
                     reason,
                     "the gateway keeps another version of this instance"
                 );
-                self.outbox.refused(row.id, reason).await
             }
             Attempt::Transient(reason) if tries < i64::from(self.settings.max_attempts) => {
                 tally.retrying += 1;
                 let delay = backoff(&self.settings, tries);
                 info!(id = row.id, tries, retry_in = ?delay, reason, "send failed; will retry");
-                self.outbox
-                    .failed(
-                        row.id,
-                        reason,
-                        Some(now_millis() + delay.as_millis() as i64),
-                    )
-                    .await
             }
             Attempt::Held(reason) => {
                 tally.held += 1;
                 warn!(id = row.id, reason, "instance held at the client");
-                self.outbox.held(row.id, reason).await
             }
             Attempt::Transient(reason) | Attempt::Permanent(reason) => {
                 tally.dead += 1;
@@ -325,11 +327,14 @@ impl Forwarder {
                     id = row.id,
                     tries, reason, "instance moved to the dead letters"
                 );
-                self.outbox.failed(row.id, reason, None).await
             }
-        };
-        if let Err(e) = result {
-            warn!(error = %e, id = row.id, "cannot record the send result");
+        }
+        if let Err(e) = self.write_result(row, &attempt).await {
+            warn!(error = %e, id = row.id, "cannot record the send result; will write it again on the next round");
+            self.unrecorded.push(Owed::Result {
+                row: row.clone(),
+                attempt,
+            });
         }
     }
 

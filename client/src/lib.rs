@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod at_rest;
 pub mod cli;
 pub mod config;
 pub mod credentials;

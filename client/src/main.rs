@@ -8,6 +8,8 @@ use client::exit;
 
 #[tokio::main]
 async fn main() {
+    // Before anything is written: files 0600, directories 0700.
+    client::at_rest::restrict_umask();
     exit::exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     client::telemetry::init(cli.verbose, cli.log_format);

@@ -216,6 +216,12 @@ fn serve_banner_in_both_formats() {
     std::fs::write(d.join("cert/ca.crt"), ca.cert.pem()).unwrap();
     std::fs::write(d.join("cert/facility.crt"), cert.pem()).unwrap();
     std::fs::write(d.join("cert/facility.key"), key.serialize_pem()).unwrap();
+    // A private key for the client's user only, or serve refuses it.
+    std::fs::set_permissions(
+        d.join("cert/facility.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

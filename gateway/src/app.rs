@@ -101,10 +101,36 @@ impl TlsFiles {
 }
 
 /// Opens the index named by the config, creating the data dir.
+/// The data dir is made 0700 and an SQLite index's files 0600 (also existing ones).
 pub async fn open_index(config: &Config) -> anyhow::Result<Index> {
-    std::fs::create_dir_all(&config.data_dir)
+    crate::at_rest::private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    Ok(Index::open(&config.database_url()).await?)
+    let url = config.database_url();
+    let index = Index::open(&url).await?;
+    for file in crate::at_rest::sqlite_files(&url) {
+        crate::at_rest::private_file(&file)
+            .with_context(|| format!("cannot restrict the permissions of {}", file.display()))?;
+    }
+    Ok(index)
+}
+
+/// Refuses (or warns about, per `[tls] key_permissions`) private key files that
+/// group or others may read: the TLS server key, the CA key, the syslog client key.
+fn check_private_keys(config: &Config, files: Option<&TlsFiles>) -> anyhow::Result<()> {
+    let policy = config.tls.key_permissions;
+    let mut keys: Vec<&Path> = Vec::new();
+    if let Some(files) = files {
+        keys.push(&files.server_key);
+        keys.extend(files.ca_key.as_deref());
+    }
+    if let Some(syslog) = &config.audit.syslog {
+        keys.extend(syslog.client_key.as_deref());
+    }
+    for key in keys {
+        crate::at_rest::check_private_key(key, policy)
+            .map_err(|e| crate::config::ConfigError::Invalid(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// A built gateway, listeners bound, ready to run.
@@ -123,6 +149,35 @@ pub struct Application {
     https: Option<HttpsServer>,
     metrics_http: Option<(TcpListener, ApiState)>,
     metrics: Arc<Metrics>,
+    sweep: SweepTimes,
+}
+
+/// When the blob sweep runs and what it may delete.
+#[derive(Debug, Clone, Copy)]
+struct SweepTimes {
+    interval: Duration,
+    min_age: Duration,
+}
+
+/// Sweeps the blob store at start and then every `times.interval`, until `stop`.
+async fn sweep_blobs(
+    ingest: Arc<Ingest>,
+    metrics: Arc<Metrics>,
+    times: SweepTimes,
+    stop: CancellationToken,
+) {
+    loop {
+        let sweep = crate::ingest::sweep::sweep(&ingest.index, &ingest.blobs, times.min_age);
+        let report = tokio::select! {
+            report = sweep => report,
+            _ = stop.cancelled() => return,
+        };
+        metrics.sweep.record(&report);
+        tokio::select! {
+            _ = tokio::time::sleep(times.interval) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Starts the audit trail (and its syslog export, if configured) on `index`.
@@ -194,6 +249,7 @@ impl Application {
             true => Some(Arc::new(TlsFiles::resolve(&config)?)),
             false => None,
         };
+        check_private_keys(&config, files.as_deref())?;
         let (tls, move_tls) = match (tls_listener, &files) {
             (Some(listener), Some(files)) => {
                 let server = files.server_config()?;
@@ -251,6 +307,10 @@ impl Application {
             https,
             metrics_http,
             metrics,
+            sweep: SweepTimes {
+                interval: Duration::from_secs(config.ingest.sweep_interval_secs),
+                min_age: Duration::from_secs(config.ingest.orphan_min_age_secs),
+            },
         })
     }
 
@@ -394,6 +454,12 @@ impl Application {
         if tasks.is_empty() {
             bail!("no listener configured: set dicom.tls_listen or dicom.plain_listen");
         }
+        tasks.spawn(sweep_blobs(
+            self.ingest.clone(),
+            self.metrics.clone(),
+            self.sweep,
+            stop.clone(),
+        ));
         shutdown.await;
         info!("shutting down");
         stop.cancel();

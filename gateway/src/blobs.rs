@@ -4,6 +4,10 @@
 //! Incoming data sets stream into `incoming/` inside the store root; once complete,
 //! fsynced and accepted, they are renamed into place (atomic on one filesystem) and
 //! the parent directory is fsynced, so a key either holds a whole instance or nothing.
+//! Temp files carry the name of the node and process writing them ([`node`]), so that a
+//! restart removes only its own abandoned ones, never another node's.
+
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +17,10 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 
 use crate::domain::{FacilityId, Uid};
+use node::NodeName;
 
-const INCOMING: &str = "incoming";
+/// The temp area inside the store root.
+pub const INCOMING: &str = "incoming";
 
 /// Blob store errors.
 #[derive(Debug, thiserror::Error)]
@@ -75,12 +81,19 @@ pub struct TempBlob {
 pub struct BlobStore {
     store: Arc<LocalFileSystem>,
     root: PathBuf,
+    node: NodeName,
 }
 
 impl BlobStore {
-    /// Opens the store rooted at `root`, creating it, and removes temp files left by
-    /// an earlier run (their transfers never got a success response).
+    /// Opens the store rooted at `root`, creating it, as this host's node, and
+    /// removes this node's temp files left by an earlier run (their transfers never
+    /// got a success response).
     pub fn open(root: &Path) -> Result<BlobStore, BlobError> {
+        BlobStore::open_as(root, NodeName::of_this_host())
+    }
+
+    /// [`BlobStore::open`] as node `node` (tests run several nodes on one host).
+    pub fn open_as(root: &Path, node: NodeName) -> Result<BlobStore, BlobError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BlobError::Io { path, source }
@@ -88,31 +101,48 @@ impl BlobStore {
         let incoming = root.join(INCOMING);
         std::fs::create_dir_all(&incoming).map_err(io(&incoming))?;
         let root = root.canonicalize().map_err(io(root))?;
-        let mut removed = 0usize;
-        for entry in std::fs::read_dir(&incoming)
-            .map_err(io(&incoming))?
-            .flatten()
-        {
-            if std::fs::remove_file(entry.path()).is_ok() {
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        let blobs = BlobStore {
+            store: Arc::new(store),
+            root,
+            node,
+        };
+        blobs.remove_abandoned_temps(true);
+        Ok(blobs)
+    }
+
+    /// Removes this node's temp files whose writing process has ended (a crash or a
+    /// kill); other nodes' files and those of running processes stay, and so do this
+    /// process's own unless `at_start` (before it has begun any transfer). Returns
+    /// how many were removed.
+    pub fn remove_abandoned_temps(&self, at_start: bool) -> u64 {
+        let incoming = self.root.join(INCOMING);
+        let Ok(entries) = std::fs::read_dir(&incoming) else {
+            return 0;
+        };
+        let (mut removed, mut kept) = (0u64, 0u64);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !node::abandoned_by_us(&name.to_string_lossy(), &self.node, at_start) {
+                kept += 1;
+            } else if std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
         if removed > 0 {
             tracing::info!(
+                node = self.node.as_str(),
                 removed,
-                "removed incomplete transfers left by an earlier run"
+                kept_of_other_nodes_or_running_transfers = kept,
+                "removed this node's incomplete transfers left by an ended process"
             );
         }
-        let store = LocalFileSystem::new_with_prefix(&root)?;
-        Ok(BlobStore {
-            store: Arc::new(store),
-            root,
-        })
+        removed
     }
 
-    /// A fresh temp location for an incoming data set.
+    /// A fresh temp location for an incoming data set, named for this node and process.
     pub fn temp(&self) -> TempBlob {
-        let name = format!("{}.part", uuid::Uuid::new_v4().simple());
+        let name = self.node.temp_name(std::process::id());
         TempBlob {
             object: ObjectPath::from(format!("{INCOMING}/{name}")),
             path: self.root.join(INCOMING).join(name),

@@ -200,7 +200,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[tls]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Server certificate chain (PEM).
@@ -213,6 +213,21 @@ pub struct TlsConfig {
     pub ca_key: Option<PathBuf>,
     /// Extra host names / addresses for the generated dev server certificate.
     pub dev_hostnames: Vec<String>,
+    /// A private key readable by group or others: refuse to start, or only warn.
+    pub key_permissions: KeyPermissions,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            ca_cert: None,
+            ca_key: None,
+            dev_hostnames: Vec::new(),
+            key_permissions: KeyPermissions::Refuse,
+        }
+    }
 }
 
 /// What to do when an instance arrives again with different bytes.
@@ -233,14 +248,30 @@ pub enum DuplicatePolicy {
 pub struct IngestConfig {
     /// Same SOP Instance UID, different bytes: `reject`, `keep-first` or `replace`.
     pub duplicate_policy: DuplicatePolicy,
+    /// Seconds between two blob sweeps (the first runs at start).
+    pub sweep_interval_secs: u64,
+    /// A blob without an index row is deleted by the sweep only when older than this.
+    pub orphan_min_age_secs: u64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             duplicate_policy: DuplicatePolicy::Reject,
+            sweep_interval_secs: 3600,
+            orphan_min_age_secs: 900,
         }
     }
+}
+
+/// What to do at start about a private key file that group or others may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyPermissions {
+    /// Refuse to start (default).
+    Refuse,
+    /// Start, with a warning per file.
+    Warn,
 }
 
 /// `[audit]`
@@ -468,6 +499,17 @@ impl Config {
                 "https.max_connections must be between 1 and 65536".into(),
             ));
         }
+        let ingest = &self.ingest;
+        if !(1..=7 * 86400).contains(&ingest.sweep_interval_secs) {
+            return Err(ConfigError::Invalid(
+                "ingest.sweep_interval_secs must be between 1 and 604800 (a week)".into(),
+            ));
+        }
+        if !(1..=30 * 86400).contains(&ingest.orphan_min_age_secs) {
+            return Err(ConfigError::Invalid(
+                "ingest.orphan_min_age_secs must be between 1 and 2592000 (30 days)".into(),
+            ));
+        }
         let tls = &self.tls;
         if tls.cert.is_some() != tls.key.is_some() || (tls.cert.is_some() && tls.ca_cert.is_none())
         {
@@ -506,6 +548,15 @@ mod tests {
         assert_eq!(parsed.dicom.plain_listen, defaults.dicom.plain_listen);
         assert_eq!(parsed.dicom.max_pdu, defaults.dicom.max_pdu);
         assert_eq!(parsed.ingest.duplicate_policy, DuplicatePolicy::Reject);
+        assert_eq!(
+            parsed.ingest.sweep_interval_secs,
+            defaults.ingest.sweep_interval_secs
+        );
+        assert_eq!(
+            parsed.ingest.orphan_min_age_secs,
+            defaults.ingest.orphan_min_age_secs
+        );
+        assert_eq!(parsed.tls.key_permissions, KeyPermissions::Refuse);
         assert_eq!(parsed.auth, defaults.auth);
         assert_eq!(parsed.audit.queue, defaults.audit.queue);
         assert!(parsed.audit.syslog.is_none());
@@ -527,6 +578,9 @@ mod tests {
         let cfg: Config = toml::from_str("[tls]\ncert = \"a.pem\"").unwrap();
         assert!(cfg.validate().is_err());
         assert!(toml::from_str::<Config>("[auth]\nargon2_m = 1").is_err());
+        let cfg: Config = toml::from_str("[ingest]\norphan_min_age_secs = 0").unwrap();
+        assert!(cfg.validate().is_err());
+        assert!(toml::from_str::<Config>("[tls]\nkey_permissions = \"ignore\"").is_err());
         let cfg: Config = toml::from_str("[https]\ntoken_ttl_secs = 0").unwrap();
         assert!(cfg.validate().is_err());
         for nonsense in [

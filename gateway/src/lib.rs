@@ -17,6 +17,7 @@
 //! start banner and the warnings about settings that can never work.
 
 pub mod app;
+pub mod at_rest;
 pub mod audit;
 pub mod auth;
 pub mod blobs;

@@ -8,6 +8,8 @@ use gateway::exit;
 
 #[tokio::main]
 async fn main() {
+    // Before anything is written: files 0600, directories 0700.
+    gateway::at_rest::restrict_umask();
     exit::exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     gateway::telemetry::init(cli.verbose, cli.log_format);

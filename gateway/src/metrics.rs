@@ -17,6 +17,7 @@
 
 mod exposition;
 mod process;
+pub mod sweep;
 
 pub use exposition::Format;
 
@@ -91,6 +92,8 @@ pub struct Metrics {
     operations: Family<OperationLabels, Counter>,
     query_seconds: Histogram,
     http_requests: Family<HttpLabels, Counter>,
+    /// The blob sweep's metrics.
+    pub sweep: sweep::SweepMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -169,9 +172,11 @@ impl Metrics {
             "Always 1; the labels say which version and git commit is running",
             build,
         );
+        let sweep = sweep::SweepMetrics::register(&mut registry);
         let mut process = Registry::default();
         process.register_collector(Box::new(process::ProcessCollector));
         Metrics {
+            sweep,
             registry,
             process,
             associations,

@@ -7,6 +7,7 @@
 //! transaction, which keeps `stored_bytes` exact.
 
 mod sink;
+pub mod sweep;
 
 pub use dimse::scan;
 

@@ -74,7 +74,12 @@ impl IngestSink {
         let encoding = Encoding::from_transfer_syntax(transfer_syntax.as_str())
             .ok_or_else(|| cannot_understand("unsupported transfer syntax"))?;
         let temp = ingest.blobs.temp();
-        let file = tokio::fs::File::create(&temp.path)
+        // Only for the gateway's user, whatever the umask of whoever started it.
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp.path)
             .await
             .map_err(|e| out_of_resources("cannot create temp file", e))?;
         let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
