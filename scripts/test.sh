@@ -4,27 +4,7 @@
 # against PostgreSQL as well as SQLite; without it those variants say SKIPPED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The JPEG-LS codec (CharLS, built from source by charls-sys) needs cmake to build.
-if ! command -v cmake >/dev/null; then
-  echo "installing cmake (to build CharLS) ..."
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
-fi
-if ! command -v storescu >/dev/null || ! command -v dcmcjpeg >/dev/null; then
-  echo "installing DCMTK (storescu, echoscu, dcmconv, dcmcjpeg, dcmcrle, dcmcjpls) ..."
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null
-fi
-# Burned-in text tests (client/tests/pixels.rs): tesseract reads the pixels, Pillow
-# renders names into them with the DejaVu font.
-if ! command -v tesseract >/dev/null || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
-  echo "installing tesseract-ocr and fonts-dejavu-core ..."
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng fonts-dejavu-core >/dev/null
-fi
-# pynetdicom goes into target/python, not site-wide: its storescu/findscu/getscu/... scripts
-# would otherwise shadow DCMTK's on PATH. gateway/tests/pynetdicom.rs looks there.
-PYTHONPATH="$PWD/target/python" python3 -c 'import pynetdicom' 2>/dev/null ||
-  python3 -m pip install -q --target target/python pynetdicom
-PYTHONPATH="$PWD/target/python" python3 -c 'import PIL' 2>/dev/null ||
-  python3 -m pip install -q --target target/python pillow
+scripts/install-deps.sh
 if [ -z "${PACS_TEST_DATABASE_URL:-}" ]; then
   echo "PACS_TEST_DATABASE_URL not set: PostgreSQL variants of the gateway tests will be SKIPPED"
 fi

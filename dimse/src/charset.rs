@@ -266,7 +266,7 @@ impl Iso2022 {
                         GBK
                     };
                     match bytes.get(i + 1) {
-                        Some(&second) if second >= 0xA1 && second < 0xFF && b >= 0xA1 => {
+                        Some(&second) if (0xA1..0xFF).contains(&second) && b >= 0xA1 => {
                             let pair = [b, second];
                             out.push_str(&encoding.decode_without_bom_handling(&pair).0);
                             i += 2;

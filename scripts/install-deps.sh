@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a fresh Debian machine, and only what
+# is missing: cmake (CharLS, the JPEG-LS codec, builds from source), DCMTK, tesseract-ocr
+# with fonts-dejavu-core, and pynetdicom and Pillow into target/python.
+# Called by scripts/test.sh, and by .ci/run before clippy builds anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The JPEG-LS codec (CharLS, built from source by charls-sys) needs cmake to build.
+if ! command -v cmake >/dev/null; then
+  echo "installing cmake (to build CharLS) ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+fi
+if ! command -v storescu >/dev/null || ! command -v dcmcjpeg >/dev/null; then
+  echo "installing DCMTK (storescu, echoscu, dcmconv, dcmcjpeg, dcmcrle, dcmcjpls) ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null
+fi
+# Burned-in text tests (client/tests/pixels.rs): tesseract reads the pixels, Pillow
+# renders names into them with the DejaVu font.
+if ! command -v tesseract >/dev/null || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  echo "installing tesseract-ocr and fonts-dejavu-core ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng fonts-dejavu-core >/dev/null
+fi
+# pynetdicom goes into target/python, not site-wide: its storescu/findscu/getscu/... scripts
+# would otherwise shadow DCMTK's on PATH. gateway/tests/pynetdicom.rs looks there.
+PYTHONPATH="$PWD/target/python" python3 -c 'import pynetdicom' 2>/dev/null ||
+  python3 -m pip install -q --target target/python pynetdicom
+PYTHONPATH="$PWD/target/python" python3 -c 'import PIL' 2>/dev/null ||
+  python3 -m pip install -q --target target/python pillow
