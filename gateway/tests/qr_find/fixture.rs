@@ -236,15 +236,18 @@ pub(crate) async fn fixture(backend: Backend) -> Fixture {
     let pool = sqlx::AnyPool::connect(&gw.setup.config.database_url())
         .await
         .unwrap();
-    sqlx::query(
-        "UPDATE studies SET sealed_identity = $1 WHERE facility_id = $2 AND study_uid = $3",
-    )
-    .bind(ENVELOPE.to_vec())
-    .bind(gw.setup.facility.id.0)
-    .bind(uid(1, 101))
-    .execute(&pool)
-    .await
-    .unwrap();
+    // A study's sealed identity is its (first) patient's.
+    for table in ["studies", "study_patients"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET sealed_identity = $1 WHERE facility_id = $2 AND study_uid = $3"
+        ))
+        .bind(ENVELOPE.to_vec())
+        .bind(gw.setup.facility.id.0)
+        .bind(uid(1, 101))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
     pool.close().await;
     let mine = gw.setup.facility.id;
     Fixture {
