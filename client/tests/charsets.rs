@@ -195,10 +195,55 @@ async fn viewer_find(port: u16, dir: &Path, name: &str) -> Vec<InMemDicomObject>
         .map(|e| e.path())
         .collect();
     files.sort();
+    for file in &files {
+        assert_pydicom_reads_utf8(file);
+    }
     files
         .iter()
         .map(|p| OpenFileOptions::new().open_file(p).unwrap().into_inner())
         .collect()
+}
+
+/// pydicom (installed with pynetdicom into target/python by scripts/test.sh) decodes
+/// the answer's Patient Name under its declared Specific Character Set to the same
+/// text as dicom-rs: the bytes are correctly labelled.
+fn assert_pydicom_reads_utf8(file: &Path) {
+    let deps = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/python");
+    let out = Command::new("python3")
+        .env("PYTHONPATH", deps)
+        .args([
+            "-c",
+            "import sys, pydicom\n\
+             ds = pydicom.dcmread(sys.argv[1], force=True)\n\
+             print(ds.SpecificCharacterSet)\n\
+             print(str(ds.PatientName))",
+        ])
+        .arg(file)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "pydicom (scripts/test.sh installs it): {}",
+        log(&out)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ISO_IR 192"), "{text}");
+    let by_pydicom = lines.next().unwrap_or_default().to_owned();
+    let by_dicom_rs = text_of_file(file);
+    // pydicom leaves out trailing empty component groups (`王^小東=` -> `王^小東`).
+    let canonical = |s: &str| s.trim_end_matches(['=', '^']).to_owned();
+    assert_eq!(
+        canonical(&by_pydicom),
+        canonical(&by_dicom_rs),
+        "{}",
+        file.display()
+    );
+}
+
+fn text_of_file(file: &Path) -> String {
+    let obj = OpenFileOptions::new().open_file(file).unwrap().into_inner();
+    text(&obj, tags::PATIENT_NAME)
 }
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
