@@ -34,7 +34,11 @@ fn main() {
     }
     if let Some(common) = git(&["rev-parse", "--git-common-dir"]) {
         println!("cargo:rerun-if-changed={common}/refs/heads");
-        println!("cargo:rerun-if-changed={common}/packed-refs");
+        // Only if it exists: cargo reruns a build script every time for a missing path.
+        let packed = format!("{common}/packed-refs");
+        if std::path::Path::new(&packed).exists() {
+            println!("cargo:rerun-if-changed={packed}");
+        }
     }
     println!("cargo:rustc-env=PACS_GIT_COMMIT={commit}");
 }
