@@ -7,20 +7,15 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use client::app::Client;
-use client::config::Viewer;
-use common::{
-    Backend, GatewaySide, UID_ROOT, client_config, client_toml, dcmtk_path, free_port, storescu,
-};
+use common::{Backend, GatewaySide, UID_ROOT, client_with_viewer, dcmtk_path, storescu};
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
-use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "correct horse battery";
@@ -258,37 +253,8 @@ async fn names_of_every_script(backend: Backend) {
     let gw = GatewaySide::prepare_on(backend).await;
     let running = gw.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let edge = free_port();
-    let mut config = client_config(dir.path(), &gw, edge);
-    config.edge.viewers = vec![Viewer {
-        ae_title: VIEWER_AE.into(),
-        host: None,
-        user: "dr.house".into(),
-        port: None,
-    }];
-    let credentials = dir.path().join("credentials.toml");
-    std::fs::write(
-        &credentials,
-        format!("username = \"dr.house\"\npassword = \"{PASSWORD}\"\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-    config.credentials.file = Some(credentials);
-    client::keyfile::create(&config.key_file()).unwrap();
-    let index = gw.index().await;
-    let hash = hash_password(&AuthSettings::default(), &Password::new(PASSWORD)).unwrap();
-    index
-        .create_user(
-            gw.facility_id,
-            &Username::parse("dr.house").unwrap(),
-            Role::Clinician,
-            &hash,
-        )
-        .await
-        .unwrap();
-    index.close().await;
-    let config_file = dir.path().join("client.toml");
-    std::fs::write(&config_file, client_toml(&config)).unwrap();
+    let (config, config_file, edge) =
+        client_with_viewer(&gw, dir.path(), VIEWER_AE, PASSWORD).await;
     let app = Client::build(&config).await.unwrap();
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {

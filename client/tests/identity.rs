@@ -6,23 +6,20 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use client::app::Client;
-use client::config::{Config as ClientConfig, Viewer};
 use common::{
-    Backend, GatewaySide, Patient, UID_ROOT, client_config, client_toml, dcmtk_path, free_port,
-    patient, storescu, write_instance,
+    Backend, GatewaySide, Patient, UID_ROOT, client_with_viewer, dcmtk_path, patient, storescu,
+    write_instance,
 };
 use dicom_core::header::Header;
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR, dicom_value};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
-use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "correct horse battery";
@@ -180,42 +177,6 @@ fn write_enhanced_mr(dir: &Path, p: &Patient, frames: u32) -> PathBuf {
     path
 }
 
-/// A client with a viewer mapped to `dr.house`, whose password the gateway knows.
-async fn client_with_viewer(gw: &GatewaySide, dir: &Path) -> (ClientConfig, PathBuf, u16) {
-    let edge = free_port();
-    let mut config = client_config(dir, gw, edge);
-    config.edge.viewers = vec![Viewer {
-        ae_title: VIEWER_AE.into(),
-        host: None,
-        user: "dr.house".into(),
-        port: None,
-    }];
-    let credentials = dir.join("credentials.toml");
-    std::fs::write(
-        &credentials,
-        format!("username = \"dr.house\"\npassword = \"{PASSWORD}\"\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-    config.credentials.file = Some(credentials);
-    client::keyfile::create(&config.key_file()).unwrap();
-    let index = gw.index().await;
-    let hash = hash_password(&AuthSettings::default(), &Password::new(PASSWORD)).unwrap();
-    index
-        .create_user(
-            gw.facility_id,
-            &Username::parse("dr.house").unwrap(),
-            Role::Clinician,
-            &hash,
-        )
-        .await
-        .unwrap();
-    index.close().await;
-    let config_file = dir.join("client.toml");
-    std::fs::write(&config_file, client_toml(&config)).unwrap();
-    (config, config_file, edge)
-}
-
 fn pacs_client(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pacs-client"))
         .arg("--config")
@@ -312,7 +273,8 @@ async fn large_enhanced_multiframe(backend: Backend) {
     let gw = GatewaySide::prepare_on(backend).await;
     let running = gw.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, config_file, edge) = client_with_viewer(&gw, dir.path()).await;
+    let (config, config_file, edge) =
+        client_with_viewer(&gw, dir.path(), VIEWER_AE, PASSWORD).await;
     let app = Client::build(&config).await.unwrap();
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -402,7 +364,8 @@ async fn two_patients_in_one_study(backend: Backend) {
     let gw = GatewaySide::prepare_on(backend).await;
     let running = gw.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, config_file, edge) = client_with_viewer(&gw, dir.path()).await;
+    let (config, config_file, edge) =
+        client_with_viewer(&gw, dir.path(), VIEWER_AE, PASSWORD).await;
     let app = Client::build(&config).await.unwrap();
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {

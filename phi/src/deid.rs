@@ -142,12 +142,9 @@ pub fn deidentify(
     let original_sop_instance_uid = sop_instance_uid(object)?;
     let burned_in_annotation =
         text(object, tags::BURNED_IN_ANNOTATION).is_some_and(|v| v.eq_ignore_ascii_case("YES"));
-    let blind_index = text(object, tags::PATIENT_NAME)
-        .map(|name| crate::pseudonym::blind_index(ring, &name))
-        .unwrap_or_default();
-    let name_tokens = text(object, tags::PATIENT_NAME)
-        .map(|name| crate::name_search::name_tokens(ring, &name))
-        .unwrap_or_default();
+    let name = text(object, tags::PATIENT_NAME).unwrap_or_default();
+    let blind_index = crate::pseudonym::blind_index(ring, &name);
+    let name_tokens = crate::name_search::name_tokens(ring, &name);
 
     let transformer = transform::Transformer::new(ring, options);
     let mut out = InMemDicomObject::new_empty();

@@ -415,3 +415,49 @@ pub fn client_toml_with_forwarder(config: &ClientConfig) -> String {
     );
     text.replace(fixed, &wanted)
 }
+
+/// A client (not started) with the viewer `viewer_ae` mapped to the clinician
+/// `dr.house`, whose password the gateway knows and the client keeps in a 0600
+/// credentials file; the key is created and `client.toml` written. Returns the
+/// config, the config file and the edge port.
+pub async fn client_with_viewer(
+    gw: &GatewaySide,
+    dir: &Path,
+    viewer_ae: &str,
+    password: &str,
+) -> (ClientConfig, PathBuf, u16) {
+    use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
+    use std::os::unix::fs::PermissionsExt;
+    let edge = free_port();
+    let mut config = client_config(dir, gw, edge);
+    config.edge.viewers = vec![client::config::Viewer {
+        ae_title: viewer_ae.into(),
+        host: None,
+        user: "dr.house".into(),
+        port: None,
+    }];
+    let credentials = dir.join("credentials.toml");
+    std::fs::write(
+        &credentials,
+        format!("username = \"dr.house\"\npassword = \"{password}\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+    config.credentials.file = Some(credentials);
+    client::keyfile::create(&config.key_file()).unwrap();
+    let index = gw.index().await;
+    let hash = hash_password(&AuthSettings::default(), &Password::new(password)).unwrap();
+    index
+        .create_user(
+            gw.facility_id,
+            &Username::parse("dr.house").unwrap(),
+            Role::Clinician,
+            &hash,
+        )
+        .await
+        .unwrap();
+    index.close().await;
+    let config_file = dir.join("client.toml");
+    std::fs::write(&config_file, client_toml(&config)).unwrap();
+    (config, config_file, edge)
+}
