@@ -148,6 +148,7 @@ fn viewer_access(config: &Config) -> anyhow::Result<Vec<ViewerAccess>> {
                 ae_title: v.ae_title.trim().to_string(),
                 host: v.host.clone(),
                 login: Arc::new(login),
+                character_set: v.character_set(),
                 config: shared.clone(),
             })
         })

@@ -96,6 +96,15 @@ impl EdgeConfig {
             max_pending_per_address: self.max_pending_per_address,
             first_byte_timeout: std::time::Duration::from_secs(self.first_byte_timeout_secs),
             log_interval: std::time::Duration::from_secs(self.refusal_log_interval_secs),
+            // The configured modalities' and viewers' addresses are shed last.
+            preferred: self
+                .modalities
+                .iter()
+                .filter_map(|m| m.host.as_deref())
+                .chain(self.viewers.iter().filter_map(|v| v.host.as_deref()))
+                .filter_map(|host| host.trim().parse::<std::net::IpAddr>().ok())
+                .map(dimse::admission::PeerKey::of)
+                .collect(),
         }
     }
 
@@ -166,9 +175,24 @@ pub struct Viewer {
     /// only C-GET.
     #[serde(default)]
     pub port: Option<u16>,
+    /// Specific Character Set (0008,0005) the viewer's answers and instances are
+    /// written in, for viewers that do not read UTF-8: e.g. `"\\ISO 2022 IR 87"`
+    /// (Japanese), `"\\ISO 2022 IR 149"` (Korean), `"ISO_IR 100"`. Default: UTF-8
+    /// (`ISO_IR 192`). A data set holding a character that set lacks is sent in
+    /// UTF-8 instead (and the log says which character).
+    #[serde(default)]
+    pub character_set: Option<String>,
 }
 
 impl Viewer {
+    /// The viewer's character set, when it is not UTF-8.
+    pub fn character_set(&self) -> Option<dimse::charset::CharacterSet> {
+        let name = self.character_set.as_deref()?;
+        dimse::charset::CharacterSet::from_specific_character_set(name)
+            .ok()
+            .filter(|set| !set.is_utf8())
+    }
+
     /// `host:port` of the viewer as a C-MOVE destination, when it is one.
     pub fn move_address(&self) -> Option<String> {
         match (&self.host, self.port) {
@@ -444,12 +468,25 @@ impl Config {
             .iter()
             .find(|v| v.port.is_some() && v.host.is_none())
         {
-            Some(v) => Err(ConfigError::Invalid(format!(
-                "[[edge.viewers]] {}: `port` needs `host` (where C-MOVE sends its instances)",
-                v.ae_title
-            ))),
-            None => Ok(()),
+            Some(v) => {
+                return Err(ConfigError::Invalid(format!(
+                    "[[edge.viewers]] {}: `port` needs `host` (where C-MOVE sends its instances)",
+                    v.ae_title
+                )));
+            }
+            None => {}
         }
+        for v in &self.edge.viewers {
+            if let Some(name) = &v.character_set
+                && let Err(e) = dimse::charset::CharacterSet::from_specific_character_set(name)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "[[edge.viewers]] {}: character_set: {e}",
+                    v.ae_title
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The facility name, required for anything that seals or sends.
@@ -543,5 +580,29 @@ mod tests {
             both.edge.viewers[0].move_address().as_deref(),
             Some("10.0.0.9:104")
         );
+    }
+
+    #[test]
+    fn a_viewer_character_set_must_be_a_defined_term() {
+        let viewer = |set: &str| {
+            let text = format!(
+                "[[edge.viewers]]\nae_title = \"V\"\nuser = \"u\"\ncharacter_set = '{set}'"
+            );
+            toml::from_str::<Config>(&text).unwrap()
+        };
+        let japanese = viewer("\\ISO 2022 IR 87");
+        assert!(japanese.check_viewers().is_ok());
+        let set = japanese.edge.viewers[0].character_set().unwrap();
+        assert_eq!(set.name(), "\\ISO 2022 IR 87");
+        assert!(
+            viewer("ISO_IR 192").edge.viewers[0]
+                .character_set()
+                .is_none()
+        );
+        let error = viewer("ISO_IR 999")
+            .check_viewers()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ISO_IR 999"), "{error}");
     }
 }

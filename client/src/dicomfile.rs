@@ -14,31 +14,11 @@ use std::path::Path;
 
 use dicom_core::header::Header;
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
-use dicom_core::{DataElement, Tag, VR};
+use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dimse::charset::{CharacterSet, Delimiters};
-
-/// Character sets dicom-rs decodes faithfully on its own.
-const NATIVE: [&str; 16] = [
-    "",
-    "ISO_IR 6",
-    "ISO_IR 100",
-    "ISO_IR 101",
-    "ISO_IR 109",
-    "ISO_IR 110",
-    "ISO_IR 126",
-    "ISO_IR 127",
-    "ISO_IR 138",
-    "ISO_IR 144",
-    "ISO_IR 13",
-    "ISO_IR 166",
-    "ISO_IR 192",
-    "GB18030",
-    "GBK",
-    "ISO 2022 IR 6",
-];
 
 /// Opens a Part-10 file; see the module doc. Errors are readable and carry no
 /// patient data.
@@ -78,7 +58,7 @@ fn parse(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObject, String> 
         return read(bytes);
     };
     let mut patched = bytes.to_vec();
-    relabel(&mut patched[found]);
+    dimse::charset::relabel_latin1(&mut patched[found]);
     let file = read(&patched)?;
     let meta = file.meta().clone();
     let mut object = recode(&file.into_inner(), &charset);
@@ -122,6 +102,68 @@ fn recode_element(element: &InMemElement, charset: &CharacterSet) -> InMemElemen
     }
 }
 
+/// `object` (UTF-8 in memory) with its text values written in `charset` and labelled
+/// so, for a peer that does not read UTF-8. The values go in as bytes (dicom-rs
+/// cannot write ISO 2022 code extensions), each padded with a space to even length.
+///
+/// Errors: the first character `charset` cannot hold; nothing is half converted.
+pub fn write_in(
+    object: &InMemDicomObject,
+    charset: &CharacterSet,
+) -> Result<InMemDicomObject, dimse::charset::Unencodable> {
+    let mut out = encode_items(object, charset)?;
+    // The label as bytes too: dicom-rs would switch its text codec on a label it does
+    // not know (and warn); every value left as text is ASCII.
+    let mut label = charset.name().as_bytes().to_vec();
+    if label.len() % 2 == 1 {
+        label.push(b' ');
+    }
+    out.put(DataElement::new(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        PrimitiveValue::U8(label.into()),
+    ));
+    Ok(out)
+}
+
+fn encode_items(
+    object: &InMemDicomObject,
+    charset: &CharacterSet,
+) -> Result<InMemDicomObject, dimse::charset::Unencodable> {
+    let elements = object
+        .iter()
+        .map(|element| {
+            let (tag, vr) = (element.tag(), element.vr());
+            Ok(match element.value() {
+                Value::Sequence(seq) => {
+                    let items = seq
+                        .items()
+                        .iter()
+                        .map(|i| encode_items(i, charset))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+                }
+                Value::Primitive(p @ (PrimitiveValue::Str(_) | PrimitiveValue::Strs(_)))
+                    if is_text(vr) && !p.to_str().is_ascii() =>
+                {
+                    let delimiters = if vr == VR::PN {
+                        Delimiters::PersonName
+                    } else {
+                        Delimiters::Text
+                    };
+                    let mut bytes = charset.encode(&p.to_str(), delimiters)?;
+                    if bytes.len() % 2 == 1 {
+                        bytes.push(b' ');
+                    }
+                    DataElement::new(tag, vr, PrimitiveValue::U8(bytes.into()))
+                }
+                _ => element.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(InMemDicomObject::from_element_iter(elements))
+}
+
 /// VRs whose values the Specific Character Set governs (PS3.5 6.1.2.3).
 fn is_text(vr: VR) -> bool {
     matches!(
@@ -146,7 +188,7 @@ fn specific_character_set(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
             break;
         }
         let element = u16::from_le_bytes(bytes.get(at + 2..at + 4)?.try_into().ok()?);
-        let (len, header) = explicit_len(bytes, at, false)?;
+        let (len, header) = dimse::charset::explicit_len(bytes, at, false)?;
         let value = bytes.get(at + header..at + header + len)?;
         if element == 0x0010 {
             transfer_syntax = String::from_utf8_lossy(value)
@@ -155,47 +197,8 @@ fn specific_character_set(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
         }
         at += header + len;
     }
-    let found = charset_in_dataset(bytes.get(at..)?, &transfer_syntax)?;
+    let found = dimse::charset::locate(bytes.get(at..)?, &transfer_syntax)?;
     Some(found.start + at..found.end + at)
-}
-
-/// The byte range of the top-level Specific Character Set value of a data set (no
-/// meta) in `transfer_syntax`: it comes first, only retired group 0008 elements can
-/// precede it. Explicit VR Little and Big Endian and Implicit VR Little Endian.
-fn charset_in_dataset(bytes: &[u8], transfer_syntax: &str) -> Option<std::ops::Range<usize>> {
-    let (explicit, big) = match transfer_syntax.trim_matches(['\0', ' ']) {
-        "1.2.840.10008.1.2" => (false, false),
-        "1.2.840.10008.1.2.2" => (true, true),
-        "1.2.840.10008.1.2.1.99" => return None,
-        _ => (true, false),
-    };
-    let u16_at = |at: usize| -> Option<u16> {
-        let b: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
-        Some(if big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    };
-    let mut at = 0;
-    loop {
-        let tag = Tag(u16_at(at)?, u16_at(at + 2)?);
-        let (len, header) = if explicit {
-            explicit_len(bytes, at, big)?
-        } else {
-            let len = u32::from_le_bytes(bytes.get(at + 4..at + 8)?.try_into().ok()?);
-            (usize::try_from(len).ok()?, 8)
-        };
-        if tag == tags::SPECIFIC_CHARACTER_SET {
-            let start = at + header;
-            bytes.get(start..start + len)?;
-            return Some(start..start + len);
-        }
-        if tag > tags::SPECIFIC_CHARACTER_SET || len == 0xFFFF_FFFF {
-            return None;
-        }
-        at += header + len;
-    }
 }
 
 /// A data set (no meta) in `transfer_syntax`, as [`open`] reads files: text under a
@@ -209,14 +212,14 @@ pub fn read_dataset(bytes: &[u8], transfer_syntax: &str) -> Result<InMemDicomObj
         InMemDicomObject::read_dataset_with_ts(bytes, ts)
             .map_err(|e| format!("malformed data set: {e}"))
     };
-    let Some(found) = charset_in_dataset(bytes, transfer_syntax) else {
+    let Some(found) = dimse::charset::locate(bytes, transfer_syntax) else {
         return read(bytes);
     };
     let Some(charset) = foreign_charset(&bytes[found.clone()]) else {
         return read(bytes);
     };
     let mut patched = bytes.to_vec();
-    relabel(&mut patched[found]);
+    dimse::charset::relabel_latin1(&mut patched[found]);
     let mut object = recode(&read(&patched)?, &charset);
     object.put(utf8_label());
     Ok(object)
@@ -226,20 +229,11 @@ pub fn read_dataset(bytes: &[u8], transfer_syntax: &str) -> Result<InMemDicomObj
 fn foreign_charset(value: &[u8]) -> Option<CharacterSet> {
     let value = String::from_utf8_lossy(value);
     let terms = value.trim_matches([' ', '\0']);
-    if NATIVE.contains(&terms) {
+    if dimse::charset::dicom_rs_reads(terms) {
         return None;
     }
     // An unknown term: read as dicom-rs does (every byte kept as one character).
     CharacterSet::from_specific_character_set(terms).ok()
-}
-
-/// Overwrites a (0008,0005) value with `ISO_IR 100` (Latin-1) padded to its length.
-fn relabel(slot: &mut [u8]) {
-    let label = b"ISO_IR 100";
-    slot.fill(b' ');
-    if slot.len() >= label.len() {
-        slot[..label.len()].copy_from_slice(label);
-    }
 }
 
 fn utf8_label() -> InMemElement {
@@ -248,44 +242,6 @@ fn utf8_label() -> InMemElement {
         VR::CS,
         PrimitiveValue::from("ISO_IR 192"),
     )
-}
-
-/// Value length and header length of the explicit VR element at `at`.
-fn explicit_len(bytes: &[u8], at: usize, big: bool) -> Option<(usize, usize)> {
-    let vr = bytes.get(at + 4..at + 6)?;
-    let long = matches!(
-        vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
-    );
-    if long {
-        let b: [u8; 4] = bytes.get(at + 8..at + 12)?.try_into().ok()?;
-        let len = if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        };
-        Some((usize::try_from(len).ok()?, 12))
-    } else {
-        let b: [u8; 2] = bytes.get(at + 6..at + 8)?.try_into().ok()?;
-        let len = if big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        };
-        Some((usize::from(len), 8))
-    }
 }
 
 #[cfg(test)]

@@ -39,8 +39,12 @@ mod intake;
 pub enum Role {
     /// A modality: stores only.
     Modality,
-    /// A viewer: queries and retrieves only, as this gateway user.
-    Viewer(Arc<crate::credentials::Login>),
+    /// A viewer: queries and retrieves only, as this gateway user, in this character
+    /// set (UTF-8 if none).
+    Viewer(
+        Arc<crate::credentials::Login>,
+        Option<dimse::charset::CharacterSet>,
+    ),
 }
 
 /// A peer admitted on the edge port.
@@ -51,6 +55,11 @@ pub struct Sender {
     /// Modality or viewer.
     pub role: Role,
 }
+
+/// One log line per second per kind of refused association (with the count left
+/// out): a flood of unknown peers must not flood the log.
+static REFUSALS: std::sync::LazyLock<dimse::throttle::LogThrottle> =
+    std::sync::LazyLock::new(dimse::throttle::LogThrottle::default);
 
 /// Admits the configured modalities and viewers (AE title, and host when given).
 #[derive(Debug, Clone)]
@@ -98,14 +107,18 @@ impl Policy for ModalityPolicy {
                 });
             let own_identity = own.is_some();
             match v.login_for(own).await {
-                Ok(login) => Role::Viewer(login),
+                Ok(login) => Role::Viewer(login, v.character_set.clone()),
                 Err(e) => {
-                    warn!(calling_ae = request.calling_ae, own_identity, error = %format!("{e:#}"), "the gateway refused the viewer's login; rejected");
+                    if let Some(suppressed) = REFUSALS.admit("viewer-login") {
+                        warn!(calling_ae = request.calling_ae, own_identity, error = %format!("{e:#}"), suppressed, "the gateway refused the viewer's login; rejected");
+                    }
                     return Err(Rejection::NoReason);
                 }
             }
         } else {
-            warn!(calling_ae = request.calling_ae, %ip, "neither a modality nor a viewer in the config; rejected");
+            if let Some(suppressed) = REFUSALS.admit("unknown-peer") {
+                warn!(calling_ae = request.calling_ae, %ip, suppressed, "neither a modality nor a viewer in the config; rejected");
+            }
             return Err(Rejection::CallingAeNotRecognized);
         };
         Ok(Sender {
@@ -190,14 +203,18 @@ fn not_authorized(what: &str) -> StoreOutcome {
     StoreOutcome::with(Status::NotAuthorized, what)
 }
 
+/// The proxy, login and character set of a viewer session.
+type ViewerSession<'a> = (
+    &'a ViewerProxy,
+    &'a crate::credentials::Login,
+    Option<&'a dimse::charset::CharacterSet>,
+);
+
 impl EdgeService {
     /// The proxy and login for a viewer session; refuses modalities.
-    fn viewer<'a>(
-        &'a self,
-        sender: &'a Sender,
-    ) -> Result<(&'a ViewerProxy, &'a crate::credentials::Login), StoreOutcome> {
+    fn viewer<'a>(&'a self, sender: &'a Sender) -> Result<ViewerSession<'a>, StoreOutcome> {
         match (&sender.role, &self.proxy) {
-            (Role::Viewer(login), Some(proxy)) => Ok((proxy, login)),
+            (Role::Viewer(login, charset), Some(proxy)) => Ok((proxy, login, charset.as_ref())),
             _ => Err(not_authorized("modalities may only store here")),
         }
     }
@@ -233,8 +250,8 @@ impl Service<Sender> for EdgeService {
         context: &AcceptedContext,
         identifier: Vec<u8>,
     ) -> Result<mpsc::Receiver<FindResult>, StoreOutcome> {
-        let (proxy, login) = self.viewer(sender)?;
-        proxy.find(login, context, identifier).await
+        let (proxy, login, charset) = self.viewer(sender)?;
+        proxy.find(login, charset, context, identifier).await
     }
 
     async fn retrieve(
@@ -245,9 +262,9 @@ impl Service<Sender> for EdgeService {
         context: &AcceptedContext,
         identifier: Vec<u8>,
     ) -> Result<Retrieval, StoreOutcome> {
-        let (proxy, login) = self.viewer(sender)?;
+        let (proxy, login, charset) = self.viewer(sender)?;
         proxy
-            .retrieve(login, association, request, context, identifier)
+            .retrieve(login, charset, association, request, context, identifier)
             .await
     }
 
@@ -257,7 +274,7 @@ impl Service<Sender> for EdgeService {
         _association: &AssociationInfo,
         ae_title: &str,
     ) -> Option<MoveDestination> {
-        let (proxy, _) = self.viewer(sender).ok()?;
+        let (proxy, _, _) = self.viewer(sender).ok()?;
         proxy.move_destination(ae_title)
     }
 }

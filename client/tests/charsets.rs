@@ -3,7 +3,9 @@
 //! byte for byte as the standard's examples: DCMTK storescu -> client -> gateway
 //! (SQLite and PostgreSQL), then `pacs-client query` by each component group, by
 //! family name and by prefix, and DCMTK findscu through the viewer proxy, whose
-//! answers are UTF-8 and say so.
+//! answers are UTF-8 and say so; a viewer configured for `\ISO 2022 IR 87` gets
+//! the standard's bytes back (C-FIND answers and C-GET instances, checked with
+//! pydicom). Nothing logs "Unsupported character set".
 
 mod common;
 
@@ -12,14 +14,51 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use client::app::Client;
-use common::{Backend, GatewaySide, UID_ROOT, client_with_viewer, dcmtk_path, storescu};
+use common::{
+    Backend, GatewaySide, UID_ROOT, client_toml, client_with_viewer, dcmtk_path, storescu,
+};
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "correct horse battery";
 const VIEWER_AE: &str = "VIEWER1";
+/// A viewer that reads Japanese in ISO 2022 only.
+const OLD_VIEWER_AE: &str = "OLDVIEWER";
+const JAPANESE: &str = "\\ISO 2022 IR 87";
+
+/// Everything logged in this test binary (the client and gateway run in-process),
+/// to check that no character set goes unsupported.
+fn captured_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::default());
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || Capture(log))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+        log
+    })
+}
+
+struct Capture(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// One example: its Specific Character Set, the name's bytes, and the name.
 struct Example {
@@ -89,7 +128,12 @@ fn write_example(dir: &Path, n: u32, e: &Example) -> PathBuf {
     let s = |v: &str| PrimitiveValue::from(v);
     let sop = format!("{UID_ROOT}.3.70.{n}");
     let obj = InMemDicomObject::from_element_iter([
-        DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, s(&cs_placeholder)),
+        // As bytes: dicom-rs does not switch its text codec for these.
+        DataElement::new(
+            tags::SPECIFIC_CHARACTER_SET,
+            VR::CS,
+            PrimitiveValue::U8(cs_placeholder.as_bytes().to_vec().into()),
+        ),
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, s("1.2.840.10008.5.1.4.1.1.2")),
         DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, s(&sop)),
         DataElement::new(tags::STUDY_DATE, VR::DA, s("20240320")),
@@ -156,10 +200,19 @@ fn query_json(config: &Path, name: &str) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Study-level findscu through the viewer proxy by Patient Name; the answers.
-async fn viewer_find(port: u16, dir: &Path, name: &str) -> Vec<InMemDicomObject> {
+/// One answer of the viewer proxy: its file, its data set (read as the client reads
+/// files) and its Specific Character Set as pydicom reads it.
+struct Answer {
+    file: PathBuf,
+    object: InMemDicomObject,
+    charset: String,
+}
+
+/// Study-level findscu through the viewer proxy by Patient Name, as viewer `ae`;
+/// the answers, whose names pydicom decodes as the client does.
+async fn viewer_find(port: u16, dir: &Path, name: &str, ae: &str) -> Vec<Answer> {
     std::fs::create_dir_all(dir).unwrap();
-    let mut a: Vec<String> = ["-S", "-aet", VIEWER_AE, "-aec", "PACS_CLIENT", "-X", "-od"]
+    let mut a: Vec<String> = ["-S", "-aet", ae, "-aec", "PACS_CLIENT", "-X", "-od"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -190,19 +243,63 @@ async fn viewer_find(port: u16, dir: &Path, name: &str) -> Vec<InMemDicomObject>
         .map(|e| e.path())
         .collect();
     files.sort();
-    for file in &files {
-        assert_pydicom_reads_utf8(file);
-    }
     files
-        .iter()
-        .map(|p| OpenFileOptions::new().open_file(p).unwrap().into_inner())
+        .into_iter()
+        .map(|p| {
+            let (charset, by_pydicom) = pydicom_name(&p);
+            let obj = client::dicomfile::open(&p).unwrap().into_inner();
+            // pydicom leaves out trailing empty component groups (`王^小東=`).
+            let canonical = |s: &str| s.trim_end_matches(['=', '^']).to_owned();
+            assert_eq!(
+                canonical(&by_pydicom),
+                canonical(&text(&obj, tags::PATIENT_NAME)),
+                "{}",
+                p.display()
+            );
+            Answer {
+                file: p,
+                object: obj,
+                charset,
+            }
+        })
         .collect()
 }
 
-/// pydicom (installed with pynetdicom into target/python by scripts/test.sh) decodes
-/// the answer's Patient Name under its declared Specific Character Set to the same
-/// text as dicom-rs: the bytes are correctly labelled.
-fn assert_pydicom_reads_utf8(file: &Path) {
+/// C-GET of a study through the viewer proxy, as viewer `ae`; the files received.
+async fn viewer_get(port: u16, dir: &Path, study: &str, ae: &str) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut a: Vec<String> = ["-S", "-aet", ae, "-aec", "PACS_CLIENT", "-od"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.push(dir.display().to_string());
+    for k in [
+        "QueryRetrieveLevel=STUDY".to_string(),
+        format!("StudyInstanceUID={study}"),
+    ] {
+        a.extend(["-k".to_string(), k]);
+    }
+    a.extend(["127.0.0.1".to_string(), port.to_string()]);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(dcmtk_path("getscu"))
+            .args(&a)
+            .stdin(Stdio::null())
+            .output()
+            .expect("getscu (apt-get install dcmtk)")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "getscu {study}: {}", log(&out));
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
+
+/// pydicom (installed with pynetdicom into target/python by scripts/test.sh): the
+/// file's Specific Character Set and its Patient Name decoded under it.
+fn pydicom_name(file: &Path) -> (String, String) {
     let deps = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/python");
     let out = Command::new("python3")
         .env("PYTHONPATH", deps)
@@ -210,7 +307,8 @@ fn assert_pydicom_reads_utf8(file: &Path) {
             "-c",
             "import sys, pydicom\n\
              ds = pydicom.dcmread(sys.argv[1], force=True)\n\
-             print(ds.SpecificCharacterSet)\n\
+             cs = ds.SpecificCharacterSet\n\
+             print('\\\\'.join(cs) if not isinstance(cs, str) else cs)\n\
              print(str(ds.PatientName))",
         ])
         .arg(file)
@@ -222,23 +320,11 @@ fn assert_pydicom_reads_utf8(file: &Path) {
         log(&out)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("ISO_IR 192"), "{text}");
-    let by_pydicom = lines.next().unwrap_or_default().to_owned();
-    let by_dicom_rs = text_of_file(file);
-    // pydicom leaves out trailing empty component groups (`王^小東=` -> `王^小東`).
-    let canonical = |s: &str| s.trim_end_matches(['=', '^']).to_owned();
-    assert_eq!(
-        canonical(&by_pydicom),
-        canonical(&by_dicom_rs),
-        "{}",
-        file.display()
-    );
-}
-
-fn text_of_file(file: &Path) -> String {
-    let obj = OpenFileOptions::new().open_file(file).unwrap().into_inner();
-    text(&obj, tags::PATIENT_NAME)
+    let mut lines = text.lines().map(str::to_owned);
+    (
+        lines.next().unwrap_or_default(),
+        lines.next().unwrap_or_default(),
+    )
 }
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
@@ -250,11 +336,17 @@ fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
 }
 
 async fn names_of_every_script(backend: Backend) {
+    captured_log();
     let gw = GatewaySide::prepare_on(backend).await;
     let running = gw.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, config_file, edge) =
+    let (mut config, config_file, edge) =
         client_with_viewer(&gw, dir.path(), VIEWER_AE, PASSWORD).await;
+    let mut old_viewer = config.edge.viewers[0].clone();
+    old_viewer.ae_title = OLD_VIEWER_AE.into();
+    old_viewer.character_set = Some(JAPANESE.into());
+    config.edge.viewers.push(old_viewer);
+    std::fs::write(&config_file, client_toml(&config)).unwrap();
     let app = Client::build(&config).await.unwrap();
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -308,16 +400,69 @@ async fn names_of_every_script(backend: Backend) {
         .iter()
         .enumerate()
     {
-        let found = viewer_find(edge, &dir.path().join(format!("find-{n}")), query).await;
+        let at = dir.path().join(format!("find-{n}"));
+        let found = viewer_find(edge, &at, query, VIEWER_AE).await;
+        assert!(found.iter().all(|a| a.charset == "ISO_IR 192"), "{query}");
         let mine: Vec<&InMemDicomObject> = found
             .iter()
+            .map(|a| &a.object)
             .filter(|o| text(o, tags::PATIENT_ID) == *id)
             .collect();
         assert_eq!(mine.len(), 1, "{query}: {} answers", found.len());
         let example = EXAMPLES.iter().find(|e| e.id == *id).unwrap();
         assert_eq!(text(mine[0], tags::PATIENT_NAME), example.name, "{query}");
-        assert_eq!(text(mine[0], tags::SPECIFIC_CHARACTER_SET), "ISO_IR 192");
     }
+
+    // The viewer configured for ISO 2022 IR 87 gets the standard's own bytes, in
+    // its C-FIND answers and in the instances of its C-GET.
+    let h1 = &EXAMPLES[0];
+    let at = dir.path().join("find-old");
+    let found = viewer_find(edge, &at, "山田^太郎", OLD_VIEWER_AE).await;
+    let of = |id: &str| {
+        found
+            .iter()
+            .find(|a| text(&a.object, tags::PATIENT_ID) == id)
+            .unwrap_or_else(|| panic!("{id} among the answers"))
+    };
+    let answer = of("JP-H1");
+    assert_eq!(answer.charset, JAPANESE);
+    assert_eq!(text(&answer.object, tags::PATIENT_NAME), h1.name);
+    let raw = std::fs::read(&answer.file).unwrap();
+    let name = hex(h1.name_hex);
+    assert!(raw.windows(name.len()).any(|w| w == name), "Annex H bytes");
+    // H2's half-width katakana are not in JIS X 0208 (that is ISO 2022 IR 13): that
+    // answer comes in UTF-8, correctly labelled.
+    assert_eq!(of("JP-H2").charset, "ISO_IR 192");
+    assert_eq!(
+        text(&of("JP-H2").object, tags::PATIENT_NAME),
+        EXAMPLES[1].name
+    );
+    let study = text(&answer.object, tags::STUDY_INSTANCE_UID);
+    let got = viewer_get(edge, &dir.path().join("get-old"), &study, OLD_VIEWER_AE).await;
+    assert_eq!(got.len(), 1, "one instance: {got:?}");
+    assert_eq!(
+        pydicom_name(&got[0]),
+        (JAPANESE.to_string(), h1.name.to_string())
+    );
+    let raw = std::fs::read(&got[0]).unwrap();
+    assert!(raw.windows(name.len()).any(|w| w == name), "Annex H bytes");
+    // A Korean name has no JIS X 0208 form: that answer comes in UTF-8.
+    let at = dir.path().join("find-old-korean");
+    let found = viewer_find(edge, &at, "홍", OLD_VIEWER_AE).await;
+    assert_eq!(found.len(), 1, "one answer");
+    assert_eq!(found[0].charset, "ISO_IR 192");
+    assert_eq!(text(&found[0].object, tags::PATIENT_NAME), EXAMPLES[2].name);
+
+    let log = String::from_utf8_lossy(&captured_log().lock().unwrap()).into_owned();
+    assert!(
+        !log.contains("Unsupported character set"),
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("Unsupported character set"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();

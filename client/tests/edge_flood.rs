@@ -5,7 +5,9 @@
 //! the edge closes them, while 20 stores with DCMTK's `storescu` must all succeed
 //! (each within a generous 30 s; their median latency against an unloaded run is
 //! printed, not asserted). The log must sum refusals up (at most one line per second
-//! per reason, with `refusal_log_interval_secs = 1`).
+//! per reason, with `refusal_log_interval_secs = 1`), and 300 associations from an
+//! AE title the edge does not know, made during the flood, may write at most one
+//! warning per second.
 //!
 //! Needs about 1,300 file descriptors: the test raises its soft `RLIMIT_NOFILE` to
 //! the hard limit with `prlimit` and fails with a clear message if still too low.
@@ -169,6 +171,21 @@ async fn edge_stores_succeed_while_a_thousand_silent_and_two_hundred_slow_connec
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Associations from an AE title in no config, as fast as they are refused.
+    let intruder = tokio::spawn(async move {
+        let started = Instant::now();
+        let options = dimse::scu::ScuOptions::new("INTRUDER", "PACS_CLIENT");
+        let address = format!("127.0.0.1:{edge_port}");
+        let mut refused = 0;
+        for _ in 0..300 {
+            let proposals = [dimse::scu::Proposal::verification()];
+            match dimse::scu::ScuAssociation::connect(&address, &options, &proposals).await {
+                Ok(association) => association.abort().await,
+                Err(_) => refused += 1,
+            }
+        }
+        (refused, started.elapsed())
+    });
     let connects_before = silent_flood.connects() + slow_flood.connects();
     let mut loaded = twenty_stores(
         edge_port,
@@ -182,6 +199,7 @@ async fn edge_stores_succeed_while_a_thousand_silent_and_two_hundred_slow_connec
     if flood_started.elapsed() < held_for {
         tokio::time::sleep(held_for - flood_started.elapsed()).await;
     }
+    let (intruders_refused, intruders_took) = intruder.await.unwrap();
     let connects_after = silent_flood.connects() + slow_flood.connects();
     let silent_report = silent_flood.describe();
     let slow_report = slow_flood.describe();
@@ -215,5 +233,42 @@ async fn edge_stores_succeed_while_a_thousand_silent_and_two_hundred_slow_connec
         );
     }
     println!("last refusal summary: {}", summaries.last().unwrap_or(&"-"));
-    assert_log_rate(&text, flood_secs + 2, 60);
+    // Other lines: 60, plus the intruders' throttled warnings (one a second).
+    assert_log_rate(&text, flood_secs + 2, 60 + flood_secs as usize + 2);
+    // Every intruder was refused, and the log said so about once a second, counting
+    // the ones it left out.
+    assert_eq!(
+        intruders_refused, 300,
+        "associations from an unknown AE refused"
+    );
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("neither a modality nor a viewer"))
+        .collect();
+    let allowed = intruders_took.as_secs() as usize + 2;
+    println!(
+        "300 unknown-AE associations in {intruders_took:?}: {} warning lines",
+        warnings.len()
+    );
+    assert!(
+        !warnings.is_empty() && warnings.len() <= allowed,
+        "{} warnings for 300 refused associations in {intruders_took:?} (at most {allowed}):\n{}",
+        warnings.len(),
+        warnings.join("\n")
+    );
+    let counted: u64 = warnings
+        .iter()
+        .map(|l| {
+            l.split("suppressed=")
+                .nth(1)
+                .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a throttled warning says how many it left out")
+        })
+        .sum();
+    assert!(
+        counted + warnings.len() as u64 <= 300 && (warnings.len() < 2 || counted > 0),
+        "{} warnings account for {counted} left out",
+        warnings.len()
+    );
 }

@@ -119,6 +119,7 @@ async fn viewer_queries_and_retrieves_through_the_client() {
         host: None,
         user: "dr.house".into(),
         port: None,
+        character_set: None,
     }];
     let credentials = dir.path().join("credentials.toml");
     std::fs::write(

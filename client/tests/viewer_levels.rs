@@ -677,12 +677,14 @@ async fn viewer_finds_gets_and_moves_at_every_level() {
             host: None,
             user: "dr.house".into(),
             port: None,
+            character_set: None,
         },
         Viewer {
             ae_title: STORE_AE.into(),
             host: Some("127.0.0.1".into()),
             user: "dr.house".into(),
             port: Some(scp.port),
+            character_set: None,
         },
     ];
     let credentials = dir.path().join("credentials.toml");

@@ -20,7 +20,7 @@
 //! summary line per interval (counts per reason and per peer address) instead of a
 //! line per connection: a flood must not flood the log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -73,6 +73,10 @@ pub struct AdmissionOptions {
     pub first_byte_timeout: Duration,
     /// Interval of the summary line of refused and shed connections.
     pub log_interval: Duration,
+    /// Addresses of known peers: when the global bound is hit, connections from
+    /// these are shed only if no other address holds any. (Their own per-address
+    /// bound still applies.)
+    pub preferred: BTreeSet<PeerKey>,
 }
 
 impl Default for AdmissionOptions {
@@ -82,6 +86,7 @@ impl Default for AdmissionOptions {
             max_pending_per_address: 32,
             first_byte_timeout: Duration::from_secs(5),
             log_interval: Duration::from_secs(10),
+            preferred: BTreeSet::new(),
         }
     }
 }
@@ -304,10 +309,18 @@ impl Registry {
         true
     }
 
-    fn busiest(&self) -> Option<PeerKey> {
+    /// The address holding the most connections, preferring any address not in
+    /// `preferred`.
+    fn busiest(&self, preferred: &BTreeSet<PeerKey>) -> Option<PeerKey> {
         self.by_peer
             .iter()
-            .max_by_key(|(key, entries)| (entries.len(), std::cmp::Reverse(**key)))
+            .max_by_key(|(key, entries)| {
+                (
+                    !preferred.contains(*key),
+                    entries.len(),
+                    std::cmp::Reverse(**key),
+                )
+            })
             .map(|(key, _)| *key)
     }
 }
@@ -367,7 +380,7 @@ impl Admission {
         if per_peer >= self.options.max_pending_per_address.max(1) {
             shed_from = Some(peer);
         } else if registry.total >= self.options.max_pending.max(1) {
-            shed_from = registry.busiest();
+            shed_from = registry.busiest(&self.options.preferred);
         }
         if let Some(victim) = shed_from
             && registry.shed_one(victim, now)
@@ -580,6 +593,39 @@ mod tests {
         assert!(!flood[1].is_shed() && !quiet.is_shed() && !newcomer.is_shed());
         drop(flood);
         assert_eq!(a.held(PeerKey::of(ip("10.0.0.1"))), (2, 1));
+    }
+
+    #[test]
+    fn preferred_addresses_are_shed_last() {
+        let mut options = AdmissionOptions {
+            max_pending: 4,
+            max_pending_per_address: 4,
+            ..AdmissionOptions::default()
+        };
+        options.preferred.insert(PeerKey::of(ip("10.0.0.1")));
+        let a = Admission::new(options, Arc::new(RefusalLog::new("test", None)));
+        // The modality holds the most connections; a flood from many addresses,
+        // one connection each, sheds only flood connections.
+        let mut modality: Vec<Ticket> = (0..3).map(|_| a.admit(ip("10.0.0.1"))).collect();
+        let flood: Vec<Ticket> = (2..40)
+            .map(|i| a.admit(ip(&format!("10.0.1.{i}"))))
+            .collect();
+        assert!(modality.iter().all(|t| !t.is_shed()));
+        assert_eq!(flood.iter().filter(|t| !t.is_shed()).count(), 1);
+        // A fourth modality connection pushes out the last flood connection.
+        modality.push(a.admit(ip("10.0.0.1")));
+        assert!(flood.iter().all(Ticket::is_shed));
+        assert!(modality.iter().all(|t| !t.is_shed()));
+        // With only preferred connections held, they go after all, oldest first.
+        let stranger = a.admit(ip("10.0.2.1"));
+        assert!(modality[0].is_shed() && !stranger.is_shed());
+        // The next modality connection pushes out the stranger...
+        let fifth = a.admit(ip("10.0.0.1"));
+        assert!(stranger.is_shed() && !fifth.is_shed());
+        // ... and their own per-address bound still holds.
+        let sixth = a.admit(ip("10.0.0.1"));
+        assert!(modality[1].is_shed() && !sixth.is_shed() && !fifth.is_shed());
+        assert!(!modality[2].is_shed() && !modality[3].is_shed());
     }
 
     #[test]

@@ -45,18 +45,27 @@ enum Set {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CharacterSet {
     kind: Kind,
+    /// The (0008,0005) value it was made from, trimmed.
+    name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     /// One encoding for the whole value (no code extensions).
     Whole(Whole),
-    /// ISO 2022 code extensions, starting from these G0 and G1 sets.
-    Iso2022 { g0: Set, g1: Option<Set> },
+    /// ISO 2022 code extensions, starting from these G0 and G1 sets; `sets` are the
+    /// ones the defined terms allow, in their order (for encoding).
+    Iso2022 {
+        g0: Set,
+        g1: Option<Set>,
+        sets: Vec<Set>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Whole {
+    /// The default repertoire (no value): decoded as Latin-1, encoded as ASCII.
+    Default,
     Latin1,
     Encoding(&'static Encoding),
     /// JIS X 0201: Romaji in 0x00-0x7F, half-width katakana in 0xA1-0xDF.
@@ -80,7 +89,8 @@ pub struct UnknownCharacterSet(pub String);
 impl Default for CharacterSet {
     fn default() -> Self {
         CharacterSet {
-            kind: Kind::Whole(Whole::Latin1),
+            kind: Kind::Whole(Whole::Default),
+            name: String::new(),
         }
     }
 }
@@ -97,7 +107,7 @@ impl CharacterSet {
         let extensions = terms.len() > 1 || terms[0].starts_with("ISO 2022");
         if !extensions {
             let whole = match terms[0] {
-                "" | "ISO_IR 6" => Whole::Latin1,
+                "" | "ISO_IR 6" => Whole::Default,
                 "ISO_IR 100" => Whole::Latin1,
                 "ISO_IR 101" => Whole::Encoding(ISO_8859_2),
                 "ISO_IR 109" => Whole::Encoding(ISO_8859_3),
@@ -116,6 +126,7 @@ impl CharacterSet {
             };
             return Ok(CharacterSet {
                 kind: Kind::Whole(whole),
+                name: terms.join("\\"),
             });
         }
         // Value 1 names the initial sets; the others only what escapes may designate.
@@ -134,9 +145,35 @@ impl CharacterSet {
         {
             return Err(UnknownCharacterSet((*unknown).to_owned()));
         }
+        let mut sets = Vec::new();
+        for term in &terms {
+            let designated = match *term {
+                "" | "ISO 2022 IR 6" => vec![Set::Ascii],
+                "ISO 2022 IR 13" => vec![Set::JisRoman, Set::JisKatakana],
+                "ISO 2022 IR 87" => vec![Set::Jis0208],
+                "ISO 2022 IR 159" => vec![Set::Jis0212],
+                "ISO 2022 IR 149" => vec![Set::Ksx1001],
+                "ISO 2022 IR 58" => vec![Set::Gb2312],
+                other => upper_half(other).into_iter().collect(),
+            };
+            for set in designated {
+                if !sets.contains(&set) {
+                    sets.push(set);
+                }
+            }
+        }
+        if !sets.contains(&Set::Ascii) && g0 == Set::Ascii {
+            sets.insert(0, Set::Ascii);
+        }
         Ok(CharacterSet {
-            kind: Kind::Iso2022 { g0, g1 },
+            kind: Kind::Iso2022 { g0, g1, sets },
+            name: terms.join("\\"),
         })
+    }
+
+    /// The (0008,0005) value naming this set (empty for the default repertoire).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Whether this is UTF-8 (ISO_IR 192).
@@ -147,12 +184,14 @@ impl CharacterSet {
     /// Decodes the bytes of one text value (all its values, `\`-separated).
     pub fn decode(&self, bytes: &[u8], delimiters: Delimiters) -> String {
         match &self.kind {
-            Kind::Whole(Whole::Latin1) => bytes.iter().map(|&b| char::from(b)).collect(),
+            Kind::Whole(Whole::Default | Whole::Latin1) => {
+                bytes.iter().map(|&b| char::from(b)).collect()
+            }
             Kind::Whole(Whole::Jis0201) => bytes.iter().map(|&b| jis0201(b)).collect(),
             Kind::Whole(Whole::Encoding(encoding)) => {
                 encoding.decode_without_bom_handling(bytes).0.into_owned()
             }
-            Kind::Iso2022 { g0, g1 } => Iso2022 {
+            Kind::Iso2022 { g0, g1, .. } => Iso2022 {
                 initial: (*g0, *g1),
                 g0: *g0,
                 g1: *g1,
@@ -193,10 +232,10 @@ fn is_known_extension(term: &str) -> bool {
         )
 }
 
-/// JIS X 0201: Romaji below 0x80, half-width katakana at 0xA1-0xDF.
+/// JIS X 0201: Romaji below 0x80, half-width katakana at 0xA1-0xDF. 0x5C stays the
+/// backslash: in DICOM it is the value delimiter whatever the character set.
 fn jis0201(b: u8) -> char {
     match b {
-        0x5C => '\u{A5}',
         0x7E => '\u{203E}',
         0x00..=0x7F => char::from(b),
         0xA1..=0xDF => char::from_u32(0xFF61 + u32::from(b - 0xA1)).unwrap_or('\u{FFFD}'),
@@ -352,6 +391,11 @@ impl Iso2022 {
         Some(len)
     }
 }
+
+mod encode;
+mod locate;
+pub use encode::Unencodable;
+pub use locate::{dicom_rs_reads, explicit_len, locate, relabel_latin1};
 
 #[cfg(test)]
 mod tests;

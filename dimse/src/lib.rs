@@ -25,6 +25,7 @@ pub mod scu;
 pub mod server;
 pub mod sop;
 pub mod status;
+pub mod throttle;
 pub mod tls;
 pub mod transcode;
 

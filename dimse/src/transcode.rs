@@ -139,8 +139,33 @@ pub fn transcode(data: &[u8], from: &str, to: &str) -> Result<Vec<u8>, Transcode
     if !can_encode(to) {
         return Err(unsupported("no encoder for the target syntax here"));
     }
-    let object = InMemDicomObject::read_dataset_with_ts(Cursor::new(data), source)
+    // Text under a character set dicom-rs does not know (ISO 2022 code extensions)
+    // is carried byte for byte: read as Latin-1, written back under its own label.
+    let foreign = crate::charset::locate(data, from).filter(|range| {
+        let value = String::from_utf8_lossy(&data[range.clone()]);
+        !crate::charset::dicom_rs_reads(value.trim_matches([' ', '\0']))
+    });
+    let relabelled;
+    let (data, label) = match foreign {
+        Some(range) => {
+            let mut copy = data.to_vec();
+            let label = copy[range.clone()].to_vec();
+            crate::charset::relabel_latin1(&mut copy[range]);
+            relabelled = copy;
+            (relabelled.as_slice(), Some(label))
+        }
+        None => (data, None),
+    };
+    let mut object = InMemDicomObject::read_dataset_with_ts(Cursor::new(data), source)
         .map_err(|e| failed(format!("cannot read the data set: {e}")))?;
+    if let Some(label) = label {
+        // As bytes, the writer keeps its Latin-1 codec for the text that follows.
+        object.put(DataElement::new(
+            tags::SPECIFIC_CHARACTER_SET,
+            VR::CS,
+            PrimitiveValue::U8(label.into()),
+        ));
+    }
     let class = text(&object, tags::SOP_CLASS_UID);
     let instance = text(&object, tags::SOP_INSTANCE_UID);
     let meta = FileMetaTableBuilder::new()

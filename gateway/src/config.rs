@@ -88,6 +88,7 @@ impl DicomConfig {
             max_pending_per_address: self.max_pending_per_address,
             first_byte_timeout: std::time::Duration::from_secs(self.first_byte_timeout_secs),
             log_interval: std::time::Duration::from_secs(self.refusal_log_interval_secs),
+            preferred: Default::default(),
         }
     }
 }

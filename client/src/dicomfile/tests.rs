@@ -174,3 +174,36 @@ fn a_viewer_query_in_iso_2022_is_read_as_utf8() {
     );
     assert!(read_dataset(&dataset[..10], "1.2.840.10008.1.2.1").is_err());
 }
+
+#[test]
+fn utf8_is_written_back_in_a_viewer_set_byte_for_byte() {
+    let raw = hex(
+        "59616d6164615e5461726f753d1b24423b3345441b28425e1b244242404f3a1b28423d\
+         1b24422464245e24401b28425e1b2442243f246d24261b2842",
+    );
+    let file = from_bytes(&file_with(b"\\ISO 2022 IR 87", &raw, "1.2.840.10008.1.2.1")).unwrap();
+    let japanese = CharacterSet::from_specific_character_set("\\ISO 2022 IR 87").unwrap();
+    let written = write_in(&file, &japanese).unwrap();
+    let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+    let mut bytes = Vec::new();
+    written.write_dataset_with_ts(&mut bytes, &ts).unwrap();
+    // The standard's bytes (even length: no padding), labelled with the set...
+    assert!(bytes.windows(raw.len()).any(|w| w == raw.as_slice()));
+    assert!(bytes.windows(15).any(|w| w == b"\\ISO 2022 IR 87"));
+    // ... and read back (as a viewer's query would be) to the same name.
+    let back = read_dataset(&bytes, "1.2.840.10008.1.2.1").unwrap();
+    assert_eq!(
+        back.element(tags::PATIENT_NAME)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end(),
+        "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    );
+    // ASCII values stay as they are; a character the set lacks is an error.
+    let description = written.element(tags::STUDY_DESCRIPTION).unwrap();
+    assert_eq!(description.to_str().unwrap(), "Brain\\Head");
+    let latin1 = CharacterSet::from_specific_character_set("ISO_IR 100").unwrap();
+    let refused = write_in(&file, &latin1).unwrap_err();
+    assert_eq!(refused.character, '山');
+}

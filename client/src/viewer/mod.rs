@@ -23,6 +23,7 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dimse::Status;
 use dimse::assoc::{AcceptedContext, EXPLICIT_VR_LE};
+use dimse::charset::CharacterSet;
 use dimse::qr::{FindResult, PATIENT_ROOT_FIND, STUDY_ROOT_FIND};
 use dimse::scp::StoreOutcome;
 use dimse::scu::Proposal;
@@ -44,6 +45,8 @@ pub struct ViewerAccess {
     pub host: Option<String>,
     /// The mapped gateway user's login.
     pub login: Arc<Login>,
+    /// The character set its answers and instances are written in (UTF-8 if none).
+    pub character_set: Option<dimse::charset::CharacterSet>,
     /// The client's config (how to reach the gateway, to check a viewer's own
     /// credentials).
     pub config: Arc<Config>,
@@ -103,6 +106,24 @@ fn decode(context: &AcceptedContext, bytes: &[u8]) -> Result<InMemDicomObject, S
             "malformed identifier",
         )
     })
+}
+
+/// `object` written in the viewer's character set, if it has one and the set holds
+/// every character; else as it is (UTF-8), with a log line naming the character.
+pub(crate) fn in_charset(
+    object: InMemDicomObject,
+    charset: Option<&CharacterSet>,
+) -> InMemDicomObject {
+    let Some(charset) = charset else {
+        return object;
+    };
+    match crate::dicomfile::write_in(&object, charset) {
+        Ok(written) => written,
+        Err(e) => {
+            info!(error = %e, "sent to the viewer in UTF-8 (ISO_IR 192) instead");
+            object
+        }
+    }
 }
 
 fn encode(obj: &InMemDicomObject, transfer_syntax: &str) -> anyhow::Result<Vec<u8>> {
@@ -259,6 +280,7 @@ impl ViewerProxy {
     pub async fn find(
         &self,
         login: &Login,
+        charset: Option<&CharacterSet>,
         context: &AcceptedContext,
         identifier: Vec<u8>,
     ) -> Result<mpsc::Receiver<FindResult>, StoreOutcome> {
@@ -281,7 +303,7 @@ impl ViewerProxy {
         }
         let mut matches = Vec::with_capacity(rows.len());
         for row in &rows {
-            let response = find::response(&request, row, level);
+            let response = in_charset(find::response(&request, row, level), charset);
             let bytes = encode(&response, &context.transfer_syntax)
                 .map_err(|_| refuse(Status::UNABLE_TO_PROCESS, "cannot encode a response"))?;
             matches.push(FindResult::Match(bytes));

@@ -113,6 +113,7 @@ impl ViewerProxy {
     pub async fn retrieve(
         &self,
         login: &Login,
+        charset: Option<&dimse::charset::CharacterSet>,
         association: &AssociationInfo,
         request: &RetrieveRequest,
         context: &AcceptedContext,
@@ -153,6 +154,7 @@ impl ViewerProxy {
             ring: self.ring.clone(),
             facility: facility.to_string(),
             accepted: syntaxes.clone(),
+            charset: charset.cloned(),
             tx,
         });
         let config = self.config.clone();
@@ -250,6 +252,8 @@ struct Forward {
     facility: String,
     /// (SOP class, transfer syntax) pairs the viewer takes.
     accepted: Vec<(String, String)>,
+    /// The viewer's character set, if not UTF-8.
+    charset: Option<dimse::charset::CharacterSet>,
     tx: mpsc::Sender<RetrieveItem>,
 }
 
@@ -260,6 +264,7 @@ fn restore(
     ring: &KeyRing,
     facility: &str,
     accepted: &[(String, String)],
+    charset: Option<&dimse::charset::CharacterSet>,
     instance: &ReceivedInstance,
 ) -> anyhow::Result<RetrieveItem> {
     let pair = (
@@ -270,6 +275,7 @@ fn restore(
         anyhow::bail!("the viewer did not accept {} in {}", pair.0, pair.1);
     }
     let original = crate::retrieve::reidentify_instance(instance, ring, facility)?;
+    let original = super::in_charset(original, charset);
     let data = encode(&original, &instance.transfer_syntax)?;
     Ok(RetrieveItem {
         sop_class_uid: text(&original, tags::SOP_CLASS_UID),
@@ -282,14 +288,16 @@ fn restore(
 impl InstanceConsumer for Forward {
     async fn take(&self, instance: ReceivedInstance) -> StoreOutcome {
         // Decoding and re-encoding a large instance is CPU work: off the workers.
-        let (ring, facility, accepted) = (
+        let (ring, facility, accepted, charset) = (
             self.ring.clone(),
             self.facility.clone(),
             self.accepted.clone(),
+            self.charset.clone(),
         );
-        let restored =
-            tokio::task::spawn_blocking(move || restore(&ring, &facility, &accepted, &instance))
-                .await;
+        let restored = tokio::task::spawn_blocking(move || {
+            restore(&ring, &facility, &accepted, charset.as_ref(), &instance)
+        })
+        .await;
         let item = match restored {
             Ok(Ok(item)) => item,
             Ok(Err(e)) => {

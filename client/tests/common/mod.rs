@@ -435,6 +435,7 @@ pub async fn client_with_viewer(
         host: None,
         user: "dr.house".into(),
         port: None,
+        character_set: None,
     }];
     let credentials = dir.join("credentials.toml");
     std::fs::write(

@@ -278,6 +278,7 @@ impl Rig {
             host: None,
             user: "dr.house".into(),
             port: None,
+            character_set: None,
         }];
         let credentials = dir.path().join("credentials.toml");
         std::fs::write(

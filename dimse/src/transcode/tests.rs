@@ -199,3 +199,46 @@ fn impossible_conversions_say_why() {
     let e = transcode(b"not a data set at all", JPEG_LS_LOSSLESS, EXPLICIT_VR_LE).unwrap_err();
     assert!(e.to_string().starts_with("cannot convert"), "{e}");
 }
+
+#[test]
+fn text_in_iso_2022_is_carried_byte_for_byte() {
+    // The PS3.5 Annex H name under "\ISO 2022 IR 87", which dicom-rs cannot decode:
+    // written as bytes, before the rest of the image.
+    let name: Vec<u8> = b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B".to_vec();
+    let (image, pixels) = image();
+    let mut head = InMemDicomObject::new_empty();
+    head.put(DataElement::new(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        PrimitiveValue::U8(b"\\ISO 2022 IR 87 ".to_vec().into()),
+    ));
+    head.put(DataElement::new(
+        tags::PATIENT_NAME,
+        VR::PN,
+        PrimitiveValue::U8(name.clone().into()),
+    ));
+    let mut original = Vec::new();
+    head.write_dataset_with_ts(&mut original, registry(EXPLICIT_VR_LE).unwrap())
+        .unwrap();
+    original.extend_from_slice(&image);
+    let compressed = transcode(&original, EXPLICIT_VR_LE, JPEG_LS_LOSSLESS).unwrap();
+    for (data, ts) in [
+        (compressed.clone(), JPEG_LS_LOSSLESS),
+        (
+            transcode(&compressed, JPEG_LS_LOSSLESS, EXPLICIT_VR_LE).unwrap(),
+            EXPLICIT_VR_LE,
+        ),
+    ] {
+        assert!(
+            data.windows(name.len()).any(|w| w == name.as_slice()),
+            "the name's bytes in {ts}"
+        );
+        assert!(
+            data.windows(15).any(|w| w == b"\\ISO 2022 IR 87"),
+            "label in {ts}"
+        );
+        if ts == EXPLICIT_VR_LE {
+            assert_eq!(pixels_of(&read(&data, ts)), pixels);
+        }
+    }
+}

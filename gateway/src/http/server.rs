@@ -99,6 +99,7 @@ pub async fn serve(
             max_pending_per_address: limits.max_connections_per_address,
             first_byte_timeout: limits.first_byte_timeout,
             log_interval: limits.log_interval,
+            preferred: Default::default(),
         },
         log.clone(),
     );

@@ -5,13 +5,17 @@
 //! and passcode, checked with argon2id) on any association that proposes a
 //! query/retrieve SOP class; the user must belong to the admitted facility.
 //! Logins, failed logins and refused peers (unknown or revoked certificate, unknown
-//! AE title) are recorded in the audit trail.
+//! AE title) are recorded in the audit trail. Their log lines are throttled to one
+//! per second per kind (with the count left out), since a flood of refused
+//! associations must not flood the log; the audit trail records every one.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use dicom_ul::pdu::UserIdentityType;
 use dimse::assoc::{AssociateRequest, Rejection};
 use dimse::server::Policy;
+use dimse::throttle::LogThrottle;
 use tracing::{info, warn};
 
 use super::Session;
@@ -32,11 +36,19 @@ pub const QR_SOP_CLASSES: [&str; 6] = [
     dimse::qr::STUDY_ROOT_GET,
 ];
 
+/// One log line per second per kind of refused association.
+static REFUSALS: LazyLock<LogThrottle> = LazyLock::new(LogThrottle::default);
+
 fn check_called_ae(ours: &str, request: &AssociateRequest<'_>) -> Result<(), Rejection> {
     if request.called_ae == ours {
         Ok(())
     } else {
-        info!(called_ae = request.called_ae, "called AE title is not ours");
+        if let Some(suppressed) = REFUSALS.admit("called-ae") {
+            info!(
+                called_ae = request.called_ae,
+                suppressed, "called AE title is not ours"
+            );
+        }
         Err(Rejection::CalledAeNotRecognized)
     }
 }
@@ -128,7 +140,9 @@ async fn with_user(
         .user_identity
         .filter(|i| i.identity_type() == UserIdentityType::UsernamePassword)
     else {
-        warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", "query/retrieve without user name and passcode");
+        if let Some(suppressed) = REFUSALS.admit("no-identity") {
+            warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", suppressed, "query/retrieve without user name and passcode");
+        }
         trail
             .record(failure(None, "no user name and passcode"))
             .await;
@@ -156,7 +170,9 @@ async fn with_user(
             Ok(session)
         }
         Err(e) => {
-            warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", reason = %e, "authentication failed");
+            if let Some(suppressed) = REFUSALS.admit("authentication") {
+                warn!(target: "audit", facility = %facility.name, calling_ae = request.calling_ae, event = "authentication", outcome = "refused", reason = %e, suppressed, "authentication failed");
+            }
             let event = match auth.known_user(&username).await {
                 Some(user) if user.facility != facility.id => failure(
                     Some(user.username.as_str()),
@@ -190,7 +206,9 @@ impl Policy for CertificatePolicy {
     async fn admit(&self, request: &AssociateRequest<'_>) -> Result<Session, Rejection> {
         check_called_ae(&self.ae_title, request)?;
         let Some(certificate) = &request.peer.certificate else {
-            warn!("TLS peer without a client certificate");
+            if let Some(suppressed) = REFUSALS.admit("no-certificate") {
+                warn!(suppressed, "TLS peer without a client certificate");
+            }
             alert(&self.audit, request, None, "no client certificate").await;
             return Err(Rejection::CallingAeNotRecognized);
         };
@@ -198,7 +216,9 @@ impl Policy for CertificatePolicy {
         let facility = match self.index.facility_by_certificate(&fingerprint).await {
             Ok(Some(facility)) => facility,
             Ok(None) => {
-                warn!(%fingerprint, "certificate not enrolled for any facility (or revoked)");
+                if let Some(suppressed) = REFUSALS.admit("certificate") {
+                    warn!(%fingerprint, suppressed, "certificate not enrolled for any facility (or revoked)");
+                }
                 let (facility, reason) = match self.index.certificate_status(&fingerprint).await {
                     Ok(CertificateStatus::Revoked(f)) => (Some(f), "revoked certificate"),
                     _ => (None, "unknown certificate"),
@@ -242,10 +262,12 @@ impl Policy for AeAllowList {
     async fn admit(&self, request: &AssociateRequest<'_>) -> Result<Session, Rejection> {
         check_called_ae(&self.ae_title, request)?;
         let Some(name) = self.allowed.get(request.calling_ae) else {
-            warn!(
-                calling_ae = request.calling_ae,
-                "calling AE title not in the allow-list"
-            );
+            if let Some(suppressed) = REFUSALS.admit("unknown-ae") {
+                warn!(
+                    calling_ae = request.calling_ae,
+                    suppressed, "calling AE title not in the allow-list"
+                );
+            }
             alert(&self.audit, request, None, "unknown AE title").await;
             return Err(Rejection::CallingAeNotRecognized);
         };
