@@ -427,10 +427,24 @@ impl<R: Read> Scanner<R> {
         if element.len == UNDEFINED_LENGTH {
             return self.undefined_length(element, syntax, depth);
         }
-        let is_sequence = match element.vr {
-            Some(vr) => &vr == b"SQ",
-            None => dictionary_says_sequence(element.tag),
+        let vr = match element.vr {
+            Some(vr) => Some(vr),
+            None => dictionary_vr(element.tag),
         };
+        let is_sequence = vr.is_some_and(|vr| &vr == b"SQ");
+        if let Some(vr) = vr
+            && let Some(unit) = unit_size(vr)
+            && element.len % unit != 0
+        {
+            // A parser reads whole numbers and would lose its place after this one.
+            let reason = format!(
+                "element {} ({}) has length {}, not a multiple of {unit}",
+                tag_text(element.tag),
+                String::from_utf8_lossy(&vr),
+                element.len
+            );
+            return Err(malformed(element.start, reason));
+        }
         if is_sequence {
             let end = self.offset + u64::from(element.len);
             let items = self.sequence_of(element, syntax, Some(end), depth)?;
@@ -772,16 +786,28 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
-/// Whether the standard dictionary gives `tag` the VR SQ. `dicom-core` (which names
-/// the `DataDictionary` trait) is not a dependency, so ask the implicit VR decoder,
-/// which resolves VRs through the standard dictionary.
-fn dictionary_says_sequence(tag: Tag) -> bool {
+/// The VR the standard dictionary gives `tag` (its first, when it gives several).
+/// `dicom-core` (which names the `DataDictionary` trait) is not a dependency, so ask
+/// the implicit VR decoder, which resolves VRs through the standard dictionary.
+fn dictionary_vr(tag: Tag) -> Option<[u8; 2]> {
     let mut bytes = [0u8; 8];
     bytes[..2].copy_from_slice(&tag.0.to_le_bytes());
     bytes[2..4].copy_from_slice(&tag.1.to_le_bytes());
-    ImplicitVRLittleEndianDecoder::with_std_dict()
+    let (header, _) = ImplicitVRLittleEndianDecoder::with_std_dict()
         .decode_header(&mut &bytes[..])
-        .is_ok_and(|(header, _)| header.vr.to_string() == "SQ")
+        .ok()?;
+    header.vr.to_string().as_bytes().try_into().ok()
+}
+
+/// The size of one value of a binary VR whose values have a fixed size: a length
+/// that is not a multiple of it cannot be read value by value (PS3.5 6.2).
+fn unit_size(vr: [u8; 2]) -> Option<u32> {
+    match &vr {
+        b"SS" | b"US" | b"OW" => Some(2),
+        b"SL" | b"UL" | b"FL" | b"AT" | b"OF" | b"OL" => Some(4),
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => Some(8),
+        _ => None,
+    }
 }
 
 /// Tags ascend within a level; items and delimiters are handled by the caller.

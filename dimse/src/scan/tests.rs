@@ -463,6 +463,35 @@ fn implicit_vr_defined_sequences_are_checked_through_the_dictionary() {
 }
 
 #[test]
+fn binary_values_must_be_whole_numbers_of_their_size() {
+    // Found by fuzzing: (0052,0007) is FD; with length 14 dicom-rs reads one double,
+    // loses its place, and takes the next bytes for a 4 GB element.
+    let implicit = [
+        header((0x0052, 0x0007), None, 14, false),
+        b"Scheduld\x9c\x8c\x8b\xdf\xbe\x80".to_vec(),
+    ]
+    .concat();
+    match scan(&implicit[..], ImplicitLittle) {
+        Err(ScanError::Malformed { reason, .. }) => assert_eq!(
+            reason,
+            "element (0052,0007) (FD) has length 14, not a multiple of 8"
+        ),
+        other => panic!("{other:?}"),
+    }
+    for (vr, len) in [(b"US", 3), (b"UL", 6), (b"FL", 2), (b"AT", 5), (b"OW", 7)] {
+        let data = le((0x0009, 0x1010), vr, &vec![0; len]);
+        assert!(
+            is_malformed(&scan(&data[..], ExplicitLittle)),
+            "{vr:?} {len}"
+        );
+    }
+    // Whole numbers pass, and so does anything of a byte or text VR.
+    let fine = [header((0x0052, 0x0007), None, 16, false), vec![0; 16]].concat();
+    assert!(scan(&fine[..], ImplicitLittle).is_ok());
+    assert!(scan(&le((0x0009, 0x1010), b"OB", b"abc")[..], ExplicitLittle).is_ok());
+}
+
+#[test]
 fn un_with_undefined_length_holds_implicit_little_endian_items() {
     let un = header((0x0040, 0x0275), Some(b"UN"), UNDEFINED, true);
     let item = header(ITEM, None, UNDEFINED, false);

@@ -6,7 +6,8 @@
 //! item: the original elements. The envelope goes into Encrypted Content (0400,0520),
 //! OB, next to Encrypted Content Transfer Syntax UID (0400,0510).
 
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::header::Header;
+use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::{Codec, TransferSyntax};
@@ -28,7 +29,7 @@ pub(super) fn transfer_syntax() -> TransferSyntax {
 
 /// The plaintext to seal: `originals` in one Modified Attributes Sequence item.
 pub(super) fn encode_originals(originals: Vec<InMemElement>) -> Result<Vec<u8>, PhiError> {
-    let item = InMemDicomObject::from_element_iter(originals);
+    let item = InMemDicomObject::from_element_iter(originals.iter().map(utf8_safe));
     let payload = InMemDicomObject::from_element_iter([
         DataElement::new(
             tags::SPECIFIC_CHARACTER_SET,
@@ -48,6 +49,45 @@ pub(super) fn encode_originals(originals: Vec<InMemElement>) -> Result<Vec<u8>, 
             PhiError::DataSet("cannot encode the original attributes for sealing".into())
         })?;
     Ok(bytes)
+}
+
+/// `element` such that it reads back the same from a UTF-8 data set. dicom-rs writes
+/// values of the default-repertoire VRs (UI, CS, DA, ...) in Latin-1 but reads them
+/// back under the data set's character set, so a non-ASCII character there (a
+/// non-conformant original UID, say) would come back as an escape: such a value
+/// goes in as its UTF-8 bytes instead. (Reading them back gives the characters the
+/// original parse gave, which re-identification writes as the original bytes.)
+fn utf8_safe(element: &InMemElement) -> InMemElement {
+    let (tag, vr) = (element.tag(), element.vr());
+    match element.value() {
+        Value::Sequence(seq) => {
+            let items = seq
+                .items()
+                .iter()
+                .map(|item| InMemDicomObject::from_element_iter(item.iter().map(utf8_safe)))
+                .collect::<Vec<_>>();
+            DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+        }
+        Value::Primitive(value @ (PrimitiveValue::Str(_) | PrimitiveValue::Strs(_)))
+            if is_default_repertoire(vr) && !value.to_str().is_ascii() =>
+        {
+            let mut bytes = value.to_str().into_owned().into_bytes();
+            if bytes.len() % 2 == 1 {
+                bytes.push(if vr == VR::UI { 0 } else { b' ' });
+            }
+            DataElement::new(tag, vr, PrimitiveValue::U8(bytes.into()))
+        }
+        _ => element.clone(),
+    }
+}
+
+/// VRs limited to the default character repertoire (PS3.5 6.1.2.3), except DS and
+/// IS, whose byte values dicom-rs writes as numbers.
+fn is_default_repertoire(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::AE | VR::AS | VR::CS | VR::DA | VR::DT | VR::TM | VR::UI
+    )
 }
 
 /// The original elements from an unsealed plaintext.
