@@ -462,19 +462,16 @@ impl Config {
 
     /// A viewer with a `port` (a C-MOVE destination) must have a `host` too.
     pub fn check_viewers(&self) -> Result<(), ConfigError> {
-        match self
+        if let Some(v) = self
             .edge
             .viewers
             .iter()
             .find(|v| v.port.is_some() && v.host.is_none())
         {
-            Some(v) => {
-                return Err(ConfigError::Invalid(format!(
-                    "[[edge.viewers]] {}: `port` needs `host` (where C-MOVE sends its instances)",
-                    v.ae_title
-                )));
-            }
-            None => {}
+            return Err(ConfigError::Invalid(format!(
+                "[[edge.viewers]] {}: `port` needs `host` (where C-MOVE sends its instances)",
+                v.ae_title
+            )));
         }
         for v in &self.edge.viewers {
             if let Some(name) = &v.character_set

@@ -434,7 +434,7 @@ impl<R: Read> Scanner<R> {
         let is_sequence = vr.is_some_and(|vr| &vr == b"SQ");
         if let Some(vr) = vr
             && let Some(unit) = unit_size(vr)
-            && element.len % unit != 0
+            && !element.len.is_multiple_of(unit)
         {
             // A parser reads whole numbers and would lose its place after this one.
             let reason = format!(
