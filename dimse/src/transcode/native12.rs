@@ -30,9 +30,10 @@ fn int(object: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u32> {
     object.get(tag).and_then(|e| e.to_int::<u32>().ok())
 }
 
-/// Replaces the encapsulated Pixel Data of `object` by native 16-bit samples and
-/// sets Bits Allocated, Photometric Interpretation and Planar Configuration to
-/// match; removes Encapsulated Pixel Data Value Total Length. `max_bytes` bounds
+/// Replaces the encapsulated Pixel Data of `object` by native 16-bit samples
+/// (sign-extended from Bits Stored when Pixel Representation is 1) and sets Bits
+/// Allocated, Photometric Interpretation and Planar Configuration to match;
+/// removes Encapsulated Pixel Data Value Total Length. `max_bytes` bounds
 /// the decoded pixel data.
 pub(super) fn decode_in_place(object: &mut InMemDicomObject, max_bytes: u64) -> Result<(), String> {
     let need = |tag, name: &str| {
@@ -63,6 +64,14 @@ pub(super) fn decode_in_place(object: &mut InMemDicomObject, max_bytes: u64) -> 
             ));
         }
     };
+    // Signed samples travel in JPEG as their two's complement bit pattern.
+    let sign_bit = match (
+        int(object, tags::PIXEL_REPRESENTATION),
+        int(object, tags::BITS_STORED),
+    ) {
+        (Some(1), Some(bits @ 2..=15)) => Some(1_u16 << (bits - 1)),
+        _ => None,
+    };
     let per_frame = rows * columns * samples;
     let total_bytes = (per_frame as u64) * (frames as u64) * 2;
     if per_frame == 0 || total_bytes > max_bytes {
@@ -87,7 +96,10 @@ pub(super) fn decode_in_place(object: &mut InMemDicomObject, max_bytes: u64) -> 
         if to_rgb {
             image.ycbcr_to_rgb();
         }
-        pixels.extend_from_slice(&image.samples);
+        match sign_bit {
+            Some(bit) => pixels.extend(image.samples.iter().map(|s| sign_extend(*s, bit))),
+            None => pixels.extend_from_slice(&image.samples),
+        }
     }
     let put_us = |object: &mut InMemDicomObject, tag, value: u16| {
         object.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
@@ -108,6 +120,16 @@ pub(super) fn decode_in_place(object: &mut InMemDicomObject, max_bytes: u64) -> 
     }
     object.remove_element(tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH);
     Ok(())
+}
+
+/// `value` with the bits above `sign_bit` copies of it.
+fn sign_extend(value: u16, sign_bit: u16) -> u16 {
+    let low = value & (sign_bit | (sign_bit - 1));
+    if low & sign_bit != 0 {
+        low | !(sign_bit | (sign_bit - 1))
+    } else {
+        low
+    }
 }
 
 /// The JPEG stream of each frame: all fragments for one frame, one fragment per
