@@ -124,7 +124,8 @@ pub(crate) fn decode(data: &[u8], max_samples: usize) -> Result<Image, JpegError
                     return Err(JpegError::malformed("a second frame header (SOF)"));
                 }
                 let segment = segment(data, pos)?;
-                frame = Some(parse_frame(segment, max_samples.min(MAX_SAMPLES))?);
+                let limits = (max_samples.min(MAX_SAMPLES), data.len());
+                frame = Some(parse_frame(segment, limits)?);
                 pos += 2 + segment.len();
             }
             0xC2 | 0xC6 | 0xCA | 0xCE => {
@@ -218,7 +219,10 @@ fn segment(data: &[u8], pos: usize) -> Result<&[u8], JpegError> {
         .ok_or_else(|| JpegError::malformed("the stream ends inside a marker segment (truncated)"))
 }
 
-fn parse_frame(s: &[u8], max_samples: usize) -> Result<Frame, JpegError> {
+/// The frame header; `limits` are the most samples allowed and the stream's
+/// length, checked before the component planes are allocated.
+fn parse_frame(s: &[u8], limits: (usize, usize)) -> Result<Frame, JpegError> {
+    let (max_samples, stream_length) = limits;
     if s.len() < 6 {
         return Err(JpegError::malformed("frame header too short"));
     }
@@ -253,6 +257,12 @@ fn parse_frame(s: &[u8], max_samples: usize) -> Result<Frame, JpegError> {
     if samples > max_samples {
         return Err(JpegError::malformed(format!(
             "the frame declares {width}x{height}x{count} samples, more than the {max_samples} allowed"
+        )));
+    }
+    // Each 8x8 block takes at least 2 bits (a DC and an end-of-block code).
+    if samples / 256 > stream_length {
+        return Err(JpegError::malformed(format!(
+            "a stream of {stream_length} bytes cannot hold the {width}x{height}x{count} samples it declares"
         )));
     }
     let mut specs: Vec<(u8, usize, usize, usize)> = Vec::with_capacity(count);

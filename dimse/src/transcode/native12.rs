@@ -80,7 +80,8 @@ pub(super) fn decode_in_place(object: &mut InMemDicomObject, max_bytes: u64) -> 
         ));
     }
     let streams = frame_streams(object, frames)?;
-    let mut pixels: Vec<u16> = Vec::with_capacity(per_frame * frames);
+    // Grown frame by frame: a false Number of Frames allocates nothing up front.
+    let mut pixels: Vec<u16> = Vec::new();
     for (n, stream) in streams.iter().enumerate() {
         let mut image =
             jpeg12::decode(stream, per_frame).map_err(|e| format!("frame {}: {e}", n + 1))?;

@@ -281,6 +281,9 @@ fn malformed_streams_are_errors_with_a_reason() {
     let mut huge = good.clone();
     huge[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
     assert!(message(&huge, MAX_SAMPLES).contains("65535x65535x1 samples, more than"));
+    // A size within the limits but far beyond what the stream can hold.
+    huge[sof + 5..sof + 9].copy_from_slice(&[0x0F, 0xA0, 0x0F, 0xA0]);
+    assert!(message(&huge, MAX_SAMPLES).contains("cannot hold the 4000x4000x1 samples"));
     // More than the DICOM attributes allow.
     assert!(message(&good, 20 * 19).contains("more than the 380 allowed"));
     // A restart marker out of sequence.
