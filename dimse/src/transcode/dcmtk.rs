@@ -114,6 +114,26 @@ pub(super) fn write_native(path: &Path, pixels: &[u16], dims: (usize, usize, usi
     write(obj, "1.2.840.10008.1.2.1", path);
 }
 
+/// Writes the native 8-bit image `pixels` (0..=255) to `path`.
+pub(super) fn write_native_8(path: &Path, pixels: &[u16], dims: (usize, usize, usize, usize)) {
+    let (rows, columns, samples, frames) = dims;
+    let mut obj = base_object(rows, columns, samples, frames);
+    for (tag, value) in [
+        (tags::BITS_ALLOCATED, 8_u16),
+        (tags::BITS_STORED, 8),
+        (tags::HIGH_BIT, 7),
+    ] {
+        obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
+    }
+    let bytes: Vec<u8> = pixels.iter().map(|p| *p as u8).collect();
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::from(bytes),
+    ));
+    write(obj, "1.2.840.10008.1.2.1", path);
+}
+
 /// Writes one JPEG stream per frame as a JPEG Extended file at `path`.
 pub(super) fn write_jpeg(path: &Path, streams: &[Vec<u8>], dims: (usize, usize, usize, usize)) {
     let (rows, columns, samples, frames) = dims;

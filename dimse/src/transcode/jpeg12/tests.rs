@@ -90,6 +90,47 @@ fn extended_12_bit_from_dcmtk_decodes_as_dcmtk_does() {
 }
 
 #[test]
+fn eight_bit_baseline_and_extended_decode_as_dcmtk_does() {
+    if !dcmtk::available("eight_bit_baseline_and_extended_decode_as_dcmtk_does") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, columns) = (35, 50);
+    let pixels: Vec<u16> = dcmtk::pixels(rows, columns, 1, 1)
+        .iter()
+        .map(|p| p / 16)
+        .collect();
+    let (native, compressed, back) = (
+        dir.path().join("n.dcm"),
+        dir.path().join("c.dcm"),
+        dir.path().join("d.dcm"),
+    );
+    dcmtk::write_native_8(&native, &pixels, (rows, columns, 1, 1));
+    for (args, sof) in [(["+eb"], 0xC0), (["+ee"], 0xC1)] {
+        dcmtk::run("dcmcjpeg", &args, &native, &compressed);
+        dcmtk::run("dcmdjpeg", &[], &compressed, &back);
+        let stream = &dcmtk::fragments(&dcmtk::open(&compressed).0)[0];
+        let at = stream.windows(2).position(|w| w == [0xFF, sof]).unwrap();
+        assert_eq!(stream[at + 4], 8, "{args:?}: 8-bit samples");
+        let image = decode(stream, MAX_SAMPLES).unwrap();
+        assert_eq!(image.precision, 8);
+        let (decoded, _) = dcmtk::open(&back);
+        let bytes = decoded.get(dicom_dictionary_std::tags::PIXEL_DATA).unwrap();
+        let reference: Vec<u16> = bytes
+            .to_bytes()
+            .unwrap()
+            .iter()
+            .map(|b| u16::from(*b))
+            .collect();
+        dcmtk::assert_like_dcmtk(
+            &image.samples,
+            &reference[..rows * columns],
+            &format!("8-bit {args:?}"),
+        );
+    }
+}
+
+#[test]
 fn quality_100_is_close_to_the_original() {
     if !dcmtk::available("quality_100_is_close_to_the_original") {
         return;
