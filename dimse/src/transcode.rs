@@ -3,13 +3,15 @@
 //! accept the stored one, and the conversion itself.
 //!
 //! Decoding covers the codecs built in (`dicom-pixeldata` with the native codecs,
-//! CharLS and OpenJPEG): JPEG baseline, extended and lossless, JPEG-LS, JPEG 2000,
-//! RLE and deflate. Encoding covers the native syntaxes (Explicit and Implicit VR
-//! Little Endian, Explicit VR Big Endian), Deflated Explicit VR Little Endian, JPEG
-//! baseline (8-bit samples) and JPEG-LS (lossless and near-lossless); RLE and JPEG
-//! 2000 are decoded only. Only the Pixel Data and the attributes describing it
-//! (Photometric Interpretation, Planar Configuration, Number of Frames) change:
-//! every other value, private or sealed, is kept as it is, re-encoded in the new
+//! CharLS and OpenJPEG): JPEG baseline, extended (8-bit) and lossless, JPEG-LS,
+//! JPEG 2000, RLE and deflate; 12-bit JPEG extended, which `jpeg-decoder` refuses,
+//! by our own decoder (`jpeg12`, wired in by `native12`). Encoding covers the
+//! native syntaxes (Explicit and Implicit VR Little Endian, Explicit VR Big
+//! Endian), Deflated Explicit VR Little Endian, JPEG baseline (8-bit samples) and
+//! JPEG-LS (lossless and near-lossless); RLE and JPEG 2000 are decoded only. Only
+//! the Pixel Data and the attributes describing it (Photometric Interpretation,
+//! Planar Configuration, Number of Frames, Bits Allocated) change: every other
+//! value, private or sealed, is kept as it is, re-encoded in the new
 //! syntax. No policy here: the caller decides whether an instance may be converted.
 
 use std::io::Cursor;
@@ -184,6 +186,13 @@ pub fn transcode(data: &[u8], from: &str, to: &str) -> Result<Vec<u8>, Transcode
     };
     let was_encapsulated = source.is_encapsulated_pixel_data();
     let has_pixels = file.get(tags::PIXEL_DATA).is_some();
+    if native12::applies(&file, from) {
+        // 12-bit JPEG Extended: decoded here, then native as far as dicom-pixeldata knows.
+        native12::decode_in_place(&mut file, MAX_TRANSCODE_BYTES).map_err(failed)?;
+        let native =
+            registry(EXPLICIT_VR_LE).ok_or_else(|| unsupported("no Explicit VR Little Endian"))?;
+        file.update_meta(|meta| meta.set_transfer_syntax(native));
+    }
     if has_pixels || !was_encapsulated {
         file.transcode(intermediate)
             .map_err(|e| failed(e.to_string()))?;
@@ -222,5 +231,10 @@ fn text(object: &InMemDicomObject, tag: dicom_core::Tag) -> String {
         .unwrap_or_default()
 }
 
+mod jpeg12;
+mod native12;
+
+#[cfg(test)]
+mod dcmtk;
 #[cfg(test)]
 mod tests;

@@ -47,13 +47,13 @@ pub const VARIANTS: [Variant; 6] = [
         eight_bit: true,
     },
     Variant {
-        // 8-bit (Process 2): 12-bit JPEG (Process 4) has no decoder here.
+        // 12-bit (Process 4), decoded by dimse's own decoder.
         name: "jpeg-extended",
         ts: "1.2.840.10008.1.2.4.51",
         store: "-xx",
         prefer: "+xx",
         lossless: false,
-        eight_bit: true,
+        eight_bit: false,
     },
     Variant {
         name: "jpeg-lossless",

@@ -242,3 +242,166 @@ fn text_in_iso_2022_is_carried_byte_for_byte() {
         }
     }
 }
+
+/// A 12-bit image compressed by `dcmcjpeg +ee` (and `args`): its data set in JPEG
+/// Extended and `dcmdjpeg`'s decoding; `None` (with a message) without DCMTK.
+fn jpeg_extended_12_bit(
+    samples: usize,
+    frames: usize,
+    args: &[&str],
+) -> Option<(Vec<u8>, InMemDicomObject)> {
+    use super::dcmtk;
+    if !dcmtk::available("JPEG Extended 12-bit transcode") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (native, compressed, back) = (
+        dir.path().join("n.dcm"),
+        dir.path().join("c.dcm"),
+        dir.path().join("d.dcm"),
+    );
+    let dims = (48, 40, samples, frames);
+    dcmtk::write_native(&native, &dcmtk::pixels(48, 40, samples, frames), dims);
+    dcmtk::run("dcmcjpeg", &[&["+ee"], args].concat(), &native, &compressed);
+    dcmtk::run("dcmdjpeg", &[], &compressed, &back);
+    let (obj, ts) = dcmtk::open(&compressed);
+    assert_eq!(ts, JPEG_EXTENDED);
+    let mut data = Vec::new();
+    obj.write_dataset_with_ts(&mut data, registry(JPEG_EXTENDED).unwrap())
+        .unwrap();
+    Some((data, dcmtk::open(&back).0))
+}
+
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+
+#[test]
+fn twelve_bit_jpeg_extended_is_decoded_and_picked() {
+    assert!(can_decode(JPEG_EXTENDED));
+    assert!(can_transcode(JPEG_EXTENDED, EXPLICIT_VR_LE));
+    assert_eq!(
+        pick(JPEG_EXTENDED, &[IMPLICIT_VR_LE, EXPLICIT_VR_LE]),
+        Some(EXPLICIT_VR_LE)
+    );
+    let Some((data, reference)) = jpeg_extended_12_bit(1, 3, &[]) else {
+        return;
+    };
+    let reference = pixels_of(&reference);
+    for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_LS_LOSSLESS] {
+        let out = transcode(&data, JPEG_EXTENDED, ts).unwrap();
+        let mut obj = read(&out, ts);
+        if ts == JPEG_LS_LOSSLESS {
+            // Re-encoded losslessly from the decoded samples: decode it back.
+            obj = read(
+                &transcode(&out, ts, EXPLICIT_VR_LE).unwrap(),
+                EXPLICIT_VR_LE,
+            );
+        }
+        let got = pixels_of(&obj);
+        assert_eq!(got.len(), reference.len(), "3 frames of 48x40 in {ts}");
+        super::dcmtk::assert_like_dcmtk(&got, &reference, &format!("transcoded to {ts}"));
+        let int = |tag| obj.get(tag).unwrap().to_int::<u16>().unwrap();
+        assert_eq!(int(tags::BITS_ALLOCATED), 16);
+        assert_eq!(int(tags::BITS_STORED), 12);
+        assert_eq!(int(tags::ROWS), 48);
+        assert_eq!(int(tags::NUMBER_OF_FRAMES), 3);
+        let photometric = obj.get(tags::PHOTOMETRIC_INTERPRETATION).unwrap();
+        assert_eq!(photometric.to_str().unwrap().trim(), "MONOCHROME2");
+        assert!(
+            obj.get(tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH)
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn a_broken_twelve_bit_stream_fails_with_the_frame_and_reason() {
+    let Some((data, _)) = jpeg_extended_12_bit(1, 1, &[]) else {
+        return;
+    };
+    let mut obj = read(&data, JPEG_EXTENDED);
+    let mut fragments = obj
+        .get(tags::PIXEL_DATA)
+        .unwrap()
+        .value()
+        .fragments()
+        .unwrap()
+        .to_vec();
+    let half = fragments[0].len() / 2;
+    fragments[0].truncate(half);
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        dicom_core::value::PixelFragmentSequence::new_fragments(fragments),
+    ));
+    let mut broken = Vec::new();
+    obj.write_dataset_with_ts(&mut broken, registry(JPEG_EXTENDED).unwrap())
+        .unwrap();
+    let e = transcode(&broken, JPEG_EXTENDED, EXPLICIT_VR_LE).unwrap_err();
+    assert!(
+        e.to_string().contains("frame 1: malformed JPEG stream"),
+        "{e}"
+    );
+}
+
+#[test]
+fn twelve_bit_colour_comes_back_as_rgb_and_split_frames_are_joined() {
+    // Fragments of at most 1 KiB: several per frame, found by the offset table.
+    let Some((data, reference)) = jpeg_extended_12_bit(3, 2, &["+fs", "1"]) else {
+        return;
+    };
+    let obj = read(&data, JPEG_EXTENDED);
+    let fragments = obj
+        .get(tags::PIXEL_DATA)
+        .unwrap()
+        .value()
+        .fragments()
+        .unwrap()
+        .len();
+    assert!(fragments > 2, "{fragments} fragments for 2 frames");
+    let photometric = |o: &InMemDicomObject| {
+        let e = o.get(tags::PHOTOMETRIC_INTERPRETATION).unwrap();
+        e.to_str().unwrap().trim().to_string()
+    };
+    assert_eq!(photometric(&obj), "YBR_FULL_422");
+    let out = read(
+        &transcode(&data, JPEG_EXTENDED, EXPLICIT_VR_LE).unwrap(),
+        EXPLICIT_VR_LE,
+    );
+    assert_eq!(photometric(&out), "RGB");
+    assert_eq!(photometric(&reference), "RGB");
+    let planar = out
+        .get(tags::PLANAR_CONFIGURATION)
+        .unwrap()
+        .to_int::<u16>()
+        .unwrap();
+    assert_eq!(planar, 0);
+    super::dcmtk::assert_like_dcmtk(&pixels_of(&out), &pixels_of(&reference), "colour, 2 frames");
+}
+
+#[test]
+fn signed_twelve_bit_samples_are_sign_extended() {
+    // dcmcjpeg makes signed images unsigned; a JPEG of signed samples carries
+    // their 12-bit two's complement pattern.
+    let Some((data, reference)) = jpeg_extended_12_bit(1, 1, &[]) else {
+        return;
+    };
+    let mut obj = read(&data, JPEG_EXTENDED);
+    obj.put(DataElement::new(
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(1_u16),
+    ));
+    let mut signed = Vec::new();
+    obj.write_dataset_with_ts(&mut signed, registry(JPEG_EXTENDED).unwrap())
+        .unwrap();
+    let out = read(
+        &transcode(&signed, JPEG_EXTENDED, EXPLICIT_VR_LE).unwrap(),
+        EXPLICIT_VR_LE,
+    );
+    let want: Vec<u16> = pixels_of(&reference)
+        .iter()
+        .map(|p| if *p >= 2048 { p | 0xF000 } else { *p })
+        .collect();
+    assert!(want.iter().any(|p| *p >= 0xF000) && want.iter().any(|p| *p < 2048));
+    assert_eq!(pixels_of(&out), want);
+}
