@@ -13,7 +13,7 @@
 
 use encoding_rs::{
     EUC_JP, EUC_KR, Encoding, GB18030, GBK, ISO_8859_2, ISO_8859_3, ISO_8859_4, ISO_8859_5,
-    ISO_8859_6, ISO_8859_7, ISO_8859_8, UTF_8, WINDOWS_874, WINDOWS_1254,
+    ISO_8859_6, ISO_8859_7, ISO_8859_8, ISO_8859_15, UTF_8, WINDOWS_874, WINDOWS_1254,
 };
 
 const ESC: u8 = 0x1B;
@@ -117,6 +117,7 @@ impl CharacterSet {
                 "ISO_IR 126" => Whole::Encoding(ISO_8859_7),
                 "ISO_IR 138" => Whole::Encoding(ISO_8859_8),
                 "ISO_IR 148" => Whole::Encoding(WINDOWS_1254),
+                "ISO_IR 203" => Whole::Encoding(ISO_8859_15),
                 "ISO_IR 166" => Whole::Encoding(WINDOWS_874),
                 "ISO_IR 13" => Whole::Jis0201,
                 "ISO_IR 192" => Whole::Encoding(UTF_8),
@@ -214,6 +215,7 @@ fn upper_half(term: &str) -> Option<Set> {
         "ISO 2022 IR 126" => Set::Upper(ISO_8859_7),
         "ISO 2022 IR 138" => Set::Upper(ISO_8859_8),
         "ISO 2022 IR 148" => Set::Upper(WINDOWS_1254),
+        "ISO 2022 IR 203" => Set::Upper(ISO_8859_15),
         "ISO 2022 IR 166" => Set::Upper(WINDOWS_874),
         _ => return None,
     })
@@ -376,6 +378,7 @@ impl Iso2022 {
                     b'L' => Set::Upper(ISO_8859_5),
                     b'M' => Set::Upper(WINDOWS_1254),
                     b'T' => Set::Upper(WINDOWS_874),
+                    b'b' => Set::Upper(ISO_8859_15),
                     _ => return None,
                 };
                 (2, None, Some(set))

@@ -157,6 +157,7 @@ fn designate(out: &mut Vec<u8>, set: Set) {
             "ISO-8859-8" => b"-H",
             "ISO-8859-5" => b"-L",
             "windows-1254" => b"-M",
+            "ISO-8859-15" => b"-b",
             _ => b"-T",
         },
     };

@@ -193,6 +193,8 @@ fn every_set_round_trips_what_it_can_hold_and_names_what_it_cannot() {
         ("ISO_IR 138", "שרון^דבורה"),
         ("ISO_IR 148", "ÇağrıŞüğ"),
         ("ISO_IR 166", "นามสกุล"),
+        ("ISO_IR 203", "Œuvre^Šárka€"),
+        ("ISO 2022 IR 6\\ISO 2022 IR 203", "Dupont=Œuvre€^Ž"),
         ("ISO_IR 13", "ﾔﾏﾀﾞ^ﾀﾛｳ"),
         ("ISO_IR 192", "Wang^XiaoDong=王^小东=왕^샤오둥"),
         ("GBK", "Wang^XiaoDong=王^小东="),
