@@ -199,17 +199,29 @@ pub async fn find(
     query: &Query,
     limit: usize,
 ) -> Result<Vec<InMemDicomObject>, QueryError> {
-    let statement = sql::find(query, facility, limit, index.backend());
-    let mut rows = statement.fetch_all(index).await?;
-    if query.level() == Level::Study {
-        // One row per study and matching patient, the first patient first: a study
-        // holding several patients answers once, with the first that matched.
+    // At Study level a row is a study and one of its matching patients, the first
+    // patient first: a study holding several patients answers once, with the first
+    // that matched. When repeats cut a capped answer short, fetch more rows (up to 64
+    // per study asked for) until `limit` studies or the end.
+    let mut fetch = limit;
+    let rows = loop {
+        let statement = sql::find(query, facility, fetch, index.backend());
+        let mut rows = statement.fetch_all(index).await?;
+        let capped = rows.len() >= fetch;
+        if query.level() != Level::Study {
+            break rows;
+        }
         let study_uid = |row: &sqlx::any::AnyRow| {
             row.try_get::<String, _>(keys::unique_key(Level::Study).alias)
                 .ok()
         };
         rows.dedup_by(|later, earlier| study_uid(later) == study_uid(earlier));
-    }
+        if !capped || rows.len() >= limit || fetch >= limit.saturating_mul(64) {
+            rows.truncate(limit);
+            break rows;
+        }
+        fetch = fetch.saturating_mul(4);
+    };
     rows.iter()
         .map(|row| response::identifier(query, row).map_err(QueryError::from))
         .collect()

@@ -151,3 +151,52 @@ async fn wildcards_match_metacharacters_literally_on_sqlite() {
     assert_eq!(descriptions(&index, f, d, "*").await.len(), all.len());
     index.close().await;
 }
+
+/// Studies of several patients each (mis-registered acquisitions): a capped
+/// Study-level answer still holds `limit` distinct studies.
+#[tokio::test]
+async fn a_capped_study_answer_counts_studies_not_patients() {
+    let (_dir, index, facility) = index_with(&["a", "b", "c", "d"]).await;
+    for study in 1..=4 {
+        for patient in ["P1", "P2", "P3"] {
+            sqlx::query(
+                "INSERT INTO study_patients (facility_id, study_uid, patient_key, patient_id, \
+                 patient_name, first_seen) VALUES ($1, $2, $3, $3, 'X', 0)",
+            )
+            .bind(facility.0)
+            .bind(format!("1.2.{study}"))
+            .bind(patient)
+            .execute(&index.pool)
+            .await
+            .unwrap();
+        }
+    }
+    let id = identifier(
+        "STUDY",
+        &[
+            (tags::STUDY_INSTANCE_UID, VR::UI, ""),
+            (tags::STUDY_DESCRIPTION, VR::LO, ""),
+            (tags::PATIENT_ID, VR::LO, "P*"),
+        ],
+    );
+    let query = parse(Model::StudyRoot, &id).unwrap();
+    for limit in [1, 2, 3, 4, 10] {
+        let found = crate::qr::find(&index, facility, &query, limit)
+            .await
+            .unwrap();
+        let studies: Vec<String> = found
+            .iter()
+            .map(|o| {
+                o.get(tags::STUDY_INSTANCE_UID)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .into_owned()
+            })
+            .collect();
+        let mut distinct = studies.clone();
+        distinct.dedup();
+        assert_eq!(distinct, studies, "each study once");
+        assert_eq!(studies.len(), limit.min(4), "limit {limit}");
+    }
+}
