@@ -43,16 +43,20 @@ fuzz_target!(|data: &[u8]| {
     };
     let back = phi::deid::reidentify(&done.object, &RING, "st-mary")
         .expect("what deidentify sealed re-identifies with the same key");
-    // Trailing padding (space or NUL) is not significant: a re-encoded value is
-    // padded to even length.
+    // Trailing padding (space or NUL) of each value is not significant: a re-encoded
+    // value is padded to even length, and a reader drops a UID value's trailing NULs.
     let value = |o: &InMemDicomObject, tag| {
         o.get(tag).map(|e| {
             e.value().to_bytes().ok().map(|b| {
-                let end = b
-                    .iter()
-                    .rposition(|&c| c != b' ' && c != 0)
-                    .map_or(0, |i| i + 1);
-                b[..end].to_vec()
+                b.split(|&c| c == b'\\')
+                    .map(|v| {
+                        let end = v
+                            .iter()
+                            .rposition(|&c| c != b' ' && c != 0)
+                            .map_or(0, |i| i + 1);
+                        v[..end].to_vec()
+                    })
+                    .collect::<Vec<_>>()
             })
         })
     };
