@@ -19,8 +19,10 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ForwarderConfig};
 use crate::outbox::{Claimed, Outbox};
 
+mod stream;
 mod unrecorded;
 
+pub use stream::{Body, prepare_streamed};
 use unrecorded::{Owed, Unrecorded};
 
 /// How one try ended.
@@ -245,12 +247,21 @@ impl Forwarder {
                 break;
             };
             crate::failpoint::hit("forward.before-send").await;
+            let data = match outgoing.body.reader() {
+                Ok(data) => data,
+                Err(reason) => {
+                    // Nothing was sent: the association stays usable.
+                    self.record(row, Attempt::Transient(reason), &mut tally)
+                        .await;
+                    continue;
+                }
+            };
             let sent = connected
                 .store(
                     &outgoing.sop_class,
                     &outgoing.sop_instance,
                     &outgoing.transfer_syntax,
-                    std::io::Cursor::new(&outgoing.data[..]),
+                    data,
                 )
                 .await;
             let attempt = match sent {
@@ -274,7 +285,7 @@ impl Forwarder {
                 }
             };
             if attempt == Attempt::Delivered {
-                tally.bytes += outgoing.data.len();
+                tally.bytes += outgoing.body.len() as usize;
                 crate::failpoint::hit("forward.after-gateway-success").await;
             }
             self.record(row, attempt, &mut tally).await;
@@ -339,7 +350,9 @@ impl Forwarder {
     }
 
     /// De-identifies and seals one spooled instance on a blocking thread, after the
-    /// pixel screening (which may hold it back, or clean it).
+    /// pixel screening (which may hold it back, or clean it): its pixel data streamed
+    /// from the spool when the screening forwards it unchanged ([`stream`]), else the
+    /// whole instance loaded.
     async fn prepare_row(&self, row: &Claimed) -> Result<Outgoing, Attempt> {
         let released = match self.outbox.released(row.id).await {
             Ok(released) => released,
@@ -353,8 +366,15 @@ impl Forwarder {
             self.pixels.clone(),
         );
         let prepared = tokio::task::spawn_blocking(move || {
+            let path = Path::new(&path);
+            let unchanged = |header: &InMemDicomObject, class: &str| {
+                pixels.forwards_unchanged(header, class, released)
+            };
+            if let Some(outgoing) = prepare_streamed(path, &ring, &facility, &options, unchanged)? {
+                return Ok(Prepared::Send(outgoing));
+            }
             let screen = |file| pixels.screen(file, released);
-            prepare(Path::new(&path), &ring, &facility, &options, screen)
+            prepare(path, &ring, &facility, &options, screen)
         })
         .await;
         match prepared {
@@ -379,12 +399,19 @@ impl Forwarder {
             Ok(assoc) => assoc,
             Err(e) => return Attempt::Transient(format!("cannot reach the gateway: {e}")),
         };
+        let data = match outgoing.body.reader() {
+            Ok(data) => data,
+            Err(reason) => {
+                let _ = assoc.release().await;
+                return Attempt::Transient(reason);
+            }
+        };
         let sent = assoc
             .store(
                 &outgoing.sop_class,
                 &outgoing.sop_instance,
                 &outgoing.transfer_syntax,
-                std::io::Cursor::new(&outgoing.data[..]),
+                data,
             )
             .await;
         let _ = assoc.release().await;
@@ -450,8 +477,8 @@ pub struct Outgoing {
     pub sop_instance: String,
     /// Transfer syntax (unchanged from the spool).
     pub transfer_syntax: String,
-    /// Encoded data set.
-    pub data: Vec<u8>,
+    /// The encoded data set, whole or with its pixel data streamed from the spool.
+    pub body: Body,
     /// Burned In Annotation = YES in the original.
     pub burned_in_annotation: bool,
 }
@@ -502,7 +529,7 @@ pub fn prepare(
         sop_class,
         sop_instance: deid.sop_instance_uid,
         transfer_syntax,
-        data,
+        body: Body::Memory(data),
         burned_in_annotation: deid.burned_in_annotation,
     }))
 }

@@ -105,6 +105,35 @@ impl Screener {
         rules::find(&self.rules, &rules::Facts::of(object, sop_class))
     }
 
+    /// Whether [`Screener::screen`] would forward the instance as it is, without
+    /// holding it, cleaning it or reading its pixels for text, decided from `header`
+    /// alone: its data set without the pixel data (which it has). The forwarder then
+    /// streams the pixel data from the spool instead of loading it.
+    pub fn forwards_unchanged(
+        &self,
+        header: &InMemDicomObject,
+        sop_class: &str,
+        released: bool,
+    ) -> bool {
+        if released {
+            return true;
+        }
+        if rules::find(&self.rules, &rules::Facts::of(header, sop_class)).is_some() {
+            return false;
+        }
+        let annotation = Annotation::parse(text(header, tags::BURNED_IN_ANNOTATION).as_deref());
+        let modality = text(header, tags::MODALITY);
+        match self
+            .lists
+            .assess(sop_class, modality.as_deref(), annotation)
+        {
+            Risk::None => true,
+            // `read_text` runs only with OCR and identifiers to look for.
+            Risk::DeclaredClean => self.ocr.is_none() || Identifiers::of(header).is_empty(),
+            Risk::Hold(_) => false,
+        }
+    }
+
     /// Decides what happens to a spooled instance; `released`: a person released it
     /// (sent as it is, unscreened).
     pub fn screen(&self, file: DefaultDicomObject, released: bool) -> Screened {
