@@ -271,7 +271,7 @@ async fn instances_that_cannot_be_streamed_exactly_fall_back() {
         raw[at + 8..at + 12].copy_from_slice(&511u32.to_le_bytes());
         raw.pop();
         std::fs::write(&path, raw).unwrap();
-        assert!(whole(&path).body.len() > 0, "the whole path reads it");
+        assert!(!whole(&path).body.is_empty(), "the whole path reads it");
         path
     };
     assert!(streamed(&odd).is_none(), "odd length");
