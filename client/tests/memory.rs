@@ -5,6 +5,8 @@
 //! client's peak resident memory (VmHWM) must stay at most 96 MiB, and the gateway's
 //! copy must hold the same pixel bytes.
 //!
+//! A spool file cut short between the scan and the send is never sent.
+//!
 //! `PACS_MEMORY_TEST_MIB` sets another pixel data size; `PACS_MEMORY_TEST_CLIENT`
 //! another `pacs-client` binary (to measure an older build: the peak is printed
 //! before it is checked).
@@ -168,40 +170,128 @@ fn client_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pacs-client")))
 }
 
+/// A gateway in this process and `pacs-client serve` (the binary) in front of it.
+struct Rig {
+    gw: GatewaySide,
+    gateway: Option<common::RunningGateway>,
+    dir: tempfile::TempDir,
+    config: client::config::Config,
+    edge_port: u16,
+    serve: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Rig {
+    /// Starts both, `serve` with `failpoints` (or none).
+    async fn start(failpoints: Option<&str>) -> Rig {
+        let gw = GatewaySide::prepare().await;
+        let gateway = Some(gw.start().await);
+        let dir = tempfile::tempdir().unwrap();
+        let edge_port = free_port();
+        let config = client_config(dir.path(), &gw, edge_port);
+        let config_file = dir.path().join("client.toml");
+        std::fs::write(&config_file, client_toml(&config)).unwrap();
+        let command = |args: &[&str]| {
+            let mut cmd = Command::new(client_binary());
+            cmd.current_dir(dir.path())
+                .env_remove("PACS_CLIENT_CONFIG")
+                .env_remove(client::failpoint::ENV)
+                .env_remove("RUST_LOG")
+                .arg("--config")
+                .arg(&config_file)
+                .args(args)
+                .stdin(Stdio::null());
+            cmd
+        };
+        let init = command(&["init"]).output().await.unwrap();
+        assert!(init.status.success(), "init: {init:?}");
+        let log = dir.path().join("serve.log");
+        let mut serve = command(&["serve"]);
+        if let Some(points) = failpoints {
+            serve.env(client::failpoint::ENV, points);
+        }
+        let serve = serve
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", edge_port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "serve did not start listening");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Rig {
+            gw,
+            gateway,
+            dir,
+            config,
+            edge_port,
+            serve,
+            log,
+        }
+    }
+
+    /// Stores `file` to the edge as the modality, streamed from disk.
+    async fn store(&self, file: &Path) {
+        let options = dimse::scu::ScuOptions::new(MODALITY_AE, "PACS_CLIENT");
+        let proposal = dimse::scu::Proposal {
+            abstract_syntax: CT.into(),
+            transfer_syntaxes: vec![EXPLICIT_LE.into()],
+        };
+        let address = format!("127.0.0.1:{}", self.edge_port);
+        let mut modality = dimse::scu::ScuAssociation::connect(&address, &options, &[proposal])
+            .await
+            .unwrap();
+        let rsp = modality.store_file(file).await.unwrap();
+        assert!(
+            rsp.status.is_success(),
+            "the edge took it: {:?}",
+            rsp.status
+        );
+        let _ = modality.release().await;
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The spooled copy of the one instance stored.
+    fn spooled(&self) -> PathBuf {
+        let mut files = Vec::new();
+        let mut dirs = vec![self.config.data_dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "dcm") {
+                    files.push(path);
+                }
+            }
+        }
+        assert_eq!(files.len(), 1, "one spooled instance: {files:?}");
+        files.remove(0)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.serve.kill().await;
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop().await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gibibyte_instance_is_forwarded_in_bounded_memory() {
     let started = Instant::now();
     let pixel_len = pixel_bytes();
-    let gw = GatewaySide::prepare().await;
-    let gateway = gw.start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let edge_port = free_port();
-    let config = client_config(dir.path(), &gw, edge_port);
-    let config_file = dir.path().join("client.toml");
-    std::fs::write(&config_file, client_toml(&config)).unwrap();
-    let command = |args: &[&str]| {
-        let mut cmd = Command::new(client_binary());
-        cmd.current_dir(dir.path())
-            .env_remove("PACS_CLIENT_CONFIG")
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&config_file)
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    };
-    let init = command(&["init"]).output().await.unwrap();
-    assert!(init.status.success(), "init: {init:?}");
-    let log = dir.path().join("serve.log");
-    let mut serve = command(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = serve.id().expect("serve is running");
-
-    let instance = dir.path().join("big.dcm");
+    let rig = Rig::start(None).await;
+    let pid = rig.serve.id().expect("serve is running");
+    let instance = rig.dir.path().join("big.dcm");
     let expected = {
         let path = instance.clone();
         tokio::task::spawn_blocking(move || write_instance(&path, pixel_len))
@@ -209,34 +299,10 @@ async fn a_gibibyte_instance_is_forwarded_in_bounded_memory() {
             .unwrap()
     };
     let written = started.elapsed();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", edge_port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "serve did not start listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let options = dimse::scu::ScuOptions::new(MODALITY_AE, "PACS_CLIENT");
-    let proposal = dimse::scu::Proposal {
-        abstract_syntax: CT.into(),
-        transfer_syntaxes: vec![EXPLICIT_LE.into()],
-    };
-    let address = format!("127.0.0.1:{edge_port}");
-    let mut modality = dimse::scu::ScuAssociation::connect(&address, &options, &[proposal])
-        .await
-        .unwrap();
-    let rsp = modality.store_file(&instance).await.unwrap();
-    assert!(
-        rsp.status.is_success(),
-        "the edge took it: {:?}",
-        rsp.status
-    );
-    let _ = modality.release().await;
+    rig.store(&instance).await;
     let spooled = started.elapsed();
 
-    let stored = gw.wait_for(1, Duration::from_secs(240)).await;
+    let stored = rig.gw.wait_for(1, Duration::from_secs(240)).await;
     let forwarded = started.elapsed();
     let peak = peak_rss_kib(pid);
     println!(
@@ -249,15 +315,15 @@ async fn a_gibibyte_instance_is_forwarded_in_bounded_memory() {
         spooled,
         forwarded,
     );
-    let _ = serve.kill().await;
     assert_eq!(
         stored,
         1,
         "the gateway holds the instance; client log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        rig.log()
     );
 
-    let blob = gw
+    let blob = rig
+        .gw
         .all_files()
         .into_iter()
         .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -268,9 +334,64 @@ async fn a_gibibyte_instance_is_forwarded_in_bounded_memory() {
     assert_eq!(len, pixel_len, "pixel data length at the gateway");
     assert!(hash == expected, "the gateway's pixel bytes differ");
     assert!(!padding_kept, "trailing padding was sent as it was");
-    gateway.stop().await;
+    rig.stop().await;
     assert!(
         peak <= PEAK_LIMIT_KIB,
         "pacs-client serve peaked at {peak} kB, more than {PEAK_LIMIT_KIB} kB"
     );
+}
+
+/// The spool file is cut short after it was scanned and before it is sent: that try
+/// fails, the next finds it unreadable (a dead letter with the reason), and the
+/// gateway never receives a data set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_file_cut_short_before_the_send_is_never_sent() {
+    let rig = Rig::start(Some("forward.before-send=sleep-ms:3000")).await;
+    let instance = rig.dir.path().join("cut.dcm");
+    let pixel_len = 8 * FRAME;
+    let path = instance.clone();
+    tokio::task::spawn_blocking(move || write_instance(&path, pixel_len))
+        .await
+        .unwrap();
+    rig.store(&instance).await;
+    let spooled = rig.spooled();
+    // The forwarder scans it within its poll interval, then sleeps before the send.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let len = std::fs::metadata(&spooled).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&spooled)
+        .unwrap()
+        .set_len(len - FRAME)
+        .unwrap();
+
+    let outbox = client::outbox::Outbox::open(&rig.config.database_url())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = outbox.dead_letters().await.unwrap();
+        if !dead.is_empty() || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let log = rig.log();
+    assert_eq!(dead.len(), 1, "a dead letter; client log:\n{log}");
+    assert!(
+        dead[0].reason.contains("cannot read spooled instance"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(
+        log.contains("changed after it was read"),
+        "the first try saw the change; client log:\n{log}"
+    );
+    assert_eq!(
+        rig.gw.stored().await.len(),
+        0,
+        "nothing reached the gateway"
+    );
+    outbox.close().await;
+    rig.stop().await;
 }
