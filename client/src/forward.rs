@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 use dimse::Status;
 use dimse::scu::{ClientTls, Proposal, ScuAssociation, ScuOptions};
 use phi::keys::KeyRing;
@@ -19,8 +19,12 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ForwarderConfig};
 use crate::outbox::{Claimed, Outbox};
 
+mod prepare;
+mod stream;
 mod unrecorded;
 
+pub use prepare::{Outgoing, Prepared, encode, prepare, with_meta};
+pub use stream::{Body, prepare_streamed};
 use unrecorded::{Owed, Unrecorded};
 
 /// How one try ended.
@@ -245,12 +249,21 @@ impl Forwarder {
                 break;
             };
             crate::failpoint::hit("forward.before-send").await;
+            let data = match outgoing.body.reader() {
+                Ok(data) => data,
+                Err(reason) => {
+                    // Nothing was sent: the association stays usable.
+                    self.record(row, Attempt::Transient(reason), &mut tally)
+                        .await;
+                    continue;
+                }
+            };
             let sent = connected
                 .store(
                     &outgoing.sop_class,
                     &outgoing.sop_instance,
                     &outgoing.transfer_syntax,
-                    std::io::Cursor::new(&outgoing.data[..]),
+                    data,
                 )
                 .await;
             let attempt = match sent {
@@ -274,7 +287,7 @@ impl Forwarder {
                 }
             };
             if attempt == Attempt::Delivered {
-                tally.bytes += outgoing.data.len();
+                tally.bytes += outgoing.body.len() as usize;
                 crate::failpoint::hit("forward.after-gateway-success").await;
             }
             self.record(row, attempt, &mut tally).await;
@@ -339,7 +352,9 @@ impl Forwarder {
     }
 
     /// De-identifies and seals one spooled instance on a blocking thread, after the
-    /// pixel screening (which may hold it back, or clean it).
+    /// pixel screening (which may hold it back, or clean it): its pixel data streamed
+    /// from the spool when the screening forwards it unchanged ([`stream`]), else the
+    /// whole instance loaded.
     async fn prepare_row(&self, row: &Claimed) -> Result<Outgoing, Attempt> {
         let released = match self.outbox.released(row.id).await {
             Ok(released) => released,
@@ -353,12 +368,27 @@ impl Forwarder {
             self.pixels.clone(),
         );
         let prepared = tokio::task::spawn_blocking(move || {
+            let path = Path::new(&path);
+            let unchanged = |header: &InMemDicomObject, class: &str| {
+                pixels.forwards_unchanged(header, class, released)
+            };
+            if let Some(outgoing) = prepare_streamed(path, &ring, &facility, &options, unchanged)? {
+                return Ok(Prepared::Send(outgoing));
+            }
             let screen = |file| pixels.screen(file, released);
-            prepare(Path::new(&path), &ring, &facility, &options, screen)
+            prepare(path, &ring, &facility, &options, screen)
         })
         .await;
         match prepared {
-            Ok(Ok(Prepared::Send(outgoing))) => Ok(outgoing),
+            Ok(Ok(Prepared::Send(outgoing))) => {
+                debug!(
+                    id = row.id,
+                    bytes = outgoing.body.len(),
+                    streamed = outgoing.body.is_streamed(),
+                    "prepared"
+                );
+                Ok(outgoing)
+            }
             Ok(Ok(Prepared::Held(reason))) => Err(Attempt::Held(reason)),
             Ok(Err(reason)) => Err(Attempt::Permanent(reason)),
             Err(e) => Err(Attempt::Transient(format!("preparation task failed: {e}"))),
@@ -379,12 +409,19 @@ impl Forwarder {
             Ok(assoc) => assoc,
             Err(e) => return Attempt::Transient(format!("cannot reach the gateway: {e}")),
         };
+        let data = match outgoing.body.reader() {
+            Ok(data) => data,
+            Err(reason) => {
+                let _ = assoc.release().await;
+                return Attempt::Transient(reason);
+            }
+        };
         let sent = assoc
             .store(
                 &outgoing.sop_class,
                 &outgoing.sop_instance,
                 &outgoing.transfer_syntax,
-                std::io::Cursor::new(&outgoing.data[..]),
+                data,
             )
             .await;
         let _ = assoc.release().await;
@@ -439,99 +476,6 @@ fn backoff(settings: &ForwarderConfig, tries: i64) -> Duration {
         .saturating_mul(1u64 << exponent)
         .min(settings.backoff_max_secs);
     Duration::from_secs(secs)
-}
-
-/// A de-identified, sealed instance ready to send.
-#[derive(Debug)]
-pub struct Outgoing {
-    /// SOP Class UID.
-    pub sop_class: String,
-    /// Pseudonymous SOP Instance UID.
-    pub sop_instance: String,
-    /// Transfer syntax (unchanged from the spool).
-    pub transfer_syntax: String,
-    /// Encoded data set.
-    pub data: Vec<u8>,
-    /// Burned In Annotation = YES in the original.
-    pub burned_in_annotation: bool,
-}
-
-/// What [`prepare`] made of a spooled instance.
-#[derive(Debug)]
-pub enum Prepared {
-    /// Ready to send.
-    Send(Outgoing),
-    /// Kept back by the pixel screening, with the reason.
-    Held(String),
-}
-
-/// Reads a spooled instance, lets `screen` (the pixel screening) hold or clean it,
-/// de-identifies and seals it, and encodes the data set in its original transfer
-/// syntax (Explicit VR Little Endian when its pixels were cleaned).
-pub fn prepare(
-    path: &Path,
-    ring: &KeyRing,
-    facility: &str,
-    options: &phi::profile::Options,
-    screen: impl FnOnce(dicom_object::DefaultDicomObject) -> crate::pixels::Screened,
-) -> Result<Prepared, String> {
-    let file =
-        crate::dicomfile::open(path).map_err(|e| format!("cannot read spooled instance: {e}"))?;
-    let sop_class = file
-        .meta()
-        .media_storage_sop_class_uid()
-        .trim_end_matches('\0')
-        .to_string();
-    let (original, transfer_syntax, cleaned): (InMemDicomObject, String, bool) = match screen(file)
-    {
-        crate::pixels::Screened::Forward {
-            object,
-            transfer_syntax,
-            cleaned,
-        } => (object, transfer_syntax, cleaned),
-        crate::pixels::Screened::Held(reason) => return Ok(Prepared::Held(reason)),
-    };
-    let options = phi::profile::Options {
-        clean_pixel_data: cleaned || crate::pixels::declares_clean_pixels(&original),
-        ..options.clone()
-    };
-    let deid = phi::deid::deidentify(&original, ring, facility, &options)
-        .map_err(|e| format!("cannot de-identify: {e}"))?;
-    let data = encode(&deid.object, &transfer_syntax)?;
-    Ok(Prepared::Send(Outgoing {
-        sop_class,
-        sop_instance: deid.sop_instance_uid,
-        transfer_syntax,
-        data,
-        burned_in_annotation: deid.burned_in_annotation,
-    }))
-}
-
-/// Encodes a data set (no meta) in `transfer_syntax`.
-pub fn encode(object: &InMemDicomObject, transfer_syntax: &str) -> Result<Vec<u8>, String> {
-    use dicom_encoding::TransferSyntaxIndex;
-    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-        .get(transfer_syntax)
-        .ok_or_else(|| format!("unknown transfer syntax {transfer_syntax}"))?;
-    let mut out = Vec::new();
-    object
-        .write_dataset_with_ts(&mut out, ts)
-        .map_err(|e| format!("cannot encode the de-identified instance: {e}"))?;
-    Ok(out)
-}
-
-/// Wraps a data set with a Part-10 header (for files written to disk).
-pub fn with_meta(
-    object: InMemDicomObject,
-    sop_class: &str,
-    sop_instance: &str,
-    ts: &str,
-) -> Result<dicom_object::DefaultDicomObject, String> {
-    let meta = FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(sop_class)
-        .media_storage_sop_instance_uid(sop_instance)
-        .transfer_syntax(ts);
-    object.with_meta(meta).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

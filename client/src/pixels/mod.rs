@@ -105,6 +105,35 @@ impl Screener {
         rules::find(&self.rules, &rules::Facts::of(object, sop_class))
     }
 
+    /// Whether [`Screener::screen`] would forward the instance as it is, without
+    /// holding it, cleaning it or reading its pixels for text, decided from `header`
+    /// alone: its data set without the pixel data (which it has). The forwarder then
+    /// streams the pixel data from the spool instead of loading it.
+    pub fn forwards_unchanged(
+        &self,
+        header: &InMemDicomObject,
+        sop_class: &str,
+        released: bool,
+    ) -> bool {
+        if released {
+            return true;
+        }
+        if rules::find(&self.rules, &rules::Facts::of(header, sop_class)).is_some() {
+            return false;
+        }
+        let annotation = Annotation::parse(text(header, tags::BURNED_IN_ANNOTATION).as_deref());
+        let modality = text(header, tags::MODALITY);
+        match self
+            .lists
+            .assess(sop_class, modality.as_deref(), annotation)
+        {
+            Risk::None => true,
+            // `read_text` runs only with OCR and identifiers to look for.
+            Risk::DeclaredClean => self.ocr.is_none() || Identifiers::of(header).is_empty(),
+            Risk::Hold(_) => false,
+        }
+    }
+
     /// Decides what happens to a spooled instance; `released`: a person released it
     /// (sent as it is, unscreened).
     pub fn screen(&self, file: DefaultDicomObject, released: bool) -> Screened {
@@ -268,6 +297,103 @@ pub(crate) fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An 8x8 MONOCHROME2 instance of `class`, `modality`, Burned In Annotation
+    /// `annotation` (absent when `None`).
+    fn instance(class: &str, modality: &str, annotation: Option<&str>) -> DefaultDicomObject {
+        use dicom_core::dicom_value;
+        let mut object = InMemDicomObject::from_element_iter([
+            DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from(class)),
+            DataElement::new(
+                tags::SOP_INSTANCE_UID,
+                VR::UI,
+                PrimitiveValue::from("2.25.7"),
+            ),
+            DataElement::new(tags::MODALITY, VR::CS, PrimitiveValue::from(modality)),
+            DataElement::new(tags::PATIENT_NAME, VR::PN, PrimitiveValue::from("Doe^Jane")),
+            DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, [1])),
+            DataElement::new(
+                tags::PHOTOMETRIC_INTERPRETATION,
+                VR::CS,
+                PrimitiveValue::from("MONOCHROME2"),
+            ),
+            DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, [8])),
+            DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, [8])),
+            DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, [8])),
+            DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, [8])),
+            DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, [7])),
+            DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, [0])),
+            DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OB,
+                PrimitiveValue::from(vec![200u8; 64]),
+            ),
+        ]);
+        if let Some(value) = annotation {
+            object.put(DataElement::new(
+                tags::BURNED_IN_ANNOTATION,
+                VR::CS,
+                PrimitiveValue::from(value),
+            ));
+        }
+        let meta = dicom_object::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(class)
+            .media_storage_sop_instance_uid("2.25.7")
+            .transfer_syntax(EXPLICIT_VR_LE);
+        object.with_meta(meta).unwrap()
+    }
+
+    #[test]
+    fn the_header_verdict_agrees_with_the_screening() {
+        const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+        const US: &str = "1.2.840.10008.5.1.4.1.1.6.1";
+        let plain = PixelsConfig {
+            ocr: config::OcrMode::Off,
+            ..PixelsConfig::default()
+        };
+        let with_rule = PixelsConfig {
+            rules: vec![PixelRule {
+                name: "MR banner".into(),
+                manufacturer: None,
+                model: None,
+                rows: Some(8),
+                columns: None,
+                sop_class: None,
+                modality: Some("MR".into()),
+                rectangles: vec![config::Rectangle {
+                    x: 0,
+                    y: 0,
+                    width: 8,
+                    height: 2,
+                }],
+            }],
+            ..plain.clone()
+        };
+        let cases = [
+            (&plain, CT, "CT", None, false, true),
+            (&plain, CT, "CT", Some("YES"), false, false),
+            (&plain, CT, "CT", Some("YES"), true, true),
+            (&plain, US, "US", None, false, false),
+            (&plain, US, "US", Some("NO"), false, true),
+            (&with_rule, CT, "MR", Some("NO"), false, false),
+            (&with_rule, CT, "CT", None, false, true),
+        ];
+        for (config, class, modality, annotation, released, unchanged) in cases {
+            let screener = Screener::new(config).unwrap();
+            let file = instance(class, modality, annotation);
+            let mut header = file.clone().into_inner();
+            header.remove_element(tags::PIXEL_DATA);
+            let case = format!("{modality} {annotation:?} released={released}");
+            assert_eq!(
+                screener.forwards_unchanged(&header, class, released),
+                unchanged,
+                "{case}"
+            );
+            let screened = screener.screen(file, released);
+            let forwarded_as_is = matches!(screened, Screened::Forward { cleaned: false, .. });
+            assert_eq!(forwarded_as_is, unchanged, "{case}: {screened:?}");
+        }
+    }
 
     #[test]
     fn frames_are_sampled_evenly_with_first_and_last() {

@@ -6,6 +6,8 @@
 //! in one streaming pass. A data set passes only if it ends exactly after a whole
 //! element, every defined length fits inside its parent, every sequence and item is
 //! closed, tags ascend at each level and sequences nest at most [`MAX_DEPTH`] deep.
+//! It also reports where the top-level Pixel Data element lies ([`PixelDataSpan`]),
+//! so that the facility client can stream it from its spool file.
 //!
 //! Must not: read a value into memory unless it is one of the indexed top-level
 //! attributes (and then at most [`VALUE_CAP`] bytes, on the stack), allocate from a
@@ -187,6 +189,9 @@ pub struct Header {
     pub has_encrypted_attributes: bool,
     /// Pixel Data, Float Pixel Data or Double Float Pixel Data is present at top level.
     pub has_pixel_data: bool,
+    /// Where the top-level Pixel Data (7FE0,0010) element lies in the data set, so
+    /// that a sender can copy it from the file without reading it into memory.
+    pub pixel_data: Option<PixelDataSpan>,
     /// Name blind index from the product's private block (0013,1010), only when the
     /// block's creator (0013,0010) is [`PRODUCT_PRIVATE_CREATOR`].
     pub name_blind_index: Option<String>,
@@ -217,6 +222,22 @@ impl std::fmt::Debug for Header {
             .field("has_encrypted_attributes", &self.has_encrypted_attributes)
             .finish_non_exhaustive()
     }
+}
+
+/// The bytes of the top-level Pixel Data (7FE0,0010) element, header included: a
+/// defined-length value, or encapsulated fragments up to and including the sequence
+/// delimiter. Offsets count bytes of the (inflated) data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelDataSpan {
+    /// Offset of the element's tag.
+    pub start: u64,
+    /// Offset just after its value (or its sequence delimiter).
+    pub end: u64,
+    /// Encapsulated (undefined length, fragments).
+    pub encapsulated: bool,
+    /// Every length in it (the value's, or each fragment's) is even, as PS3.5 7.1.1
+    /// wants; an encoder would pad an odd one, so a copy would differ from a re-encoding.
+    pub even: bool,
 }
 
 /// Why a data set was refused. Offsets count bytes of the (inflated) data set.
@@ -323,6 +344,8 @@ struct Scanner<R> {
     found: Found,
     /// Inside the top-level Encrypted Attributes Sequence.
     in_encrypted_attributes: bool,
+    /// An odd fragment length was seen in the encapsulated pixel data being walked.
+    odd_fragment: bool,
 }
 
 impl<R: Read> Scanner<R> {
@@ -333,6 +356,7 @@ impl<R: Read> Scanner<R> {
             deflated,
             found: Found::default(),
             in_encrypted_attributes: false,
+            odd_fragment: false,
         }
     }
 
@@ -395,7 +419,17 @@ impl<R: Read> Scanner<R> {
             if PIXEL_TAGS.contains(&element.tag) {
                 self.found.header.has_pixel_data = true;
             }
+            self.odd_fragment = false;
             self.element(&element, syntax, 0)?;
+            if element.tag == PIXEL_DATA {
+                let encapsulated = element.len == UNDEFINED_LENGTH;
+                self.found.header.pixel_data = Some(PixelDataSpan {
+                    start: element.start,
+                    end: self.offset,
+                    encapsulated,
+                    even: !self.odd_fragment && (encapsulated || element.len % 2 == 0),
+                });
+            }
         }
     }
 
@@ -546,7 +580,10 @@ impl<R: Read> Scanner<R> {
                     let reason = "pixel data fragment with undefined length";
                     return Err(malformed(fragment.start, reason));
                 }
-                (ITEM, len) => self.skip(u64::from(len))?,
+                (ITEM, len) => {
+                    self.odd_fragment |= len % 2 == 1;
+                    self.skip(u64::from(len))?
+                }
                 (tag, _) => {
                     let reason = format!("expected a pixel data fragment, found {}", describe(tag));
                     return Err(malformed(fragment.start, reason));

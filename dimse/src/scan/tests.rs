@@ -232,8 +232,21 @@ fn is_malformed(result: &Result<Header, ScanError>) -> bool {
 #[test]
 fn every_encoding_yields_every_indexed_field() {
     for encoding in ALL {
-        let header = scan(&rich(encoding)[..], encoding);
-        assert_eq!(header.expect("well-formed"), expected(), "{encoding:?}");
+        let raw = rich(encoding);
+        let mut header = scan(&raw[..], encoding).expect("well-formed");
+        let span = header.pixel_data.take().expect("pixel data found");
+        assert_eq!(header, expected(), "{encoding:?}");
+        // Pixel Data is last: 4 value bytes after an 8- or 12-byte header.
+        let value_header = if layout(encoding) == ImplicitLittle {
+            8
+        } else {
+            12
+        };
+        assert_eq!(span.end - span.start, value_header + 4, "{encoding:?}");
+        assert!(!span.encapsulated && span.even, "{encoding:?}");
+        if encoding != DeflatedExplicitLittle {
+            assert_eq!(span.end, raw.len() as u64, "{encoding:?}");
+        }
     }
 }
 
@@ -286,6 +299,21 @@ fn encapsulated_pixel_data_is_walked_fragment_by_fragment() {
     let header = scan(&raw[..], encoding).expect("well-formed");
     assert!(header.has_pixel_data);
     assert_eq!(header.sop_instance_uid, some("2.25.1001"));
+    let span = header.pixel_data.expect("pixel data found");
+    assert_eq!((span.start, span.end), (start as u64, raw.len() as u64));
+    assert!(span.encapsulated && span.even);
+    let mut odd = raw.clone();
+    // The second fragment (after the offset table and the first): length 4 -> 3.
+    let second = start + 12 + 16 + 16;
+    assert_eq!(&odd[second..second + 4], &[0xFE, 0xFF, 0x00, 0xE0]);
+    odd[second + 4] = 3;
+    assert!(
+        scan(&odd[..], encoding).is_err(),
+        "length no longer adds up"
+    );
+    odd.remove(second + 8 + 3);
+    let odd_span = scan(&odd[..], encoding).expect("odd fragment").pixel_data;
+    assert!(odd_span.is_some_and(|s| s.encapsulated && !s.even));
     for cut in start + 1..raw.len() {
         assert!(
             scan(&raw[..cut], encoding).is_err(),
