@@ -78,7 +78,11 @@ pub async fn hit(name: &str) {
                     eprintln!("failpoint {name}: aborting");
                     std::process::abort();
                 }
-                Action::Sleep(pause) => tokio::time::sleep(*pause).await,
+                Action::Sleep(pause) => {
+                    // Said on stderr, so a test can act while it sleeps.
+                    eprintln!("failpoint {name}: sleeping {} ms", pause.as_millis());
+                    tokio::time::sleep(*pause).await;
+                }
                 Action::Fail(_) => {}
             }
         }

@@ -355,8 +355,15 @@ async fn a_spool_file_cut_short_before_the_send_is_never_sent() {
         .unwrap();
     rig.store(&instance).await;
     let spooled = rig.spooled();
-    // The forwarder scans it within its poll interval, then sleeps before the send.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The forwarder scans it, then sleeps before the send (and says so): cut it then.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rig
+        .log()
+        .contains("failpoint forward.before-send: sleeping")
+    {
+        assert!(Instant::now() < deadline, "no send began:\n{}", rig.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let len = std::fs::metadata(&spooled).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
