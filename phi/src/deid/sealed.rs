@@ -52,11 +52,13 @@ pub(super) fn encode_originals(originals: Vec<InMemElement>) -> Result<Vec<u8>, 
 }
 
 /// `element` such that it reads back the same from a UTF-8 data set. dicom-rs writes
-/// values of the default-repertoire VRs (UI, CS, DA, ...) in Latin-1 but reads them
-/// back under the data set's character set, so a non-ASCII character there (a
+/// values of the default-repertoire VRs in Latin-1 but reads UI, DA, DT and TM back
+/// under the data set's character set, so a non-ASCII character there (a
 /// non-conformant original UID, say) would come back as an escape: such a value
 /// goes in as its UTF-8 bytes instead. (Reading them back gives the characters the
 /// original parse gave, which re-identification writes as the original bytes.)
+/// AE, AS, CS and UR are read in Latin-1 too and need nothing; DS and IS cannot be
+/// helped (dicom-rs writes their byte values as numbers).
 fn utf8_safe(element: &InMemElement) -> InMemElement {
     let (tag, vr) = (element.tag(), element.vr());
     match element.value() {
@@ -69,7 +71,7 @@ fn utf8_safe(element: &InMemElement) -> InMemElement {
             DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
         }
         Value::Primitive(value @ (PrimitiveValue::Str(_) | PrimitiveValue::Strs(_)))
-            if is_default_repertoire(vr) && !value.to_str().is_ascii() =>
+            if matches!(vr, VR::UI | VR::DA | VR::DT | VR::TM) && !value.to_str().is_ascii() =>
         {
             let mut bytes = value.to_str().into_owned().into_bytes();
             if bytes.len() % 2 == 1 {
@@ -79,15 +81,6 @@ fn utf8_safe(element: &InMemElement) -> InMemElement {
         }
         _ => element.clone(),
     }
-}
-
-/// VRs limited to the default character repertoire (PS3.5 6.1.2.3), except DS and
-/// IS, whose byte values dicom-rs writes as numbers.
-fn is_default_repertoire(vr: VR) -> bool {
-    matches!(
-        vr,
-        VR::AE | VR::AS | VR::CS | VR::DA | VR::DT | VR::TM | VR::UI
-    )
 }
 
 /// The original elements from an unsealed plaintext.
