@@ -179,7 +179,7 @@ pub struct Viewer {
     /// written in, for viewers that do not read UTF-8: e.g. `"\\ISO 2022 IR 87"`
     /// (Japanese), `"\\ISO 2022 IR 149"` (Korean), `"ISO_IR 100"`. Default: UTF-8
     /// (`ISO_IR 192`). A data set holding a character that set lacks is sent in
-    /// UTF-8 instead (and the log says which character).
+    /// UTF-8 instead (and the log says so, without the character).
     #[serde(default)]
     pub character_set: Option<String>,
 }

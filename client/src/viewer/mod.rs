@@ -109,7 +109,8 @@ fn decode(context: &AcceptedContext, bytes: &[u8]) -> Result<InMemDicomObject, S
 }
 
 /// `object` written in the viewer's character set, if it has one and the set holds
-/// every character; else as it is (UTF-8), with a log line naming the character.
+/// every character; else as it is (UTF-8), with a log line naming the set (not the
+/// character: it may be part of a patient's name).
 pub(crate) fn in_charset(
     object: InMemDicomObject,
     charset: Option<&CharacterSet>,
@@ -120,7 +121,11 @@ pub(crate) fn in_charset(
     match crate::dicomfile::write_in(&object, charset) {
         Ok(written) => written,
         Err(e) => {
-            info!(error = %e, "sent to the viewer in UTF-8 (ISO_IR 192) instead");
+            info!(
+                character_set = e.set,
+                "a value holds a character this set lacks; sent to the viewer in UTF-8 \
+                 (ISO_IR 192) instead"
+            );
             object
         }
     }
