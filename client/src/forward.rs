@@ -42,6 +42,16 @@ pub enum Attempt {
     Held(String),
 }
 
+/// How one C-STORE on an association went.
+enum Sent {
+    /// The gateway answered.
+    Answered(Attempt),
+    /// The instance could not be read: nothing went out.
+    Unreadable(String),
+    /// The association failed.
+    Failed(String),
+}
+
 /// Everything the workers share.
 pub struct Forwarder {
     outbox: Outbox,
@@ -182,6 +192,9 @@ impl Forwarder {
     async fn worker(self: Arc<Self>, stop: CancellationToken) {
         let idle = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         let batch = i64::try_from(self.settings.batch.clamp(1, 64)).unwrap_or(1);
+        // The association stays open from batch to batch while there is work, and is
+        // released as soon as the queue is empty (before the gateway would time it out).
+        let mut kept: Option<ScuAssociation> = None;
         while !stop.is_cancelled() {
             self.settle().await;
             let claimed = match self.outbox.claim(batch).await {
@@ -192,20 +205,31 @@ impl Forwarder {
                 }
             };
             if claimed.is_empty() {
+                if let Some(connected) = kept.take() {
+                    let _ = connected.release().await;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
                     _ = stop.cancelled() => {}
                 }
                 continue;
             }
-            self.forward_batch(claimed).await;
+            kept = self.forward_batch(claimed, kept).await;
+        }
+        if let Some(connected) = kept {
+            let _ = connected.release().await;
         }
     }
 
-    /// Sends a batch over one association, in order: each instance is de-identified
-    /// and sealed just before its turn (one instance in memory at a time). One INFO
-    /// line per batch.
-    async fn forward_batch(&self, rows: Vec<Claimed>) {
+    /// Sends a batch over one association (`kept` from the previous batch when it
+    /// has the contexts, else a new one), in order: each instance is de-identified and
+    /// sealed just before its turn (one instance in memory at a time). Returns the
+    /// association for the next batch. One INFO line per batch.
+    async fn forward_batch(
+        &self,
+        rows: Vec<Claimed>,
+        kept: Option<ScuAssociation>,
+    ) -> Option<ScuAssociation> {
         let started = std::time::Instant::now();
         let mut tally = Tally::default();
         let mut proposals: Vec<Proposal> = Vec::new();
@@ -223,7 +247,11 @@ impl Forwarder {
                 }
             }
         }
-        let mut assoc = None;
+        let mut assoc = kept;
+        // Whether the association has shown it works in this batch (opened here, or
+        // carried a store): a kept one may have been closed by the gateway meanwhile.
+        let mut proven = false;
+        let mut delivered: Vec<&Claimed> = Vec::new();
         for (at, row) in rows.iter().enumerate() {
             let outgoing = match self.prepare_row(row).await {
                 Ok(outgoing) => outgoing,
@@ -232,9 +260,19 @@ impl Forwarder {
                     continue;
                 }
             };
+            let fits = assoc.as_ref().is_some_and(|a| {
+                a.context_for(&outgoing.sop_class, &outgoing.transfer_syntax)
+                    .is_some()
+            });
+            if !fits && let Some(stale) = assoc.take() {
+                let _ = stale.release().await;
+            }
             if assoc.is_none() {
                 match ScuAssociation::connect(&self.address, &self.scu, &proposals).await {
-                    Ok(connected) => assoc = Some(connected),
+                    Ok(connected) => {
+                        assoc = Some(connected);
+                        proven = true;
+                    }
                     Err(e) => {
                         let reason = format!("cannot reach the gateway: {e}");
                         for rest in &rows[at..] {
@@ -245,30 +283,33 @@ impl Forwarder {
                     }
                 }
             }
-            let Some(connected) = assoc.as_mut() else {
-                break;
-            };
             crate::failpoint::hit("forward.before-send").await;
-            let data = match outgoing.body.reader() {
-                Ok(data) => data,
-                Err(reason) => {
+            let mut sent = match assoc.as_mut() {
+                Some(connected) => self.send_one(connected, &outgoing).await,
+                None => break,
+            };
+            if matches!(sent, Sent::Failed(_)) && !proven {
+                // The kept association was gone: one more try on a new one, not
+                // counted as a try of the row.
+                debug!(id = row.id, "kept association closed; opening a new one");
+                assoc = None;
+                if let Ok(connected) =
+                    ScuAssociation::connect(&self.address, &self.scu, &proposals).await
+                {
+                    let connected = assoc.insert(connected);
+                    proven = true;
+                    sent = self.send_one(connected, &outgoing).await;
+                }
+            }
+            let attempt = match sent {
+                Sent::Answered(attempt) => attempt,
+                Sent::Unreadable(reason) => {
                     // Nothing was sent: the association stays usable.
                     self.record(row, Attempt::Transient(reason), &mut tally)
                         .await;
                     continue;
                 }
-            };
-            let sent = connected
-                .store(
-                    &outgoing.sop_class,
-                    &outgoing.sop_instance,
-                    &outgoing.transfer_syntax,
-                    data,
-                )
-                .await;
-            let attempt = match sent {
-                Ok(rsp) => classify(rsp.status, rsp.error_comment.as_deref()),
-                Err(e) => {
+                Sent::Failed(e) => {
                     // The association is gone: this try failed; the rest were not
                     // tried and are due again at once.
                     self.record(
@@ -286,15 +327,20 @@ impl Forwarder {
                     break;
                 }
             };
+            proven = true;
             if attempt == Attempt::Delivered {
                 tally.bytes += outgoing.body.len() as usize;
                 crate::failpoint::hit("forward.after-gateway-success").await;
+                // Marked in one transaction at the end of the batch: a crash before
+                // that re-sends them, which the gateway answers as identical
+                // duplicates (success, nothing stored twice).
+                self.note(row, &attempt, &mut tally);
+                delivered.push(row);
+                continue;
             }
             self.record(row, attempt, &mut tally).await;
         }
-        if let Some(connected) = assoc {
-            let _ = connected.release().await;
-        }
+        self.record_delivered(&delivered).await;
         info!(
             delivered = tally.delivered,
             refused = tally.refused,
@@ -305,11 +351,66 @@ impl Forwarder {
             ms = started.elapsed().as_millis() as u64,
             "forwarded a batch to the gateway"
         );
+        assoc
+    }
+
+    /// One C-STORE of a prepared instance on `assoc`.
+    async fn send_one(&self, assoc: &mut ScuAssociation, outgoing: &Outgoing) -> Sent {
+        let data = match outgoing.body.reader() {
+            Ok(data) => data,
+            Err(reason) => return Sent::Unreadable(reason),
+        };
+        match assoc
+            .store(
+                &outgoing.sop_class,
+                &outgoing.sop_instance,
+                &outgoing.transfer_syntax,
+                data,
+            )
+            .await
+        {
+            Ok(rsp) => Sent::Answered(classify(rsp.status, rsp.error_comment.as_deref())),
+            Err(e) => Sent::Failed(e.to_string()),
+        }
     }
 
     /// Records the result of a try; a failed write is kept and made again on the
     /// next round ([`unrecorded`]), so the row never stays claimed.
     async fn record(&self, row: &Claimed, attempt: Attempt, tally: &mut Tally) {
+        self.note(row, &attempt, tally);
+        if let Err(e) = self.write_result(row, &attempt).await {
+            warn!(error = %e, id = row.id, "cannot record the send result; will write it again on the next round");
+            self.unrecorded.push(Owed::Result {
+                row: row.clone(),
+                attempt,
+            });
+        }
+    }
+
+    /// Marks delivered rows in one transaction; if that fails, each is kept as an
+    /// owed write ([`unrecorded`]).
+    async fn record_delivered(&self, rows: &[&Claimed]) {
+        if rows.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let written = match crate::failpoint::write_error("outbox.record") {
+            Some(e) => Err(sqlx::Error::Io(e)),
+            None => self.outbox.delivered_many(&ids).await,
+        };
+        if let Err(e) = written {
+            warn!(error = %e, rows = ids.len(), "cannot record the send results of delivered instances; will write them again on the next round");
+            for row in rows {
+                self.unrecorded.push(Owed::Result {
+                    row: (*row).clone(),
+                    attempt: Attempt::Delivered,
+                });
+            }
+        }
+    }
+
+    /// Counts and logs how a try ended.
+    fn note(&self, row: &Claimed, attempt: &Attempt, tally: &mut Tally) {
         let tries = row.attempts + 1;
         match &attempt {
             Attempt::Delivered => {
@@ -341,13 +442,6 @@ impl Forwarder {
                     tries, reason, "instance moved to the dead letters"
                 );
             }
-        }
-        if let Err(e) = self.write_result(row, &attempt).await {
-            warn!(error = %e, id = row.id, "cannot record the send result; will write it again on the next round");
-            self.unrecorded.push(Owed::Result {
-                row: row.clone(),
-                attempt,
-            });
         }
     }
 

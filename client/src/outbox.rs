@@ -296,24 +296,43 @@ impl Outbox {
     /// and an earlier delivered version of the same instance with other bytes is now
     /// superseded (the gateway replaced it). One transaction.
     pub async fn delivered(&self, id: i64) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, last_error = NULL, attempts = attempts + 1 WHERE id = ?1")
-            .bind(id)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE outbox SET state = 'superseded', last_error = 'replaced at the gateway by version ' || \
-             (SELECT version FROM outbox WHERE id = ?1) WHERE state = 'delivered' AND id <> ?1 \
-             AND sop_instance_uid = (SELECT sop_instance_uid FROM outbox WHERE id = ?1) \
-             AND sha256 <> (SELECT sha256 FROM outbox WHERE id = ?1)",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
+        self.delivered_many(&[id]).await
     }
 
+    /// [`Outbox::delivered`] for several rows, in one transaction (one commit flush).
+    pub async fn delivered_many(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for &id in ids {
+            mark_delivered(&mut tx, id).await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// Marks one row delivered and supersedes its earlier delivered versions with other
+/// bytes (see [`Outbox::delivered`]).
+async fn mark_delivered(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, last_error = NULL, attempts = attempts + 1 WHERE id = ?1")
+        .bind(id)
+        .bind(now_millis())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE outbox SET state = 'superseded', last_error = 'replaced at the gateway by version ' || \
+         (SELECT version FROM outbox WHERE id = ?1) WHERE state = 'delivered' AND id <> ?1 \
+         AND sop_instance_uid = (SELECT sop_instance_uid FROM outbox WHERE id = ?1) \
+         AND sha256 <> (SELECT sha256 FROM outbox WHERE id = ?1)",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Outbox {
     /// The gateway's duplicate policy declined this version (it keeps another one).
     pub async fn refused(&self, id: i64, reason: &str) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE outbox SET state = 'refused', last_error = ?2, attempts = attempts + 1 WHERE id = ?1")

@@ -178,6 +178,25 @@ impl BlobStore {
         joined(dirs)
     }
 
+    /// Writes a whole instance held in memory (`parts`, in order) under `key` and
+    /// makes it durable, all in one blocking job: a temp file (mode 0600) is written
+    /// and fsynced, linked under the key, and the directories whose entries changed
+    /// are fsynced; the temp name is then unlinked. Never replaces what a key already
+    /// holds: returns [`Put::Existed`] (the key's blob left as it was, nothing of ours
+    /// kept) when the key exists, which for keys made by [`BlobKey::new`] means the same
+    /// instance with the same content hash prefix.
+    pub async fn put(&self, key: &BlobKey, parts: Vec<Vec<u8>>) -> Result<Put, BlobError> {
+        let temp = self.temp();
+        let target = self.path_of(key);
+        let root = self.root.clone();
+        let job =
+            tokio::task::spawn_blocking(move || put_blocking(&temp.path, &target, &root, &parts));
+        job.await.map_err(|e| BlobError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })?
+    }
+
     /// Removes a temp file (ignores one already gone).
     pub async fn discard(&self, temp: &TempBlob) {
         if let Err(e) = tokio::fs::remove_file(&temp.path).await
@@ -204,6 +223,58 @@ impl BlobStore {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// What [`BlobStore::put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The blob is now durable under its key.
+    Written,
+    /// The key already held a blob; it was left untouched.
+    Existed,
+}
+
+fn put_blocking(
+    temp: &Path,
+    target: &Path,
+    root: &Path,
+    parts: &[Vec<u8>],
+) -> Result<Put, BlobError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BlobError::Io { path, source }
+    };
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(temp)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(temp);
+        return Err(io(temp)(e));
+    }
+    let parent = target.parent().unwrap_or(root);
+    let created = first_missing_ancestor(parent, root);
+    if created.is_some() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let linked = std::fs::hard_link(temp, target);
+    let _ = std::fs::remove_file(temp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Put::Existed),
+        Err(e) => return Err(io(target)(e)),
+    }
+    sync_dirs(parent, created.as_deref(), root)?;
+    Ok(Put::Written)
 }
 
 /// The highest directory between `root` and `dir` that does not exist yet.

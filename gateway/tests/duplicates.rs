@@ -1,7 +1,9 @@
 //! The same SOP Instance UID arriving again (DESIGN.md "Ingest" step 6): identical
 //! bytes are acknowledged without rewriting anything; different bytes follow the
 //! configured policy (reject, keep first, replace); concurrent copies of a new
-//! instance leave one row and one blob.
+//! instance leave one row and one blob. Each policy is tried with a small instance
+//! (held in memory until it is written whole) and with one over the gateway's memory
+//! limit (spilled to a temp file while it arrives).
 
 mod common;
 
@@ -14,6 +16,9 @@ use common::{Backend, Options, TestGateway, data, dataset_sha256};
 use dimse::Status;
 use gateway::config::DuplicatePolicy;
 
+/// Rows and columns of a CT slice over the memory limit (2 MiB of pixels).
+const LARGE: u16 = 1024;
+
 /// A gateway with `policy`, instance A and A' (same UIDs, other pixels) on disk.
 struct Case {
     gw: TestGateway,
@@ -23,14 +28,17 @@ struct Case {
 }
 
 impl Case {
-    async fn new(backend: Backend, policy: DuplicatePolicy) -> Case {
+    async fn new(backend: Backend, policy: DuplicatePolicy, size: u16) -> Case {
         let options = Options {
             duplicate_policy: policy,
             ..Options::default()
         };
         let gw = TestGateway::spawn_with(backend, options).await;
         let dir = tempfile::tempdir().unwrap();
-        let spec = peers::deidentified_ct(1);
+        let spec = data::Spec {
+            size,
+            ..peers::deidentified_ct(1)
+        };
         let variant = data::Spec {
             seed: spec.seed.wrapping_add(1),
             ..spec.clone()
@@ -38,6 +46,13 @@ impl Case {
         let a = data::write(&dir.path().join("a.dcm"), &spec);
         let a_prime = data::write(&dir.path().join("a-prime.dcm"), &variant);
         assert_ne!(dataset_sha256(&a), dataset_sha256(&a_prime));
+        let spilled = std::fs::metadata(&a).unwrap().len() > gateway::ingest::MEMORY_LIMIT as u64;
+        assert_eq!(
+            spilled,
+            size >= LARGE,
+            "{size}: {} bytes",
+            std::fs::metadata(&a).unwrap().len()
+        );
         Case {
             gw,
             _dir: dir,
@@ -119,31 +134,37 @@ fn identity(path: &Path) -> (u64, SystemTime) {
 }
 
 async fn duplicate_reject(backend: Backend) {
-    let case = Case::new(backend, DuplicatePolicy::Reject).await;
-    let status = case.store_a_twice_then_variant().await;
-    assert_eq!(status, Status::DuplicateSopInstance);
-    case.assert_still_a().await;
-    case.gw.stop().await;
+    for size in [64, LARGE] {
+        let case = Case::new(backend, DuplicatePolicy::Reject, size).await;
+        let status = case.store_a_twice_then_variant().await;
+        assert_eq!(status, Status::DuplicateSopInstance, "size {size}");
+        case.assert_still_a().await;
+        case.gw.stop().await;
+    }
 }
 
 async fn duplicate_keep_first(backend: Backend) {
-    let case = Case::new(backend, DuplicatePolicy::KeepFirst).await;
-    let status = case.store_a_twice_then_variant().await;
-    // A warning: stored-as-far-as-the-sender-knows, but not these bytes.
-    assert_eq!(status, Status::ElementsDiscarded);
-    case.assert_still_a().await;
-    case.gw.stop().await;
+    for size in [64, LARGE] {
+        let case = Case::new(backend, DuplicatePolicy::KeepFirst, size).await;
+        let status = case.store_a_twice_then_variant().await;
+        // A warning: stored-as-far-as-the-sender-knows, but not these bytes.
+        assert_eq!(status, Status::ElementsDiscarded, "size {size}");
+        case.assert_still_a().await;
+        case.gw.stop().await;
+    }
 }
 
 async fn duplicate_replace(backend: Backend) {
-    let case = Case::new(backend, DuplicatePolicy::Replace).await;
-    let status = case.store_a_twice_then_variant().await;
-    assert_eq!(status, Status::Success);
-    let a_prime = dataset_sha256(&case.a_prime);
-    assert_eq!(case.only_row_sha256().await, a_prime);
-    assert_eq!(dataset_sha256(&case.only_blob()), a_prime);
-    case.assert_counters_one().await;
-    case.gw.stop().await;
+    for size in [64, LARGE] {
+        let case = Case::new(backend, DuplicatePolicy::Replace, size).await;
+        let status = case.store_a_twice_then_variant().await;
+        assert_eq!(status, Status::Success, "size {size}");
+        let a_prime = dataset_sha256(&case.a_prime);
+        assert_eq!(case.only_row_sha256().await, a_prime);
+        assert_eq!(dataset_sha256(&case.only_blob()), a_prime);
+        case.assert_counters_one().await;
+        case.gw.stop().await;
+    }
 }
 
 /// Two associations store the same new instance at the same moment, several times
@@ -153,8 +174,9 @@ async fn concurrent_same_instance(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     const ROUNDS: u32 = 8;
     for round in 0..ROUNDS {
+        // Odd rounds over the memory limit (spilled), even ones held in memory.
         let spec = data::Spec {
-            size: 256,
+            size: if round % 2 == 1 { LARGE } else { 256 },
             ..peers::deidentified_ct(10 + round)
         };
         let file = data::write(&dir.path().join(format!("{round}.dcm")), &spec);

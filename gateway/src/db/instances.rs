@@ -245,12 +245,49 @@ async fn add_to_series_and_study(
     r: &InstanceRecord,
 ) -> Result<(), DbError> {
     let s = &r.study;
+    // The series first, counting the instance in the same statement: whether it is
+    // new decides the study's series count. An existing series without an envelope
+    // (its first instances had none, or were indexed before the column existed)
+    // takes this instance's.
+    let counted = sqlx::query(
+        "INSERT INTO series (facility_id, series_uid, study_uid, modality, series_description, series_number, \
+         sealed_identity, sealed_sop_instance_uid, sealed_kind, patient_id, patient_name, name_blind_index, \
+         num_instances) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1) \
+         ON CONFLICT (facility_id, series_uid) DO UPDATE SET \
+         num_instances = series.num_instances + 1, \
+         sealed_sop_instance_uid = CASE WHEN series.sealed_identity IS NULL AND excluded.sealed_identity IS NOT NULL \
+             THEN excluded.sealed_sop_instance_uid ELSE series.sealed_sop_instance_uid END, \
+         sealed_kind = CASE WHEN series.sealed_identity IS NULL AND excluded.sealed_identity IS NOT NULL \
+             THEN excluded.sealed_kind ELSE series.sealed_kind END, \
+         sealed_identity = COALESCE(series.sealed_identity, excluded.sealed_identity) \
+         RETURNING num_instances",
+    )
+    .bind(r.facility.0)
+    .bind(r.series_uid.as_str())
+    .bind(r.study_uid.as_str())
+    .bind(&r.series.modality)
+    .bind(&r.series.description)
+    .bind(r.series.number)
+    .bind(&s.sealed_identity)
+    .bind(&s.sealed_sop_instance_uid)
+    .bind(s.sealed_kind)
+    .bind(&s.patient_id)
+    .bind(&s.patient_name)
+    .bind(&s.name_blind_index)
+    .fetch_one(&mut **tx)
+    .await?;
+    // Emptied series are deleted, so a count of one means the series is new.
+    let series_instances: i64 = counted.try_get(0)?;
+    let new_series = i64::from(series_instances == 1);
     sqlx::query(
         "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
          study_description, updated_at, patient_name, name_blind_index, sealed_identity, sealed_sop_instance_uid, \
-         sealed_kind) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         sealed_kind, num_instances, num_series) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, 1) \
          ON CONFLICT (facility_id, study_uid) DO UPDATE SET updated_at = excluded.updated_at, \
+         num_instances = studies.num_instances + 1, \
+         num_series = studies.num_series + $14, \
          patient_id = COALESCE(studies.patient_id, excluded.patient_id), \
          patient_name = COALESCE(studies.patient_name, excluded.patient_name), \
          name_blind_index = COALESCE(studies.name_blind_index, excluded.name_blind_index), \
@@ -277,58 +314,10 @@ async fn add_to_series_and_study(
     .bind(&s.sealed_identity)
     .bind(&s.sealed_sop_instance_uid)
     .bind(s.sealed_kind)
+    .bind(new_series)
     .execute(&mut **tx)
     .await?;
     add_to_study_patient(tx, r).await?;
-    let new_series = sqlx::query(
-        "INSERT INTO series (facility_id, series_uid, study_uid, modality, series_description, series_number, \
-         sealed_identity, sealed_sop_instance_uid, sealed_kind, patient_id, patient_name, name_blind_index) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (facility_id, series_uid) DO NOTHING",
-    )
-    .bind(r.facility.0)
-    .bind(r.series_uid.as_str())
-    .bind(r.study_uid.as_str())
-    .bind(&r.series.modality)
-    .bind(&r.series.description)
-    .bind(r.series.number)
-    .bind(&s.sealed_identity)
-    .bind(&s.sealed_sop_instance_uid)
-    .bind(s.sealed_kind)
-    .bind(&s.patient_id)
-    .bind(&s.patient_name)
-    .bind(&s.name_blind_index)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected() as i64;
-    if new_series == 0 && s.sealed_identity.is_some() {
-        // An existing series without an envelope (its first instances had none, or
-        // were indexed before the column existed) takes this instance's.
-        sqlx::query(
-            "UPDATE series SET sealed_identity = $1, sealed_sop_instance_uid = $2, sealed_kind = $5 \
-             WHERE facility_id = $3 AND series_uid = $4 AND sealed_identity IS NULL",
-        )
-        .bind(&s.sealed_identity)
-        .bind(&s.sealed_sop_instance_uid)
-        .bind(r.facility.0)
-        .bind(r.series_uid.as_str())
-        .bind(s.sealed_kind)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("UPDATE series SET num_instances = num_instances + 1 WHERE facility_id = $1 AND series_uid = $2")
-        .bind(r.facility.0)
-        .bind(r.series_uid.as_str())
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
-        "UPDATE studies SET num_instances = num_instances + 1, num_series = num_series + $1 \
-         WHERE facility_id = $2 AND study_uid = $3",
-    )
-    .bind(new_series)
-    .bind(r.facility.0)
-    .bind(r.study_uid.as_str())
-    .execute(&mut **tx)
-    .await?;
     if let Some(modality) = &r.series.modality {
         add_modality(tx, r, modality).await?;
     }

@@ -1,10 +1,11 @@
-//! The ingest path (DESIGN.md "Ingest" steps 5-6): a received data set streams into a
-//! temp file while it is hashed; once complete it is scanned from first byte to last,
-//! its UIDs are validated, de-identification marks are checked, duplicates are
-//! resolved by policy, the blob is committed atomically and the index rows are written
-//! in one transaction. Only then does the sender hear success. A facility's storage
-//! quota is checked before the blob is committed and again inside the index
-//! transaction, which keeps `stored_bytes` exact.
+//! The ingest path (DESIGN.md "Ingest" steps 5-6): a received data set is hashed as
+//! it arrives and held in memory (or, past [`MEMORY_LIMIT`], streamed into a temp
+//! file); once complete it is scanned from first byte to last, its UIDs are validated,
+//! de-identification marks are checked, duplicates are resolved by policy, the blob is
+//! made durable under its key and the index rows are written in one transaction. Only
+//! then does the sender hear success. A facility's storage quota is checked inside the
+//! index transaction (and, for a spilled instance, before its blob is committed),
+//! which keeps `stored_bytes` exact; a blob the index refuses is deleted again.
 
 mod sink;
 pub mod sweep;
@@ -25,7 +26,7 @@ use crate::db::writer::IndexWriter;
 use crate::domain::Uid;
 use scan::Header;
 
-pub use sink::IngestSink;
+pub use sink::{IngestSink, MEMORY_LIMIT};
 
 /// Most name search tokens indexed per instance (the facility client sends 128).
 const MAX_NAME_TOKENS: usize = 256;

@@ -1,5 +1,10 @@
-//! The C-STORE sink: temp file + hash while receiving, then validation, duplicate
-//! policy, atomic blob commit and the index transaction.
+//! The C-STORE sink: the data set is hashed while it arrives and kept in memory up to
+//! [`MEMORY_LIMIT`] (a CT or MR slice), spilling to a temp file beyond that; then it
+//! is scanned, validated, its duplicates resolved by policy, its blob made durable and
+//! its index rows written. An instance held in memory is scanned where it lies and
+//! written, fsynced and linked into place in one blocking job, with the index telling
+//! about duplicates and quota in the same transaction that inserts it; a spilled one
+//! is checked against the index before its temp file is committed.
 
 use std::io::{BufReader, Seek, SeekFrom};
 use std::sync::Arc;
@@ -14,14 +19,30 @@ use tracing::{info, warn};
 use super::scan::{self, Encoding, Header};
 use super::{Ingest, Received, cannot_understand, refuse, validate};
 use crate::audit::{AuditEvent, EventKind, Outcome, Protocol};
-use crate::blobs::{BlobKey, TempBlob};
+use crate::blobs::{BlobKey, Put, TempBlob};
 use crate::config::DuplicatePolicy;
 use crate::db::Facility;
 use crate::db::instances::{Indexed, InstanceRecord};
 use crate::db::quota::Charged;
 use crate::domain::Uid;
 
+/// Data sets up to this size are held in memory until they are written whole (the
+/// same bound per association as the write buffer of a spilled one).
+pub const MEMORY_LIMIT: usize = 1024 * 1024;
+
 const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// Where the received bytes are.
+#[derive(Debug)]
+enum Body {
+    /// All of them, in memory (at most [`MEMORY_LIMIT`]).
+    Memory(Vec<u8>),
+    /// In a temp file (behind the Part-10 meta header), through a write buffer.
+    File {
+        temp: TempBlob,
+        file: BufWriter<tokio::fs::File>,
+    },
+}
 
 /// Receives one C-STORE data set.
 #[derive(Debug)]
@@ -33,9 +54,8 @@ pub struct IngestSink {
     sop_class: Uid,
     transfer_syntax: Uid,
     encoding: Encoding,
-    temp: TempBlob,
-    file: BufWriter<tokio::fs::File>,
-    meta_len: u64,
+    meta: Vec<u8>,
+    body: Body,
     hasher: Sha256,
     size: u64,
 }
@@ -56,8 +76,12 @@ fn processing_failure(what: &str, e: impl std::fmt::Display) -> StoreOutcome {
     )
 }
 
+fn malformed(reason: impl std::fmt::Display) -> StoreOutcome {
+    cannot_understand(format!("malformed data set: {reason}"))
+}
+
 impl IngestSink {
-    /// Validates the request and opens the temp file (with a Part-10 meta header).
+    /// Validates the request and prepares the Part-10 meta header.
     pub async fn begin(
         ingest: Arc<Ingest>,
         facility: Facility,
@@ -73,7 +97,30 @@ impl IngestSink {
             .map_err(|_| cannot_understand("transfer syntax is not a valid UID"))?;
         let encoding = Encoding::from_transfer_syntax(transfer_syntax.as_str())
             .ok_or_else(|| cannot_understand("unsupported transfer syntax"))?;
-        let temp = ingest.blobs.temp();
+        let meta = dimse::part10::encode_meta(
+            sop_class.as_str(),
+            sop_instance.as_str(),
+            transfer_syntax.as_str(),
+            calling_ae,
+        );
+        Ok(IngestSink {
+            ingest,
+            facility,
+            calling_ae: calling_ae.to_string(),
+            sop_instance,
+            sop_class,
+            transfer_syntax,
+            encoding,
+            meta,
+            body: Body::Memory(Vec::new()),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Moves what is held in memory into a temp file, which takes the rest.
+    async fn spill(&mut self, held: &[u8]) -> Result<Body, StoreOutcome> {
+        let temp = self.ingest.blobs.temp();
         // Only for the gateway's user, whatever the umask of whoever started it.
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -83,41 +130,30 @@ impl IngestSink {
             .await
             .map_err(|e| out_of_resources("cannot create temp file", e))?;
         let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
-        let meta = dimse::part10::encode_meta(
-            sop_class.as_str(),
-            sop_instance.as_str(),
-            transfer_syntax.as_str(),
-            calling_ae,
-        );
-        if let Err(e) = file.write_all(&meta).await {
-            ingest.blobs.discard(&temp).await;
+        let mut written = file.write_all(&self.meta).await;
+        if written.is_ok() {
+            written = file.write_all(held).await;
+        }
+        if let Err(e) = written {
+            self.ingest.blobs.discard(&temp).await;
             return Err(out_of_resources("cannot write temp file", e));
         }
-        Ok(IngestSink {
-            ingest,
-            facility,
-            calling_ae: calling_ae.to_string(),
-            sop_instance,
-            sop_class,
-            transfer_syntax,
-            encoding,
-            temp,
-            file,
-            meta_len: meta.len() as u64,
-            hasher: Sha256::new(),
-            size: 0,
-        })
+        Ok(Body::File { temp, file })
     }
 
     /// Writes out the temp file and scans it. The file is made durable only if it
     /// is kept ([`BlobStore::commit`](crate::blobs::BlobStore::commit)), so refused
     /// instances and identical duplicates cost no flush.
-    async fn write_out_and_scan(&mut self) -> Result<Header, StoreOutcome> {
-        self.file
-            .flush()
+    async fn write_out_and_scan(
+        file: &mut BufWriter<tokio::fs::File>,
+        temp: &TempBlob,
+        offset: u64,
+        encoding: Encoding,
+    ) -> Result<Header, StoreOutcome> {
+        file.flush()
             .await
             .map_err(|e| out_of_resources("cannot write temp file", e))?;
-        let (path, offset, encoding) = (self.temp.path.clone(), self.meta_len, self.encoding);
+        let path = temp.path.clone();
         let scan = tokio::task::spawn_blocking(move || -> Result<Header, String> {
             let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
             file.seek(SeekFrom::Start(offset))
@@ -127,13 +163,12 @@ impl IngestSink {
         });
         match scan.await {
             Ok(Ok(header)) => Ok(header),
-            Ok(Err(reason)) => Err(cannot_understand(format!("malformed data set: {reason}"))),
+            Ok(Err(reason)) => Err(malformed(reason)),
             Err(e) => Err(out_of_resources("scan task failed", e)),
         }
     }
 
-    async fn finish_inner(&mut self) -> Result<InstanceRecord, StoreOutcome> {
-        let header = self.write_out_and_scan().await?;
+    fn record(&mut self, header: &Header) -> Result<InstanceRecord, StoreOutcome> {
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let received = Received {
             sop_instance_uid: self.sop_instance.clone(),
@@ -143,26 +178,123 @@ impl IngestSink {
             sha256,
             calling_ae: self.calling_ae.clone(),
         };
-        validate(&header, received, &self.facility)
+        validate(header, received, &self.facility)
     }
+
+    /// Finishes a data set held in memory.
+    async fn finish_memory(&mut self, data: Vec<u8>) -> StoreOutcome {
+        let header = if self.encoding == Encoding::DeflatedExplicitLittle {
+            // Inflating may take long (a small deflated set can expand a lot).
+            let (encoding, data) = (self.encoding, data);
+            let scanned = tokio::task::spawn_blocking(move || {
+                let result = scan::scan(&data[..], encoding).map_err(|e| e.to_string());
+                (result, data)
+            })
+            .await;
+            match scanned {
+                Ok((Ok(header), back)) => {
+                    let record = self.record(&header);
+                    return self.store_memory(record, back).await;
+                }
+                Ok((Err(reason), _)) => return malformed(reason),
+                Err(e) => return out_of_resources("scan task failed", e),
+            }
+        } else {
+            match scan::scan(&data[..], self.encoding) {
+                Ok(header) => header,
+                Err(e) => return malformed(e),
+            }
+        };
+        let record = self.record(&header);
+        self.store_memory(record, data).await
+    }
+
+    async fn store_memory(
+        &mut self,
+        record: Result<InstanceRecord, StoreOutcome>,
+        data: Vec<u8>,
+    ) -> StoreOutcome {
+        let mut record = match record {
+            Ok(record) => record,
+            Err(outcome) => return outcome,
+        };
+        let key = key_of(&mut record);
+        let meta = std::mem::take(&mut self.meta);
+        let blob = match self.ingest.blobs.put(&key, vec![meta, data]).await {
+            Ok(Put::Written) => Blob::Committed { ours: true },
+            Ok(Put::Existed) => Blob::Committed { ours: false },
+            Err(e) => return out_of_resources("cannot store blob", e),
+        };
+        store(&self.ingest, record, key, blob, &self.facility).await
+    }
+
+    /// Finishes a data set spilled to its temp file.
+    async fn finish_file(
+        &mut self,
+        temp: TempBlob,
+        mut file: BufWriter<tokio::fs::File>,
+    ) -> StoreOutcome {
+        let offset = self.meta.len() as u64;
+        let scanned = Self::write_out_and_scan(&mut file, &temp, offset, self.encoding).await;
+        drop(file);
+        let mut blob = Blob::Temp(temp);
+        let outcome = match scanned.and_then(|header| self.record(&header)) {
+            Ok(mut record) => {
+                let key = key_of(&mut record);
+                store(&self.ingest, record, key, &mut blob, &self.facility).await
+            }
+            Err(outcome) => outcome,
+        };
+        if let Blob::Temp(temp) = &blob {
+            self.ingest.blobs.discard(temp).await;
+        }
+        outcome
+    }
+}
+
+fn key_of(record: &mut InstanceRecord) -> BlobKey {
+    let key = BlobKey::new(
+        record.facility,
+        &record.study_uid,
+        &record.sop_instance_uid,
+        &record.sha256,
+    );
+    record.blob_key = key.as_str().to_string();
+    key
 }
 
 impl DataSink for IngestSink {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreOutcome> {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
-        self.file
-            .write_all(chunk)
-            .await
-            .map_err(|e| out_of_resources("cannot write temp file", e))
+        match &mut self.body {
+            Body::Memory(held) if held.len() + chunk.len() <= MEMORY_LIMIT => {
+                held.extend_from_slice(chunk);
+                Ok(())
+            }
+            Body::Memory(held) => {
+                let held = std::mem::take(held);
+                let mut body = self.spill(&held).await?;
+                drop(held);
+                let written = match &mut body {
+                    Body::File { file, .. } => file.write_all(chunk).await,
+                    Body::Memory(_) => Ok(()),
+                };
+                self.body = body;
+                written.map_err(|e| out_of_resources("cannot write temp file", e))
+            }
+            Body::File { file, .. } => file
+                .write_all(chunk)
+                .await
+                .map_err(|e| out_of_resources("cannot write temp file", e)),
+        }
     }
 
     async fn finish(mut self) -> StoreOutcome {
-        let outcome = match self.finish_inner().await {
-            Ok(record) => store(&self.ingest, record, &self.temp, &self.facility).await,
-            Err(outcome) => outcome,
+        let outcome = match std::mem::replace(&mut self.body, Body::Memory(Vec::new())) {
+            Body::Memory(data) => self.finish_memory(data).await,
+            Body::File { temp, file } => self.finish_file(temp, file).await,
         };
-        self.ingest.blobs.discard(&self.temp).await;
         if !outcome.status.is_success() {
             info!(
                 facility = %self.facility.name,
@@ -176,7 +308,10 @@ impl DataSink for IngestSink {
     }
 
     async fn discard(self) {
-        self.ingest.blobs.discard(&self.temp).await;
+        if let Body::File { temp, file } = self.body {
+            drop(file);
+            self.ingest.blobs.discard(&temp).await;
+        }
     }
 }
 
@@ -219,22 +354,57 @@ fn audit(record: &InstanceRecord, facility: &Facility, event: &str) {
     );
 }
 
-/// Resolves duplicates, commits the blob and writes the index rows.
+/// The blob of an instance being stored.
+#[derive(Debug)]
+enum Blob {
+    /// Still a temp file: committed only once the index has room for it.
+    Temp(TempBlob),
+    /// Durable under its key; `ours` when this store wrote it (rather than finding
+    /// the key already there), so that a refusal removes it again.
+    Committed { ours: bool },
+}
+
+impl Blob {
+    fn committed(&self) -> bool {
+        matches!(self, Blob::Committed { .. })
+    }
+
+    fn ours(&self) -> bool {
+        matches!(self, Blob::Committed { ours: true })
+    }
+}
+
+/// Resolves duplicates, commits the blob (if it is still a temp file) and writes the
+/// index rows. With the blob durable, the insert comes first: its transaction tells
+/// whether the instance is new and within the quota, so the common case costs one
+/// index round.
 async fn store(
     ingest: &Ingest,
-    mut record: InstanceRecord,
-    temp: &TempBlob,
+    record: InstanceRecord,
+    key: BlobKey,
+    mut blob: impl std::borrow::BorrowMut<Blob>,
     facility: &Facility,
 ) -> StoreOutcome {
-    let key = BlobKey::new(
-        record.facility,
-        &record.study_uid,
-        &record.sop_instance_uid,
-        &record.sha256,
-    );
-    record.blob_key = key.as_str().to_string();
-    let mut committed = false;
-    for _ in 0..3 {
+    let blob = blob.borrow_mut();
+    for _ in 0..4 {
+        if blob.committed() {
+            match ingest.writer.insert(record.clone()).await {
+                Ok(Indexed::New(charged)) => {
+                    quota_warning(ingest, facility, &charged).await;
+                    return StoreOutcome::success();
+                }
+                Ok(Indexed::Exists) => {}
+                Ok(Indexed::OverQuota) => {
+                    // The index refused the row (perhaps another association took
+                    // the room meanwhile), so the blob must go too.
+                    if blob.ours() {
+                        let _ = ingest.blobs.delete(&key).await;
+                    }
+                    return over_quota(facility, record.size_bytes);
+                }
+                Err(e) => return processing_failure("index write failed", e),
+            }
+        }
         let existing = match ingest
             .index
             .find_instance(record.facility, &record.sop_instance_uid)
@@ -244,7 +414,7 @@ async fn store(
             Err(e) => return processing_failure("index unavailable", e),
         };
         let Some(existing) = existing else {
-            if !committed {
+            if let Blob::Temp(temp) = &*blob {
                 match ingest.index.quota(record.facility).await {
                     Ok(Some(quota)) if !quota.allows(record.size_bytes) => {
                         return over_quota(facility, record.size_bytes);
@@ -255,29 +425,18 @@ async fn store(
                 if let Err(e) = ingest.blobs.commit(temp, &key).await {
                     return out_of_resources("cannot store blob", e);
                 }
-                committed = true;
+                *blob = Blob::Committed { ours: true };
             }
-            match ingest.writer.insert(record.clone()).await {
-                Ok(Indexed::New(charged)) => {
-                    quota_warning(ingest, facility, &charged).await;
-                    return StoreOutcome::success();
-                }
-                Ok(Indexed::Exists) => continue,
-                Ok(Indexed::OverQuota) => {
-                    // Another association took the room meanwhile: the index refused
-                    // the row, so the blob must go too.
-                    let _ = ingest.blobs.delete(&key).await;
-                    return over_quota(facility, record.size_bytes);
-                }
-                Err(e) => return processing_failure("index write failed", e),
-            }
+            // Gone between the insert and the lookup (removed meanwhile): insert again.
+            continue;
         };
         if existing.sha256 == record.sha256 {
             info!(sop_instance_uid = %record.sop_instance_uid, "duplicate with identical bytes; nothing rewritten");
             return StoreOutcome::success();
         }
+        let ours = blob.ours() && existing.blob_key != key.as_str();
         let drop_ours = || async {
-            if committed && existing.blob_key != key.as_str() {
+            if ours {
                 let _ = ingest.blobs.delete(&key).await;
             }
         };
@@ -301,16 +460,13 @@ async fn store(
                 )
             }
             DuplicatePolicy::Replace => {
-                replace(
-                    ingest,
-                    &record,
-                    temp,
-                    &key,
-                    committed,
-                    &existing.blob_key,
-                    facility,
-                )
-                .await
+                if let Blob::Temp(temp) = &*blob {
+                    if let Err(e) = ingest.blobs.commit(temp, &key).await {
+                        return out_of_resources("cannot store blob", e);
+                    }
+                    *blob = Blob::Committed { ours: true };
+                }
+                replace(ingest, &record, &key, &existing.blob_key, facility).await
             }
         };
     }
@@ -323,15 +479,10 @@ async fn store(
 async fn replace(
     ingest: &Ingest,
     record: &InstanceRecord,
-    temp: &TempBlob,
     key: &BlobKey,
-    committed: bool,
     old_key: &str,
     facility: &Facility,
 ) -> StoreOutcome {
-    if !committed && let Err(e) = ingest.blobs.commit(temp, key).await {
-        return out_of_resources("cannot store blob", e);
-    }
     match ingest.index.replace_instance(record).await {
         Ok(Indexed::New(charged)) => quota_warning(ingest, facility, &charged).await,
         Ok(Indexed::OverQuota) => {
