@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tests::bench::measure::{clock_ticks, cpu_ticks_tree, fsync_round, median, peak_rss};
+use tests::bench::measure::{Flush, clock_ticks, cpu_ticks_tree, fsync_round, median, peak_rss};
 use tests::bench::report::{self, Kind, Run, Sample};
 use tests::bench::services::{Client, Gateway};
 use tests::bench::{ClientCert, Peer, ServerCerts, generate};
@@ -96,7 +96,7 @@ fn main() -> Result<()> {
     }
 
     let mut samples: BTreeMap<Run, Vec<Sample>> = BTreeMap::new();
-    let mut fsyncs = Vec::new();
+    let (mut fsyncs, mut one_commit) = (Vec::new(), Vec::new());
     let data = vec![0x5a_u8; 512 * 1024];
     for round in 0..rounds {
         let mut order = plan.clone();
@@ -104,9 +104,14 @@ fn main() -> Result<()> {
             order.reverse();
         }
         for run in order {
+            // Flush what the previous run left dirty (storescp and Orthanc do not
+            // fsync), so neither the fsync rounds nor the next run pay for it.
+            syncfs(env.work.path());
             let dir = tempfile::tempdir_in(env.work.path())?;
             for n in 0..FSYNC_ROUNDS.div_ceil(plan.len()) {
-                fsyncs.push(fsync_round(dir.path(), n, &data)?.as_secs_f64());
+                fsyncs.push(fsync_round(dir.path(), n, &data, Flush::Serial)?.as_secs_f64());
+                let m = n + FSYNC_ROUNDS;
+                one_commit.push(fsync_round(dir.path(), m, &data, Flush::Parallel)?.as_secs_f64());
             }
             drop(dir);
             let result = match run.kind {
@@ -150,11 +155,11 @@ fn main() -> Result<()> {
             }
         }
     }
-    let fsync = median(&fsyncs).context("no fsync round")?;
     report::print(&report::Results {
         count,
         mb,
-        fsync,
+        fsync: median(&fsyncs).context("no fsync round")?,
+        fsync_one_commit: median(&one_commit).context("no fsync round")?,
         samples,
         orthanc,
         client,
@@ -305,6 +310,17 @@ impl Env {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Writes back every dirty page of the filesystem holding `dir` (`sync -f`).
+fn syncfs(dir: &Path) {
+    let synced = Command::new("sync").arg("-f").arg(dir).status();
+    if !synced.is_ok_and(|s| s.success()) {
+        println!(
+            "sync -f {} failed: runs may pay for earlier runs' writes",
+            dir.display()
+        );
     }
 }
 
