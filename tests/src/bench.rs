@@ -1,6 +1,7 @@
 //! Building blocks of the ingest benchmark: synthetic instances, peers to measure
 //! against (DCMTK `storescp`, Orthanc) and a `storescu` driver that splits the files
-//! over N parallel associations.
+//! over N parallel associations; [`measure`] reads CPU time, peak memory and one
+//! fsync round; [`services`] runs the gateway and the facility client.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,10 @@ use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+pub mod measure;
+pub mod report;
+pub mod services;
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -267,6 +272,11 @@ impl Peer {
             ae: "ORTHANC",
             _dir: dir,
         }))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends the files to this peer.

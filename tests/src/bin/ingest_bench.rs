@@ -1,174 +1,337 @@
 //! Ingest benchmark: the same synthetic CT instances (512x512, 16-bit) sent with DCMTK
-//! `storescu` to DCMTK `storescp`, to the gateway (fresh data dir each run: durable
-//! writes, hashing, validation, indexing), and to Orthanc when installed, with 1 and 4
-//! associations, plain and TLS. Prints instances/s, MB/s and the gateway/peer ratio
-//! measured in the same run.
+//! `storescu` to DCMTK `storescp --fork` (plain and `+tls`), to the gateway (fresh
+//! data dir each run: durable writes, hashing, validation, indexing; plain and TLS),
+//! to Orthanc when installed, with 1 and 4 associations, and through the facility
+//! client to a gateway. ROUNDS interleaved rounds (every configuration once per round,
+//! peers and gateway alternating, the order reversed every other round); medians.
 //!
-//! Run with `scripts/bench-ingest.sh [COUNT]` (release build). Never part of the tests.
+//! Prints per configuration instances/s, MB/s, CPU per instance and peak RSS; the
+//! gateway/peer ratios; and the figures of the ingest goals, each against a peer
+//! measured in the same run. Timing never fails the run: this is not a test.
+//!
+//! Run with `scripts/bench-ingest.sh [COUNT] [ROUNDS]` (release build).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tests::bench::{ClientCert, Peer, ServerCerts, free_port, generate, storescu, wait_for_port};
+use tests::bench::measure::{Flush, clock_ticks, cpu_ticks_tree, fsync_round, median, peak_rss};
+use tests::bench::report::{self, Kind, Run, Sample};
+use tests::bench::services::{Client, Gateway};
+use tests::bench::{ClientCert, Peer, ServerCerts, generate};
+
+/// Fsync rounds measured per benchmark round, spread over its runs (a few before
+/// each), so they see the same neighbours as the runs.
+const FSYNC_ROUNDS: usize = 200;
 
 fn main() -> Result<()> {
-    let count: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(1000);
-    let bin = PathBuf::from(
-        std::env::var("PACS_GATEWAY_BIN").unwrap_or_else(|_| "target/release/pacs-gateway".into()),
-    );
+    let mut args = std::env::args().skip(1);
+    let count: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1000);
+    let rounds: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
+    if count == 0 || rounds == 0 {
+        bail!("usage: ingest-bench [COUNT >= 1] [ROUNDS >= 1]");
+    }
+    let bin = |var: &str, default: &str| {
+        PathBuf::from(std::env::var(var).unwrap_or_else(|_| default.into()))
+    };
+    let gateway_bin = bin("PACS_GATEWAY_BIN", "target/release/pacs-gateway");
+    let client_bin = bin("PACS_CLIENT_BIN", "target/release/pacs-client");
     for tool in ["storescu", "storescp"] {
-        if Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
+        if Command::new(tool).arg("--version").output().is_err() {
             bail!("{tool} not found: apt-get install -y dcmtk");
         }
     }
-    let work = tempfile::tempdir()?;
-    let files = work.path().join("files");
+    let orthanc = Command::new("Orthanc").arg("--version").output().is_ok();
+    let client = client_bin.exists();
+    let env = Env {
+        count,
+        work: tempfile::tempdir()?,
+        ticks: clock_ticks()?,
+        gateway_bin,
+        client_bin,
+    };
+    let files = env.work.path().join("files");
     println!("generating {count} CT instances (512x512x16) ...");
     let mb = generate(&files, count)? as f64 / 1e6;
-    println!("{count} files, {mb:.0} MB; gateway: {}", bin.display());
-
-    let mut rows = Vec::new();
-    for assocs in [1usize, 4] {
-        for tls in [false, true] {
-            let gateway = Gateway::start(&bin, work.path())?;
-            let storescp = Peer::storescp(work.path(), tls, &gateway.server)?;
-            let base = storescp.send(&files, assocs, tls.then_some(&gateway.client))?;
-            drop(storescp);
-            let ours = gateway.send(&files, assocs, tls)?;
-            let peer = if tls {
-                "storescp +tls / gateway TLS"
-            } else {
-                "storescp / gateway plain"
-            };
-            rows.push((peer, assocs, base, ours));
-        }
-        match Peer::orthanc(work.path())? {
-            Some(orthanc) => {
-                let base = orthanc.send(&files, assocs, None)?;
-                drop(orthanc);
-                let ours = Gateway::start(&bin, work.path())?.send(&files, assocs, true)?;
-                rows.push(("Orthanc plain / gateway TLS", assocs, base, ours));
-            }
-            None if assocs == 1 => {
-                println!("Orthanc not installed (apt-get install orthanc): skipped")
-            }
-            None => {}
-        }
-    }
-    println!();
     println!(
-        "{:<30} {:>6} {:>11} {:>9} {:>10} {:>8} {:>7}",
-        "peer / gateway", "assocs", "peer inst/s", "peer MB/s", "gw inst/s", "gw MB/s", "ratio"
+        "{count} files, {mb:.0} MB, {rounds} rounds; work dir {} ({}); gateway {}",
+        env.work.path().display(),
+        filesystem(env.work.path()),
+        env.gateway_bin.display()
     );
-    for (name, assocs, base, ours) in rows {
-        let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    if !orthanc {
+        println!("Orthanc not installed (apt-get install orthanc): skipped");
+    }
+    if !client {
         println!(
-            "{name:<30} {assocs:>6} {:>11.0} {:>9.1} {:>10.0} {:>8.1} {:>6.2}x",
-            rate(base),
-            mb / base.as_secs_f64(),
-            rate(ours),
-            mb / ours.as_secs_f64(),
-            base.as_secs_f64() / ours.as_secs_f64()
+            "{} not found (cargo build --release -p client): client path skipped",
+            env.client_bin.display()
         );
     }
+    let (server, facility) = env.pki()?;
+
+    let mut plan = Vec::new();
+    for assocs in [1, 4] {
+        for (peer, ours) in [
+            (Kind::Storescp, Kind::GatewayPlain),
+            (Kind::StorescpTls, Kind::GatewayTls),
+        ] {
+            plan.push(Run { kind: peer, assocs });
+            plan.push(Run { kind: ours, assocs });
+        }
+        if orthanc {
+            plan.push(Run {
+                kind: Kind::Orthanc,
+                assocs,
+            });
+        }
+    }
+    if client {
+        plan.push(Run {
+            kind: Kind::ClientPath,
+            assocs: 4,
+        });
+    }
+
+    let mut samples: BTreeMap<Run, Vec<Sample>> = BTreeMap::new();
+    let (mut fsyncs, mut one_commit) = (Vec::new(), Vec::new());
+    let data = vec![0x5a_u8; 512 * 1024];
+    for round in 0..rounds {
+        let mut order = plan.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for run in order {
+            // Flush what the previous run left dirty (storescp and Orthanc do not
+            // fsync), so neither the fsync rounds nor the next run pay for it.
+            syncfs(env.work.path());
+            let dir = tempfile::tempdir_in(env.work.path())?;
+            for n in 0..FSYNC_ROUNDS.div_ceil(plan.len()) {
+                fsyncs.push(fsync_round(dir.path(), n, &data, Flush::Serial)?.as_secs_f64());
+                let m = n + FSYNC_ROUNDS;
+                one_commit.push(fsync_round(dir.path(), m, &data, Flush::Parallel)?.as_secs_f64());
+            }
+            drop(dir);
+            let result = match run.kind {
+                Kind::Storescp | Kind::StorescpTls => {
+                    let tls = run.kind == Kind::StorescpTls;
+                    let peer = Peer::storescp(env.work.path(), tls, &server)?;
+                    env.peer(
+                        peer,
+                        &files,
+                        run.assocs,
+                        tls.then_some(&facility),
+                        round == 0,
+                    )
+                }
+                Kind::Orthanc => match Peer::orthanc(env.work.path())? {
+                    Some(peer) => env.peer(peer, &files, run.assocs, None, false),
+                    None => Err(anyhow::anyhow!("Orthanc did not start")),
+                },
+                Kind::GatewayPlain | Kind::GatewayTls => {
+                    env.gateway(&files, run.assocs, run.kind == Kind::GatewayTls)
+                }
+                Kind::ClientPath => env.client_path(&files, run.assocs),
+            };
+            match result {
+                Ok(sample) => {
+                    println!(
+                        "round {}/{rounds}: {:<22} {} assoc(s) {:>7.0} inst/s",
+                        round + 1,
+                        run.kind.name(),
+                        run.assocs,
+                        count as f64 / sample.secs
+                    );
+                    samples.entry(run).or_default().push(sample);
+                }
+                Err(e) => println!(
+                    "round {}/{rounds}: {} {} assoc(s) FAILED: {e:#}",
+                    round + 1,
+                    run.kind.name(),
+                    run.assocs
+                ),
+            }
+        }
+    }
+    report::print(&report::Results {
+        count,
+        mb,
+        fsync: median(&fsyncs).context("no fsync round")?,
+        fsync_one_commit: median(&one_commit).context("no fsync round")?,
+        samples,
+        orthanc,
+        client,
+    });
     Ok(())
 }
 
-/// A gateway process on a fresh data dir, with an enrolled facility.
-struct Gateway {
-    child: Child,
-    tls_port: u16,
-    plain_port: u16,
-    server: ServerCerts,
-    client: ClientCert,
-    _dir: tempfile::TempDir,
+/// What every run needs.
+struct Env {
+    count: usize,
+    work: tempfile::TempDir,
+    ticks: f64,
+    gateway_bin: PathBuf,
+    client_bin: PathBuf,
 }
 
-impl Gateway {
-    fn start(bin: &Path, work: &Path) -> Result<Gateway> {
-        let dir = tempfile::tempdir_in(work)?;
-        let data = dir.path().join("data");
-        let (tls_port, plain_port) = (free_port()?, free_port()?);
-        let config = dir.path().join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {data:?}\n[dicom]\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
-                 plain_listen = \"127.0.0.1:{plain_port}\"\n[dicom.plain_ae]\nBENCH = \"bench\"\n\
-                 [https]\nenabled = false\n[metrics]\nlisten = \"\"\n"
-            ),
-        )?;
-        let run = |args: &[&str]| -> Result<()> {
-            let out = Command::new(bin)
-                .arg("--config")
-                .arg(&config)
-                .args(args)
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "pacs-gateway {args:?} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Ok(())
+impl Env {
+    /// A server certificate and a facility certificate from one gateway's dev PKI
+    /// (for `storescp +tls`), copied out of its data dir.
+    fn pki(&self) -> Result<(ServerCerts, ClientCert)> {
+        let gateway = Gateway::start(&self.gateway_bin, self.work.path())?;
+        let dir = self.work.path().join("pki");
+        std::fs::create_dir_all(&dir)?;
+        let copy = |from: &Path, name: &str| -> Result<PathBuf> {
+            let to = dir.join(name);
+            std::fs::copy(from, &to).with_context(|| format!("copy {}", from.display()))?;
+            Ok(to)
         };
-        let client_dir = dir.path().join("client");
-        run(&["facility", "add", "bench"])?;
-        run(&[
-            "facility",
-            "issue-cert",
-            "bench",
-            "--out",
-            client_dir.to_str().context("utf-8 path")?,
-        ])?;
-        let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stderr(log)
-            .spawn()?;
-        wait_for_port(tls_port)?;
-        let server = ServerCerts::in_dir(&data.join("certs"));
-        let client = ClientCert::in_dir(&client_dir);
-        Ok(Gateway {
-            child,
-            tls_port,
-            plain_port,
-            server,
-            client,
-            _dir: dir,
+        let server = ServerCerts {
+            key: copy(&gateway.server.key, "server.key")?,
+            cert: copy(&gateway.server.cert, "server.crt")?,
+            ca: copy(&gateway.server.ca, "ca.crt")?,
+        };
+        let facility = ClientCert {
+            key: copy(&gateway.client.key, "facility.key")?,
+            cert: copy(&gateway.client.cert, "facility.crt")?,
+            ca: server.ca.clone(),
+        };
+        Ok((server, facility))
+    }
+
+    /// CPU milliseconds per instance between two tick readings.
+    fn cpu_ms(&self, before: u64, after: u64) -> f64 {
+        after.saturating_sub(before) as f64 / self.ticks * 1000.0 / self.count as f64
+    }
+
+    /// One send to a peer; CPU of the peer's process tree.
+    fn peer(
+        &self,
+        peer: Peer,
+        files: &Path,
+        assocs: usize,
+        tls: Option<&ClientCert>,
+        show_cpu_parts: bool,
+    ) -> Result<Sample> {
+        let before = cpu_ticks_tree(peer.pid())?;
+        let secs = peer.send(files, assocs, tls)?.as_secs_f64();
+        let after = cpu_ticks_tree(peer.pid())?;
+        if show_cpu_parts {
+            println!(
+                "  CPU ticks of the storescp tree: parent {}, children it waited for {}, children not yet waited for {}",
+                after.own - before.own,
+                after.reaped_children - before.reaped_children,
+                after.unreaped_children,
+            );
+        }
+        Ok(Sample {
+            secs,
+            cpu_ms: Some(self.cpu_ms(before.total(), after.total())),
+            rss: peak_rss(peer.pid()).ok(),
+            ..Sample::default()
         })
     }
 
-    fn send(&self, files: &Path, assocs: usize, tls: bool) -> Result<Duration> {
-        let port = if tls { self.tls_port } else { self.plain_port };
-        storescu(
-            files,
-            "PACS_GATEWAY",
-            "BENCH",
-            port,
-            assocs,
-            tls.then_some(&self.client),
-        )
+    /// One send straight to a fresh gateway.
+    fn gateway(&self, files: &Path, assocs: usize, tls: bool) -> Result<Sample> {
+        let gateway = Gateway::start(&self.gateway_bin, self.work.path())?;
+        let before = cpu_ticks_tree(gateway.pid())?.total();
+        let secs = gateway.send(files, assocs, tls)?.as_secs_f64();
+        let after = cpu_ticks_tree(gateway.pid())?.total();
+        let stored = gateway.stored()?;
+        if stored != self.count as u64 {
+            bail!("the gateway stored {stored} of {} instances", self.count);
+        }
+        Ok(Sample {
+            secs,
+            cpu_ms: Some(self.cpu_ms(before, after)),
+            rss: Some(peak_rss(gateway.pid())?),
+            ..Sample::default()
+        })
+    }
+
+    /// Modality -> client edge -> gateway: from the first byte sent to the client
+    /// until the gateway has stored every instance.
+    fn client_path(&self, files: &Path, assocs: usize) -> Result<Sample> {
+        let gateway = Gateway::start(&self.gateway_bin, self.work.path())?;
+        let client = Client::start(&self.client_bin, self.work.path(), &gateway, assocs)?;
+        let client_before = cpu_ticks_tree(client.pid())?.total();
+        let gateway_before = cpu_ticks_tree(gateway.pid())?.total();
+        let start = Instant::now();
+        let (edge, secs) = std::thread::scope(|s| {
+            let edge = s.spawn(|| client.send(files, assocs));
+            let secs = self.until_stored(&gateway, start, &edge);
+            let edge = edge
+                .join()
+                .map_err(|_| anyhow::anyhow!("storescu thread panicked"));
+            (edge, secs)
+        });
+        // The modality's error says more than "the gateway stalled".
+        let edge = edge??.as_secs_f64();
+        let secs = secs?;
+        let client_after = cpu_ticks_tree(client.pid())?.total();
+        let gateway_after = cpu_ticks_tree(gateway.pid())?.total();
+        Ok(Sample {
+            secs,
+            cpu_ms: Some(self.cpu_ms(client_before, client_after)),
+            rss: Some(peak_rss(client.pid())?),
+            edge_secs: Some(edge),
+            gateway_cpu_ms: Some(self.cpu_ms(gateway_before, gateway_after)),
+            gateway_rss: Some(peak_rss(gateway.pid())?),
+        })
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Env {
+    /// Seconds from `start` until `gateway` holds every instance (its metrics polled
+    /// every 20 ms); fails when nothing arrives for 60 s after the modality is done.
+    fn until_stored<T>(
+        &self,
+        gateway: &Gateway,
+        start: Instant,
+        modality: &std::thread::ScopedJoinHandle<'_, T>,
+    ) -> Result<f64> {
+        let (mut last, mut since) = (0, Instant::now());
+        loop {
+            let stored = gateway.stored()?;
+            if stored >= self.count as u64 {
+                return Ok(start.elapsed().as_secs_f64());
+            }
+            if stored != last {
+                (last, since) = (stored, Instant::now());
+            }
+            if modality.is_finished() && since.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "the gateway stored {stored} of {} instances, then nothing for 60 s",
+                    self.count
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+}
+
+/// Writes back every dirty page of the filesystem holding `dir` (`sync -f`).
+fn syncfs(dir: &Path) {
+    let synced = Command::new("sync").arg("-f").arg(dir).status();
+    if !synced.is_ok_and(|s| s.success()) {
+        println!(
+            "sync -f {} failed: runs may pay for earlier runs' writes",
+            dir.display()
+        );
+    }
+}
+
+/// The filesystem type of `dir` (`stat -f`), for the record.
+fn filesystem(dir: &Path) -> String {
+    Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(dir)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "filesystem unknown".into())
 }
