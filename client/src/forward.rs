@@ -182,6 +182,7 @@ impl Forwarder {
             Ok(n) => info!(n, "instances interrupted by a stop are due again"),
             Err(e) => warn!(error = %e, "cannot recover interrupted sends"),
         }
+        crate::failpoint::hit("forward.start").await;
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.settings.associations.max(1) {
             workers.spawn(self.clone().worker(stop.clone()));
@@ -247,6 +248,9 @@ impl Forwarder {
                 }
             }
         }
+        if kept.is_some() {
+            crate::failpoint::hit("forward.reuse").await;
+        }
         let mut assoc = kept;
         // Whether the association has shown it works in this batch (opened here, or
         // carried a store): a kept one may have been closed by the gateway meanwhile.
@@ -291,7 +295,10 @@ impl Forwarder {
             if matches!(sent, Sent::Failed(_)) && !proven {
                 // The kept association was gone: one more try on a new one, not
                 // counted as a try of the row.
-                debug!(id = row.id, "kept association closed; opening a new one");
+                info!(
+                    id = row.id,
+                    "the kept association was closed; opening a new one"
+                );
                 assoc = None;
                 if let Ok(connected) =
                     ScuAssociation::connect(&self.address, &self.scu, &proposals).await

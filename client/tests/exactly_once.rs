@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use client::outbox::Outbox;
 use common::{
-    Backend, GatewaySide, UID_ROOT, client_config, client_toml, free_port, patient, storescu,
-    write_instance,
+    Backend, GatewaySide, UID_ROOT, client_config, client_toml, client_toml_with_forwarder,
+    free_port, patient, storescu, write_instance,
 };
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
@@ -495,6 +495,60 @@ async fn send_queues_when_the_gateway_is_down_and_wait_delivers() {
     let status = site.status().await;
     assert_eq!(status["counts"]["delivered"], 2, "{status:#}");
     assert!(status["counts"].get("pending").is_none(), "{status:#}");
+    outbox.close().await;
+    running.stop().await;
+}
+
+/// The forwarder keeps its association from one batch to the next while instances
+/// wait. When the gateway has closed it meanwhile (here: its read timeout, 1 s, passes
+/// while the client waits 3 s before reusing it), the next send opens a new one and
+/// goes through, without counting a failed try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kept_association_closed_by_the_gateway_is_reopened() {
+    let mut gw = GatewaySide::prepare().await;
+    gw.config.dicom.read_timeout_secs = 1;
+    let running = gw.start().await;
+    let mut site = Site::new(&gw).await;
+    // One worker taking one instance per batch: the second instance is the next
+    // batch, on the association the first one used.
+    site.config.forwarder.associations = 1;
+    let toml = client_toml_with_forwarder(&site.config)
+        .replace("[forwarder]\n", "[forwarder]\nbatch = 1\n");
+    std::fs::write(&site.file, toml).unwrap();
+    let first = write_instance(site.dir.path(), &patient(5), 5, 1, "CT");
+    let second = write_instance(site.dir.path(), &patient(5), 5, 2, "CT");
+    let sop = |i: u32| format!("{UID_ROOT}.3.5.{i}");
+
+    // The forwarder starts 2 s late, so that both instances are queued by then.
+    let serve = site.serve(
+        Some("forward.start=sleep-ms:2000;forward.reuse=sleep-ms:3000"),
+        "serve.log",
+    );
+    site.wait_listening().await;
+    storescu(site.edge_port, vec![first, second]).await;
+    let outbox = site.outbox().await;
+    let (outbox_ref, sop_ref) = (&outbox, &sop);
+    let delivered = eventually(Duration::from_secs(30), || async move {
+        outbox_ref.state_of(&sop_ref(1)).await.unwrap().as_deref() == Some("delivered")
+            && outbox_ref.state_of(&sop_ref(2)).await.unwrap().as_deref() == Some("delivered")
+    })
+    .await;
+    let log = site.log("serve.log");
+    assert!(
+        delivered,
+        "both delivered: {:?}\n{log}",
+        outbox.state_of(&sop(2)).await
+    );
+    assert!(
+        log.contains("the kept association was closed; opening a new one"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("send failed; will retry"),
+        "no try was counted as failed:\n{log}"
+    );
+    assert_eq!(gw.stored().await.len(), 2, "both at the gateway, once each");
+    stop(serve).await;
     outbox.close().await;
     running.stop().await;
 }
