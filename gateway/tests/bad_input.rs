@@ -222,9 +222,10 @@ async fn stalled_peer(backend: Backend) {
     };
     let gw = TestGateway::spawn_with(backend, options).await;
     let before = snapshot(&gw).await;
-    // 128 KiB of pixels: half of it is several PDVs of at most 16 KiB.
+    // 2.4 MB of pixels: half of it is over the gateway's memory limit, so the
+    // transfer has spilled into a temp file, which must go when the peer stalls.
     let spec = data::Spec {
-        size: 256,
+        size: 1100,
         ..peers::deidentified_ct(6)
     };
     let bytes = peers::dataset_bytes(&spec);
