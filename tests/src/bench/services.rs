@@ -68,15 +68,7 @@ impl Gateway {
             "--out",
             client_dir.to_str().context("utf-8 path")?,
         ])?;
-        let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+        let child = serve(bin, &config, &dir.path().join("gateway.log"))?;
         wait_for_port(tls_port)?;
         wait_for_port(metrics_port)?;
         Ok(Gateway {
@@ -182,15 +174,7 @@ impl Client {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let log = std::fs::File::create(dir.path().join("client.log"))?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+        let child = serve(bin, &config, &dir.path().join("client.log"))?;
         wait_for_port(edge_port)?;
         Ok(Client {
             child,
@@ -215,4 +199,19 @@ impl Drop for Client {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `BIN --config CONFIG serve` with warnings and errors logged to `log`.
+fn serve(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
+    let log = std::fs::File::create(log)?;
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    Ok(child)
 }
