@@ -260,6 +260,23 @@ impl PduConn {
         let _ = self.stream.shutdown().await;
     }
 
+    /// After a refusal (A-ASSOCIATE-RJ): closes our side, then waits at most `wait`
+    /// (PS3.8's ARTIM timer) for the peer to close its own, discarding what it sends.
+    /// Dropping the connection at once could reset it while the refusal is still
+    /// unread on the peer's side, which then sees an abort instead of the rejection.
+    pub async fn linger(&mut self, wait: Duration) {
+        let _ = self.stream.shutdown().await;
+        let mut discard = [0u8; 4096];
+        let _ = tokio::time::timeout(wait, async {
+            while let Ok(n) = self.stream.read(&mut discard).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
     /// Closes the write side of the stream.
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;

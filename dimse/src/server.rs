@@ -235,6 +235,10 @@ async fn handle<P, S>(
     scp::run(conn, info, session, label, shared.service.clone(), stop).await;
 }
 
+/// How long a refused peer is given to close the connection after our
+/// A-ASSOCIATE-RJ (PS3.8 ARTIM timer) before we drop it.
+const ARTIM: Duration = Duration::from_secs(2);
+
 type Established<T> = Option<(PduConn, AssociationInfo, T)>;
 
 async fn establish<P, S>(
@@ -300,12 +304,14 @@ where
         ticket.refuse(Refusal::Rejected);
         conn.write_pdu(&refuse(assoc::reject_protocol_version()))
             .await?;
+        conn.linger(ARTIM).await;
         return Ok(None);
     }
     if rq.application_context_name.trim_end_matches(['\0', ' ']) != APPLICATION_CONTEXT {
         ticket.refuse(Refusal::Rejected);
         conn.write_pdu(&refuse(assoc::reject_application_context()))
             .await?;
+        conn.linger(ARTIM).await;
         return Ok(None);
     }
     let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
@@ -315,6 +321,7 @@ where
         );
         ticket.refuse(Refusal::Busy);
         conn.write_pdu(&refuse(Rejection::Busy.to_pdu())).await?;
+        conn.linger(ARTIM).await;
         return Ok(None);
     };
     let request = AssociateRequest {
@@ -334,6 +341,7 @@ where
             debug!(calling_ae, called_ae, ?rejection, "association rejected");
             ticket.refuse(Refusal::Rejected);
             conn.write_pdu(&refuse(rejection.to_pdu())).await?;
+            conn.linger(ARTIM).await;
             return Ok(None);
         }
     };
