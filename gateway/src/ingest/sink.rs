@@ -183,29 +183,25 @@ impl IngestSink {
 
     /// Finishes a data set held in memory.
     async fn finish_memory(&mut self, data: Vec<u8>) -> StoreOutcome {
-        let header = if self.encoding == Encoding::DeflatedExplicitLittle {
+        let encoding = self.encoding;
+        let (scanned, data) = if encoding == Encoding::DeflatedExplicitLittle {
             // Inflating may take long (a small deflated set can expand a lot).
-            let (encoding, data) = (self.encoding, data);
-            let scanned = tokio::task::spawn_blocking(move || {
+            let job = tokio::task::spawn_blocking(move || {
                 let result = scan::scan(&data[..], encoding).map_err(|e| e.to_string());
                 (result, data)
-            })
-            .await;
-            match scanned {
-                Ok((Ok(header), back)) => {
-                    let record = self.record(&header);
-                    return self.store_memory(record, back).await;
-                }
-                Ok((Err(reason), _)) => return malformed(reason),
+            });
+            match job.await {
+                Ok(done) => done,
                 Err(e) => return out_of_resources("scan task failed", e),
             }
         } else {
-            match scan::scan(&data[..], self.encoding) {
-                Ok(header) => header,
-                Err(e) => return malformed(e),
-            }
+            let result = scan::scan(&data[..], encoding).map_err(|e| e.to_string());
+            (result, data)
         };
-        let record = self.record(&header);
+        let record = match scanned {
+            Ok(header) => self.record(&header),
+            Err(reason) => return malformed(reason),
+        };
         self.store_memory(record, data).await
     }
 

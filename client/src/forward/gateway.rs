@@ -1,0 +1,75 @@
+//! The connection to the gateway as the configuration describes it: TLS settings with
+//! the facility certificate, and the check that the certificate names the configured
+//! facility.
+
+use dimse::scu::ClientTls;
+
+use crate::config::Config;
+
+/// Builds the TLS settings towards the gateway from the config.
+pub fn gateway_tls(config: &Config) -> anyhow::Result<ClientTls> {
+    let g = &config.gateway;
+    let (Some(cert), Some(key), Some(ca)) = (&g.cert, &g.key, &g.ca) else {
+        anyhow::bail!(
+            "gateway.cert, gateway.key and gateway.ca must be set (the files from `pacs-gateway facility issue-cert`)"
+        );
+    };
+    let hint = |e: dimse::tls::TlsError| {
+        anyhow::anyhow!("{e}; check `cert`, `key` and `ca` in the [gateway] section of the config")
+    };
+    crate::at_rest::check_private_key(key, g.key_permissions)
+        .map_err(|e| crate::config::ConfigError::Invalid(e.to_string()))?;
+    let chain = dimse::tls::load_certs_file(cert).map_err(hint)?;
+    let key = dimse::tls::load_private_key_file(key).map_err(hint)?;
+    let roots = dimse::tls::load_certs_file(ca).map_err(hint)?;
+    let config_tls = dimse::tls::client_config(roots, Some((chain, key))).map_err(hint)?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(g.server_name.clone()).map_err(|_| {
+            anyhow::anyhow!(
+                "gateway.server_name {:?} is not a valid host name",
+                g.server_name
+            )
+        })?;
+    Ok(ClientTls {
+        config: config_tls,
+        server_name,
+    })
+}
+
+/// Refuses a configuration whose `facility` differs from the facility named in the
+/// client certificate (its Common Name, as `pacs-gateway facility issue-cert` writes
+/// it): everything would be sealed for a facility the gateway does not file it under,
+/// and the facility's users could not read the names.
+pub fn check_certificate_facility(config: &Config) -> anyhow::Result<()> {
+    let Some(cert) = &config.gateway.cert else {
+        return Ok(());
+    };
+    let facility = config.facility()?;
+    let chain = dimse::tls::load_certs_file(cert)?;
+    let Some(leaf) = chain.first() else {
+        anyhow::bail!("{}: no certificate in the file", cert.display());
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: not a readable certificate: {e}", cert.display()))?;
+    let names: Vec<String> = parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+        .collect();
+    if names.iter().any(|cn| cn == facility) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the configured facility {facility:?} does not match the client certificate {} (issued for {}); \
+         set `facility` to the name the certificate was issued for, or use that facility's certificate",
+        cert.display(),
+        match names.as_slice() {
+            [] => "no facility name".to_string(),
+            names => names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    )
+}
