@@ -13,7 +13,7 @@ use common::{Backend, Options};
 use http_support::{DOC_A, DOC_B, MAX_FAILURES, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::Value;
-use web_support::{fixtures, get, json, parts, start, value};
+use web_support::{fixtures, get, get_parts, json, parts, start, value};
 
 async fn search_retrieve_and_scope(backend: Backend) {
     let gw = start(backend, Options::default()).await;
@@ -172,19 +172,13 @@ async fn search_retrieve_and_scope(backend: Backend) {
     assert_eq!(response.status(), StatusCode::OK);
     let single = response.bytes().await.unwrap();
     assert_eq!(&single[128..132], b"DICM");
-    let response = get(
+    let got = get_parts(
         &client,
         &url,
         DOC_A,
         Some("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2"),
     )
     .await;
-    let ct = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let body = response.bytes().await.unwrap();
-    let got = parts(&ct, &body);
     assert_eq!(got.len(), 1);
     let meta = dimse::part10::parse_meta(&got[0].1).unwrap();
     assert_eq!(meta.transfer_syntax, "1.2.840.10008.1.2");
@@ -206,29 +200,17 @@ async fn search_retrieve_and_scope(backend: Backend) {
         .expect("pixel data by URI")
         .to_string();
     let pixels = data::pixels(spec);
-    let response = get(&client, &bulk, DOC_A, None).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let ct = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let body = response.bytes().await.unwrap();
-    let got = parts(&ct, &body);
+    let got = get_parts(&client, &bulk, DOC_A, None).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, pixels);
-    let response = get(
+    let got = get_parts(
         &client,
         &format!("{url}/frames/1"),
         DOC_A,
         Some("multipart/related; type=\"application/octet-stream\""),
     )
     .await;
-    let ct = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let body = response.bytes().await.unwrap();
-    assert_eq!(parts(&ct, &body)[0].1, pixels);
+    assert_eq!(got[0].1, pixels);
     let response = get(&client, &format!("{url}/frames/2"), DOC_A, None).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 

@@ -7,31 +7,16 @@
 //! (`scripts/install-deps.sh` installs it there); says SKIPPED without it.
 
 mod common;
-
-use std::process::Command;
+mod http_support;
+mod web_support;
 
 use common::data::{self, CT, Spec};
-use common::{Backend, GATEWAY_AE, Options, PLAIN_AE, Setup, args, dcmtk_async};
-use gateway::app::Application;
+use common::{Backend, Options, python};
+use http_support::{DOC_A, PASSWORD};
 use serde_json::Value;
 use sha2::Digest as _;
-use tokio::sync::oneshot;
 
-const USER: &str = "dr.web";
-const PASSWORD: &str = "correct horse battery";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dicomweb/client.py");
-const PYTHON_DEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/python");
-
-fn python() -> Command {
-    let mut command = Command::new("python3");
-    let mut path = std::ffi::OsString::from(PYTHON_DEPS);
-    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-        path.push(":");
-        path.push(old);
-    }
-    command.env("PYTHONPATH", path);
-    command
-}
 
 fn available() -> bool {
     python()
@@ -48,33 +33,7 @@ async fn dicomweb_client_sees_what_was_stored(backend: Backend) {
         );
         return;
     }
-    let mut setup = Setup::new(backend, &Options::default()).await;
-    setup.config.auth.failure_delay_ms = 1;
-    setup.config.auth.failure_delay_max_ms = 1;
-    let index = setup.index().await;
-    let hash =
-        gateway::auth::hash_password(&setup.config.auth, &gateway::auth::Password::new(PASSWORD))
-            .unwrap();
-    index
-        .create_user(
-            setup.facility.id,
-            &gateway::auth::Username::parse(USER).unwrap(),
-            gateway::auth::Role::Clinician,
-            &hash,
-        )
-        .await
-        .unwrap();
-    index.close().await;
-    let app = Application::build(setup.config.clone())
-        .await
-        .expect("build");
-    let https_port = app.https_port().unwrap();
-    let plain_port = app.plain_port().unwrap();
-    let (stop, rx) = oneshot::channel();
-    let task = tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-
+    let gw = web_support::start(backend, Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let specs: Vec<Spec> = [0u32, 3, 1]
         .into_iter()
@@ -85,29 +44,15 @@ async fn dicomweb_client_sees_what_was_stored(backend: Backend) {
         .enumerate()
         .map(|(i, s)| data::write(&dir.path().join(format!("{i}.dcm")), s))
         .collect();
-    let mut list = args(&[
-        "-aet",
-        PLAIN_AE,
-        "-aec",
-        GATEWAY_AE,
-        "127.0.0.1",
-        &plain_port.to_string(),
-    ]);
-    list.extend(files.iter().map(|f| f.display().to_string()));
-    let out = dcmtk_async("storescu", list).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gw.store(&files).await;
     let stow = data::write(&dir.path().join("stow.dcm"), &Spec::new(CT, "CT", 20));
 
-    let base = format!("https://localhost:{https_port}/dicom-web");
-    let ca = setup.cert.ca.display().to_string();
+    let base = gw.base();
+    let ca = gw.setup.cert.ca.display().to_string();
     let stow_path = stow.display().to_string();
     let output = tokio::task::spawn_blocking(move || {
         python()
-            .args([SCRIPT, &base, &ca, USER, PASSWORD, &stow_path])
+            .args([SCRIPT, &base, &ca, DOC_A, PASSWORD, &stow_path])
             .output()
             .unwrap()
     })
@@ -154,8 +99,7 @@ async fn dicomweb_client_sees_what_was_stored(backend: Backend) {
     assert_eq!(seen["wrong_password"], Value::from(401));
     assert_eq!(seen["filtered"].as_array().unwrap().len(), 1);
 
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    gw.stop().await;
 }
 
 both_backends!(dicomweb_client_sees_what_was_stored);

@@ -10,8 +10,7 @@ mod web_support;
 use common::data::{self, CT, Spec, XA};
 use common::{Backend, Options};
 use http_support::DOC_A;
-use reqwest::StatusCode;
-use web_support::{get, parts, start};
+use web_support::{get_parts, start};
 
 const OCTETS: &str = "multipart/related; type=\"application/octet-stream\"";
 
@@ -50,20 +49,13 @@ async fn frames_of_compressed_and_multiframe(backend: Backend) {
             .map(|f| f.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let response = get(
+        let got = get_parts(
             &client,
             &format!("{url}/frames/{list}"),
             DOC_A,
             Some(OCTETS),
         )
         .await;
-        assert_eq!(response.status(), StatusCode::OK, "{url}");
-        let ct = response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let body = response.bytes().await.unwrap();
-        let got = parts(&ct, &body);
         assert_eq!(got.len(), spec.frames as usize);
         for (i, (headers, frame)) in got.iter().enumerate() {
             assert!(headers.contains("application/octet-stream"), "{headers}");
@@ -77,42 +69,21 @@ async fn frames_of_compressed_and_multiframe(backend: Backend) {
         }
         // The middle frame alone.
         if spec.frames == 3 {
-            let response = get(&client, &format!("{url}/frames/2"), DOC_A, Some(OCTETS)).await;
-            let ct = response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .to_string();
-            let body = response.bytes().await.unwrap();
-            assert_eq!(parts(&ct, &body)[0].1, pixels[frame_len..2 * frame_len]);
+            let got = get_parts(&client, &format!("{url}/frames/2"), DOC_A, Some(OCTETS)).await;
+            assert_eq!(got[0].1, pixels[frame_len..2 * frame_len]);
         }
         if let Some(media) = media {
             // As stored, in the syntax's own media type: compressed bytes.
             let accept = format!("multipart/related; type=\"{media}\"");
-            let response = get(&client, &format!("{url}/frames/1"), DOC_A, Some(&accept)).await;
-            assert_eq!(response.status(), StatusCode::OK);
-            let ct = response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .to_string();
-            let body = response.bytes().await.unwrap();
-            let got = parts(&ct, &body);
+            let got = get_parts(&client, &format!("{url}/frames/1"), DOC_A, Some(&accept)).await;
             assert!(got[0].0.contains(media), "{}", got[0].0);
             assert_ne!(got[0].1, pixels, "stored frames are compressed");
             assert!(got[0].1.len() < pixels.len());
             // The whole instance converted to Explicit VR Little Endian.
-            let response = get(
-                &client,
+            let got = get_parts(&client,
                 &url,
                 DOC_A,
-                Some("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1"),
-            )
-            .await;
-            let ct = response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .to_string();
-            let body = response.bytes().await.unwrap();
-            let got = parts(&ct, &body);
+                Some("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1"),).await;
             let meta = dimse::part10::parse_meta(&got[0].1).unwrap();
             assert_eq!(meta.transfer_syntax, "1.2.840.10008.1.2.1");
             let object = dicom_object::from_reader(&got[0].1[128..]).unwrap();

@@ -11,29 +11,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::data::{self, Spec};
-use common::{Backend, GATEWAY_AE, PLAIN_AE, TestGateway, args, dataset_sha256};
+use common::{Backend, GATEWAY_AE, PLAIN_AE, TestGateway, args, dataset_sha256, python};
 
 const USER: &str = "dr.house";
 const PASSWORD: &str = "correct horse battery";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynetdicom/qr.py");
-/// Where `scripts/test.sh` installs pynetdicom (not site-wide: its `storescu`,
-/// `findscu`, ... scripts would shadow DCMTK's on PATH).
-const PYTHON_DEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/python");
-
-/// `python3` that also sees [`PYTHON_DEPS`].
-fn python() -> Command {
-    let mut command = Command::new("python3");
-    let mut path = std::ffi::OsString::from(PYTHON_DEPS);
-    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-        path.push(":");
-        path.push(old);
-    }
-    command.env("PYTHONPATH", path);
-    command
-}
 
 fn study_uid(n: u32) -> String {
     format!("1.2.826.0.1.3680043.10.1.{}", n % 3 + 1)

@@ -11,9 +11,10 @@
 //! 10.6.3-3 and following, where the index holds them), the ones asked for, and its
 //! Retrieve URL. The answer is `application/dicom+json`, `[]` when nothing matches.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::FromRequestParts;
 use axum::http::header::{CONTENT_TYPE, WARNING};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dicom_core::dictionary::DataDictionary as _;
 use dicom_core::value::DataSetSequence;
@@ -439,109 +440,79 @@ pub async fn search(
     Ok(response)
 }
 
-/// `GET /dicom-web/studies`.
-pub async fn studies(
-    State(state): State<ApiState>,
+/// What every QIDO-RS handler takes: the state, the caller, the query string and the
+/// service root for Retrieve URLs.
+pub struct Qido {
+    state: ApiState,
     user: WebUser,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, WebRejection> {
-    let root = super::service_root(&headers, &uri);
-    Ok(search(&state, &user, Level::Study, &[], query.as_deref(), &root).await?)
+    query: Option<String>,
+    root: String,
+}
+
+impl FromRequestParts<ApiState> for Qido {
+    type Rejection = WebRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, WebRejection> {
+        let user = WebUser::from_request_parts(parts, state).await?;
+        Ok(Qido {
+            state: state.clone(),
+            user,
+            query: parts.uri.query().map(str::to_string),
+            root: super::service_root(&parts.headers, &parts.uri),
+        })
+    }
+}
+
+impl Qido {
+    async fn run(self, level: Level, parents: &[(Tag, &str)]) -> Result<Response, WebRejection> {
+        let query = self.query.as_deref();
+        Ok(search(&self.state, &self.user, level, parents, query, &self.root).await?)
+    }
+}
+
+/// `GET /dicom-web/studies`.
+pub async fn studies(q: Qido) -> Result<Response, WebRejection> {
+    q.run(Level::Study, &[]).await
 }
 
 /// `GET /dicom-web/series`.
-pub async fn all_series(
-    State(state): State<ApiState>,
-    user: WebUser,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, WebRejection> {
-    let root = super::service_root(&headers, &uri);
-    Ok(search(&state, &user, Level::Series, &[], query.as_deref(), &root).await?)
+pub async fn all_series(q: Qido) -> Result<Response, WebRejection> {
+    q.run(Level::Series, &[]).await
 }
 
 /// `GET /dicom-web/instances`.
-pub async fn all_instances(
-    State(state): State<ApiState>,
-    user: WebUser,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, WebRejection> {
-    let root = super::service_root(&headers, &uri);
-    Ok(search(&state, &user, Level::Image, &[], query.as_deref(), &root).await?)
+pub async fn all_instances(q: Qido) -> Result<Response, WebRejection> {
+    q.run(Level::Image, &[]).await
 }
 
 /// `GET /dicom-web/studies/{study}/series`.
 pub async fn study_series(
-    State(state): State<ApiState>,
-    user: WebUser,
     ApiPath(study): ApiPath<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    uri: Uri,
+    q: Qido,
 ) -> Result<Response, WebRejection> {
-    let root = super::service_root(&headers, &uri);
-    let parents = [(tags::STUDY_INSTANCE_UID, study.as_str())];
-    Ok(search(
-        &state,
-        &user,
-        Level::Series,
-        &parents,
-        query.as_deref(),
-        &root,
-    )
-    .await?)
+    q.run(Level::Series, &[(tags::STUDY_INSTANCE_UID, &study)])
+        .await
 }
 
 /// `GET /dicom-web/studies/{study}/instances`.
 pub async fn study_instances(
-    State(state): State<ApiState>,
-    user: WebUser,
     ApiPath(study): ApiPath<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    uri: Uri,
+    q: Qido,
 ) -> Result<Response, WebRejection> {
-    let root = super::service_root(&headers, &uri);
-    let parents = [(tags::STUDY_INSTANCE_UID, study.as_str())];
-    Ok(search(
-        &state,
-        &user,
-        Level::Image,
-        &parents,
-        query.as_deref(),
-        &root,
-    )
-    .await?)
+    q.run(Level::Image, &[(tags::STUDY_INSTANCE_UID, &study)])
+        .await
 }
 
 /// `GET /dicom-web/studies/{study}/series/{series}/instances`.
 pub async fn series_instances(
-    State(state): State<ApiState>,
-    user: WebUser,
     ApiPath((study, series)): ApiPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    uri: Uri,
+    q: Qido,
 ) -> Result<Response, WebRejection> {
-    let root = super::service_root(&headers, &uri);
     let parents = [
         (tags::STUDY_INSTANCE_UID, study.as_str()),
         (tags::SERIES_INSTANCE_UID, series.as_str()),
     ];
-    Ok(search(
-        &state,
-        &user,
-        Level::Image,
-        &parents,
-        query.as_deref(),
-        &root,
-    )
-    .await?)
+    q.run(Level::Image, &parents).await
 }
 
 #[cfg(test)]

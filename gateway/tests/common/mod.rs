@@ -534,3 +534,20 @@ pub async fn add_clinician(
         .expect("create user");
     index.close().await;
 }
+
+/// Where `scripts/install-deps.sh` installs the Python packages the tests drive
+/// (pynetdicom, dicomweb-client): not site-wide, where pynetdicom's `storescu`,
+/// `findscu`, ... scripts would shadow DCMTK's on PATH.
+pub const PYTHON_DEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/python");
+
+/// `python3` that also sees [`PYTHON_DEPS`].
+pub fn python() -> std::process::Command {
+    let mut command = std::process::Command::new("python3");
+    let mut path = std::ffi::OsString::from(PYTHON_DEPS);
+    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+        path.push(":");
+        path.push(old);
+    }
+    command.env("PYTHONPATH", path);
+    command
+}

@@ -149,6 +149,24 @@ pub fn value<'a>(item: &'a Value, tag: &str) -> Option<&'a Value> {
         .and_then(|v| v.get(0))
 }
 
+/// GETs `url` as `user` with `accept` and splits the multipart answer into parts
+/// (asserting 200).
+pub async fn get_parts(
+    client: &reqwest::Client,
+    url: &str,
+    user: &str,
+    accept: Option<&str>,
+) -> Vec<(String, Vec<u8>)> {
+    let response = get(client, url, user, accept).await;
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    let ct = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = response.bytes().await.unwrap();
+    parts(&ct, &body)
+}
+
 /// Splits a multipart/related body into (part headers, part body).
 pub fn parts(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
     let boundary = content_type
