@@ -18,7 +18,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{Client, open_outbox};
+use crate::app::Client;
 use crate::config::Config;
 use crate::keyfile;
 use crate::query::StudyFilter;
@@ -360,12 +360,12 @@ pub async fn shutdown_signal() {
 }
 
 async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {
-    let outbox = open_outbox(config).await?;
+    let outbox = crate::outbox::open(config).await?;
     let (uid, share) = match &cmd {
         StudyCommand::Share { study_uid } => (study_uid, true),
         StudyCommand::Unshare { study_uid } => (study_uid, false),
     };
-    if !crate::edge::usable_uid(uid) {
+    if !crate::uid::usable_uid(uid) {
         return Err(crate::exit::UsageError(format!("{uid:?} is not a Study Instance UID")).into());
     }
     let moved = outbox.set_study_flag(uid, share).await?;

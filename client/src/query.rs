@@ -18,15 +18,16 @@ use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use dimse::assoc::{EXPLICIT_VR_LE, RoleSelection};
+use dimse::assoc::EXPLICIT_VR_LE;
 use dimse::qr::STUDY_ROOT_FIND;
-use dimse::scu::{Proposal, ScuAssociation};
+use dimse::scu::Proposal;
 use phi::keys::KeyRing;
 use phi::seal::Purpose;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::credentials::Login;
+use crate::gateway::connect;
 
 pub use levels::{ItemRow, QueryLevel, find_below, print_items};
 
@@ -339,29 +340,6 @@ pub fn unseal_item(
     Some(out)
 }
 
-/// Opens a Q/R association to the gateway with the facility certificate and `login`.
-pub(crate) async fn connect(
-    config: &Config,
-    login: &Login,
-    proposals: &[Proposal],
-    roles: Vec<RoleSelection>,
-) -> anyhow::Result<ScuAssociation> {
-    let g = &config.gateway;
-    let mut options = dimse::scu::ScuOptions::new(g.calling_ae.clone(), g.ae_title.clone());
-    options.tls = Some(crate::forward::gateway_tls(config)?);
-    options.credentials = Some(login.credentials());
-    options.roles = roles;
-    ScuAssociation::connect(&g.address, &options, proposals)
-        .await
-        .map_err(|e| match e {
-            dimse::DimseError::Rejected(_) => anyhow::anyhow!(
-                "the gateway refused the login of {} (wrong user name or password, disabled or locked account)",
-                login.username
-            ),
-            other => anyhow::Error::new(other).context(format!("cannot reach the gateway at {}", g.address)),
-        })
-}
-
 /// Runs the query: gateway studies (unsealed, filtered) and local-only studies.
 pub async fn find_studies(
     config: &Config,
@@ -382,7 +360,7 @@ pub async fn find_studies(
     if !found.response.status.is_success() {
         bail!("{}", refusal(&found.response));
     }
-    let outbox = crate::app::open_outbox(config).await?;
+    let outbox = crate::outbox::open(config).await?;
     let locations: BTreeMap<String, (i64, i64)> = outbox
         .study_locations()
         .await?

@@ -32,7 +32,8 @@ use phi::keys::KeyRing;
 
 use crate::config::Config;
 use crate::credentials::Login;
-use crate::query::{connect, decode, encode, text};
+use crate::gateway::connect;
+use crate::query::{decode, encode, text};
 
 /// What one study's retrieval gave.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -391,14 +392,14 @@ async fn copy_local(
     out: &Path,
     bar: &ProgressBar,
 ) -> anyhow::Result<StudyResult> {
-    let outbox = crate::app::open_outbox(config).await?;
+    let outbox = crate::outbox::open(config).await?;
     let listed = outbox.local_instances(given).await;
     outbox.close().await;
     let listed = listed.context("cannot read the local store")?;
     if listed.is_empty() {
         bail!("study {given} is neither on the gateway nor in this client's local store");
     }
-    if !crate::edge::usable_uid(given) {
+    if !crate::uid::usable_uid(given) {
         bail!("{given:?} is not a valid study UID");
     }
     let dir = out.join(given);
@@ -407,7 +408,7 @@ async fn copy_local(
     let mut result = StudyResult::default();
     for (_, sop, _, path) in listed {
         bar.inc(1);
-        if !crate::edge::usable_uid(&sop) {
+        if !crate::uid::usable_uid(&sop) {
             result
                 .failures
                 .push(format!("instance {sop:?}: invalid UID in the local store"));
@@ -450,7 +451,7 @@ pub fn write_reidentified(
     let study = text(&original, tags::STUDY_INSTANCE_UID);
     let sop = text(&original, tags::SOP_INSTANCE_UID);
     let class = text(&original, tags::SOP_CLASS_UID);
-    if !crate::edge::usable_uid(&study) || !crate::edge::usable_uid(&sop) {
+    if !crate::uid::usable_uid(&study) || !crate::uid::usable_uid(&sop) {
         bail!("the re-identified instance has no valid study or SOP instance UID");
     }
     let dir = out.join(&study);

@@ -4,7 +4,7 @@
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-use super::config::{PixelRule, Rectangle};
+use crate::config::pixels::{PixelRule, Rectangle};
 
 /// What a rule looks at, read from an instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

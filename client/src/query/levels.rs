@@ -16,9 +16,10 @@ use phi::keys::KeyRing;
 use serde::Serialize;
 use tracing::warn;
 
-use super::{connect, decode, encode, text};
+use super::{decode, encode, text};
 use crate::config::Config;
 use crate::credentials::Login;
+use crate::gateway::connect;
 use crate::viewer::find::{Level, reidentify_row};
 
 /// The level of `pacs-client query`.

@@ -7,7 +7,7 @@
 //! found and served from the client's spool.
 //!
 //! [`find`] translates identifiers and re-identifies responses; this module talks to
-//! the gateway ([`crate::query::connect`], [`crate::retrieve::get_into`]) and the spool.
+//! the gateway ([`crate::gateway::connect`], [`crate::retrieve::get_into`]) and the spool.
 //! It decides nothing about who is a viewer (that is the edge policy's business).
 
 pub(crate) mod find;
@@ -66,7 +66,7 @@ impl ViewerAccess {
             abstract_syntax: STUDY_ROOT_FIND.into(),
             transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
         };
-        let assoc = crate::query::connect(&self.config, &login, &[proposal], Vec::new()).await?;
+        let assoc = crate::gateway::connect(&self.config, &login, &[proposal], Vec::new()).await?;
         let _ = assoc.release().await;
         Ok(Arc::new(login))
     }
@@ -346,7 +346,7 @@ impl ViewerProxy {
             abstract_syntax: STUDY_ROOT_FIND.into(),
             transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
         };
-        let mut assoc = crate::query::connect(&self.config, login, &[proposal], Vec::new())
+        let mut assoc = crate::gateway::connect(&self.config, login, &[proposal], Vec::new())
             .await
             .map_err(failed)?;
         let found = assoc.find(STUDY_ROOT_FIND, &bytes).await;
@@ -392,7 +392,7 @@ impl ViewerProxy {
             warn!(error = %e, "local store unavailable");
             refuse(Status::UNABLE_TO_PROCESS, "the local store is unavailable")
         };
-        let outbox = crate::app::open_outbox(&self.config)
+        let outbox = crate::outbox::open(&self.config)
             .await
             .map_err(|e| failed(&e))?;
         let mut rows = Vec::new();

@@ -198,7 +198,7 @@ impl ViewerProxy {
             warn!(error = %e, "local store unavailable");
             refuse(Status::UNABLE_TO_PROCESS, "the local store is unavailable")
         };
-        let outbox = crate::app::open_outbox(&self.config)
+        let outbox = crate::outbox::open(&self.config)
             .await
             .map_err(|e| failed(&e))?;
         let listed = outbox.local_instances(&wanted.study).await;
