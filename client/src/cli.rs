@@ -5,6 +5,8 @@ mod first_run;
 mod held;
 mod local;
 mod queue;
+#[cfg(test)]
+mod tests;
 
 pub use docs::DocsCommand;
 pub use first_run::{GlobalSettings, ServeArgs};

@@ -5,7 +5,7 @@
 //! ([`outbox`]), the sharing rules ([`rules`]), pixel privacy (burned-in text: hold, clean, OCR; [`pixels`]), the local store retention ([`retention`]), the de-identifying forwarder to the
 //! central gateway ([`forward`]), the facility key file ([`keyfile`]), the clinician's
 //! query/retrieve ([`query`], [`retrieve`], [`credentials`]), the viewer proxy on the edge port ([`viewer`]), local administration of modalities and
-//! rules in the config file ([`local_admin`]), the facility admin CLI for the gateway's admin
+//! rules in the config file ([`admin::local`](admin::local)), the facility admin CLI for the gateway's admin
 //! API ([`admin`]) and the command line ([`cli`]), which ends with a code from the
 //! table in [`exit`] and logs as [`telemetry`] sets up. It builds on `dimse` for the network and on `phi` for identity;
 //! it is the only place where original patient identifiers and the facility key meet.
@@ -24,7 +24,6 @@ pub mod failpoint;
 pub mod forward;
 pub mod gateway;
 pub mod keyfile;
-pub mod local_admin;
 pub mod outbox;
 pub mod pixels;
 pub mod query;
