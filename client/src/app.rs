@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::clinician::viewer::{ViewerAccess, ViewerProxy};
 use crate::config::Config;
 use crate::edge::{EdgeService, ModalityPolicy, Spool, SpoolSink};
 use crate::forward::Forwarder;
 use crate::outbox::Outbox;
-use crate::viewer::{ViewerAccess, ViewerProxy};
 
 /// The running client: edge SCP + forwarder.
 #[derive(Debug)]

@@ -26,12 +26,12 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::clinician::viewer::{ViewerAccess, ViewerProxy};
 use crate::config::{Config, Destination};
 use crate::outbox::{Inserted, NewEntry, Outbox, State};
 use crate::reload::LiveRules;
 use crate::rules::{self, Facts};
 use crate::uid::{usable_uid, valid_uid};
-use crate::viewer::{ViewerAccess, ViewerProxy};
 
 mod intake;
 
