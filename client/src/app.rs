@@ -17,8 +17,9 @@ use tracing::info;
 
 use crate::clinician::viewer::{ViewerAccess, ViewerProxy};
 use crate::config::Config;
-use crate::edge::{EdgeService, ModalityPolicy, Spool, SpoolSink};
-use crate::forward::Forwarder;
+use crate::edge::{EdgeService, ModalityPolicy};
+use crate::intake::forward::Forwarder;
+use crate::intake::spool::{Spool, SpoolSink};
 use crate::outbox::Outbox;
 
 /// The running client: edge SCP + forwarder.
@@ -94,7 +95,7 @@ impl Client {
         let stop = CancellationToken::new();
         info!(addr = %self.listener.local_addr()?, "edge SCP listening");
         let forwarder = tokio::spawn(self.forwarder.clone().run(stop.clone()));
-        let retention = tokio::spawn(crate::retention::run(
+        let retention = tokio::spawn(crate::intake::retention::run(
             self.outbox.clone(),
             self.retention.clone(),
             stop.clone(),

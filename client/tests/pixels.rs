@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use client::app::Client;
 use client::config::Config;
 use client::config::pixels::{OcrMode, PixelRule, Rectangle};
-use client::pixels::frames::Frames;
+use client::intake::pixels::frames::Frames;
 use common::{GatewaySide, client_config, client_toml, free_port};
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::tags;
@@ -133,9 +133,9 @@ fn tesseract_installed() -> bool {
 }
 
 /// What tesseract reads in an 8-bit image (gray or RGB), the way the client reads.
-fn ocr(image: &client::pixels::frames::Image) -> String {
+fn ocr(image: &client::intake::pixels::frames::Image) -> String {
     let config = client::config::pixels::PixelsConfig::default();
-    let ocr = client::pixels::ocr::Ocr::probe(&config)
+    let ocr = client::intake::pixels::ocr::Ocr::probe(&config)
         .unwrap()
         .expect("tesseract");
     ocr.read(image).unwrap().to_uppercase()

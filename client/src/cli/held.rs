@@ -9,10 +9,10 @@ use clap::Subcommand;
 use tracing::info;
 
 use crate::config::Config;
+use crate::intake::pixels::frames::{Frames, Image};
+use crate::intake::pixels::identifiers::Identifiers;
+use crate::intake::pixels::{Screener, blank, png, rules};
 use crate::outbox::{self, HeldRow, Outbox};
-use crate::pixels::frames::{Frames, Image};
-use crate::pixels::identifiers::Identifiers;
-use crate::pixels::{Screener, blank, png, rules};
 
 /// The flag `held release` requires.
 pub(super) const CONFIRM_FLAG: &str = "--confirm-no-burned-in-identity";
@@ -219,7 +219,7 @@ pub(super) fn pixel_rule(config: &Config, cmd: PixelRuleCommand) -> anyhow::Resu
         bail!(
             "{} has {} frame(s); there is no frame {frame}",
             file.display(),
-            crate::pixels::frames::frame_count(&dicom)
+            crate::intake::pixels::frames::frame_count(&dicom)
         );
     }
     let original = frames.image(0).context("cannot render the frame")?;

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{collect_files, import_file};
 use crate::config::Config;
 use crate::datadir::{self, LockError};
-use crate::edge::Spool;
-use crate::forward::Forwarder;
+use crate::intake::forward::Forwarder;
+use crate::intake::spool::Spool;
 use crate::keyfile;
 use crate::outbox::{self, Listed, Outbox, State, StudyLocation, now_millis};
 

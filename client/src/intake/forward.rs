@@ -61,7 +61,7 @@ pub struct Forwarder {
     scu: ScuOptions,
     address: String,
     settings: ForwarderConfig,
-    pixels: crate::pixels::Screener,
+    pixels: crate::intake::pixels::Screener,
     /// Outbox writes that failed, made again each round.
     unrecorded: Unrecorded,
 }
@@ -100,7 +100,7 @@ impl Forwarder {
             scu,
             address: g.address.clone(),
             settings: config.forwarder.clone(),
-            pixels: crate::pixels::Screener::new(&config.pixels)
+            pixels: crate::intake::pixels::Screener::new(&config.pixels)
                 .map_err(crate::config::ConfigError::Invalid)?,
             unrecorded: Unrecorded::default(),
         }))
