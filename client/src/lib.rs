@@ -29,6 +29,9 @@
 //!    (spooled instances read with their text decoded), [`uid`], [`datadir`],
 //!    [`at_rest`], [`telemetry`], [`exit`], [`failpoint`]. These import nothing from
 //!    the layers above.
+//!
+//! The unit tests of `layering.rs` read the source tree and fail when a module names
+//! a layer above it or the other side.
 
 pub mod admin;
 pub mod app;
@@ -51,3 +54,6 @@ pub mod keyfile;
 pub mod outbox;
 pub mod telemetry;
 pub mod uid;
+
+#[cfg(test)]
+mod layering;
