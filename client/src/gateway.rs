@@ -1,6 +1,6 @@
 //! The connection to the gateway as the configuration describes it: TLS settings with
 //! the facility certificate, the check that the certificate names the configured
-//! facility, and the Q/R association a clinician's login opens ([`connect`]). Shared
+//! facility, and the Q/R association a clinician's login opens (`connect`). Shared
 //! by the intake side (the forwarder's C-STORE associations) and the clinician side
 //! (query, retrieve, the viewer proxy).
 

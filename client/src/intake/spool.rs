@@ -1,6 +1,6 @@
 //! The spool: where the edge SCP (and `pacs-client send`) puts received instances
 //! (DESIGN.md Ingest steps 1-3). Each data set is streamed into a temp file, fsynced,
-//! checked ([`check`]), renamed into place, routed with the sharing rules, and its
+//! checked (`check`), renamed into place, routed with the sharing rules, and its
 //! outbox row committed; only then does the modality hear success. The spool doubles
 //! as the client's local store.
 

@@ -1,10 +1,10 @@
 //! Translation between the clinician's original values and the gateway's
 //! pseudonymous ones, shared by every clinician-facing flow (the `query` and
 //! `retrieve` commands, the DIMSE viewer proxy): identifiers become pseudonyms,
-//! name tokens and pseudonymous UIDs ([`name_tokens_key`], [`candidates`],
-//! [`find::translate`]); what comes back is unsealed and re-identified with the
-//! facility key ([`unseal_item`], [`find::reidentify_row`], [`reidentify_instance`]).
-//! Data sets travel in Explicit VR Little Endian ([`encode`], [`decode`]).
+//! name tokens and pseudonymous UIDs (`name_tokens_key`, [`candidates`],
+//! `find::translate`); what comes back is unsealed and re-identified with the
+//! facility key ([`unseal_item`], `find::reidentify_row`, [`reidentify_instance`]).
+//! Data sets travel in Explicit VR Little Endian (`encode`, `decode`).
 //!
 //! Pure functions: no I/O, no key handling beyond the calls into `phi`.
 

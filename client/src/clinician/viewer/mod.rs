@@ -6,9 +6,9 @@
 //! original UIDs and never a pseudonym nor a sealed item. Studies kept local-only are
 //! found and served from the client's spool.
 //!
-//! [`find`](crate::clinician::translate::find) translates identifiers and
-//! re-identifies responses; this module talks to
-//! the gateway ([`crate::gateway::connect`], [`crate::clinician::fetch::get_into`]) and the spool.
+//! `clinician::translate::find` translates identifiers and re-identifies responses;
+//! this module talks to the gateway (`gateway::connect`,
+//! [`fetch::get_into`](crate::clinician::fetch::get_into)) and the spool.
 //! It decides nothing about who is a viewer (that is the edge policy's business).
 
 mod retrieve;
