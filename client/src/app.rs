@@ -15,27 +15,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::clinician::viewer::{ViewerAccess, ViewerProxy};
 use crate::config::Config;
-use crate::edge::{EdgeService, ModalityPolicy, Spool, SpoolSink};
-use crate::forward::Forwarder;
+use crate::edge::{EdgeService, ModalityPolicy};
+use crate::intake::forward::Forwarder;
+use crate::intake::spool::{Spool, SpoolSink};
 use crate::outbox::Outbox;
-use crate::viewer::{ViewerAccess, ViewerProxy};
-
-/// Opens the outbox database, creating the data dir; the data dir is made 0700 and
-/// the database files 0600 (also existing ones).
-pub async fn open_outbox(config: &Config) -> anyhow::Result<Outbox> {
-    crate::at_rest::private_dir(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let url = config.database_url();
-    let outbox = Outbox::open(&url)
-        .await
-        .context("cannot open the outbox database")?;
-    for file in crate::at_rest::sqlite_files(&url) {
-        crate::at_rest::private_file(&file)
-            .with_context(|| format!("cannot restrict the permissions of {}", file.display()))?;
-    }
-    Ok(outbox)
-}
 
 /// The running client: edge SCP + forwarder.
 #[derive(Debug)]
@@ -55,9 +40,9 @@ impl Client {
     pub async fn build(config: &Config) -> anyhow::Result<Client> {
         // Held for as long as the client runs: one serve per data dir.
         let lock = crate::datadir::lock(&config.data_dir)?;
-        crate::forward::check_certificate_facility(config)?;
+        crate::gateway::check_certificate_facility(config)?;
         let key = crate::keyfile::load(&config.key_file())?;
-        let outbox = open_outbox(config).await?;
+        let outbox = crate::outbox::open(config).await?;
         let spool = Spool::open(config, outbox.clone(), true).context("cannot open the spool")?;
         let forwarder = Forwarder::new(config, outbox.clone(), key.ring())?;
         let listener = TcpListener::bind(&config.edge.listen)
@@ -110,7 +95,7 @@ impl Client {
         let stop = CancellationToken::new();
         info!(addr = %self.listener.local_addr()?, "edge SCP listening");
         let forwarder = tokio::spawn(self.forwarder.clone().run(stop.clone()));
-        let retention = tokio::spawn(crate::retention::run(
+        let retention = tokio::spawn(crate::intake::retention::run(
             self.outbox.clone(),
             self.retention.clone(),
             stop.clone(),

@@ -5,6 +5,8 @@ mod first_run;
 mod held;
 mod local;
 mod queue;
+#[cfg(test)]
+mod tests;
 
 pub use docs::DocsCommand;
 pub use first_run::{GlobalSettings, ServeArgs};
@@ -18,10 +20,10 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{Client, open_outbox};
+use crate::app::Client;
+use crate::clinician::query::StudyFilter;
 use crate::config::Config;
 use crate::keyfile;
-use crate::query::StudyFilter;
 
 /// The facility client: receives images from modalities, de-identifies and seals
 /// them with the facility key, and forwards them to the central gateway.
@@ -123,7 +125,7 @@ pub enum Command {
         /// What to list: studies, the series of `--study`, or the instances of
         /// `--series` in `--study`.
         #[arg(long, value_enum, default_value = "study")]
-        level: crate::query::QueryLevel,
+        level: crate::clinician::query::QueryLevel,
         /// Study Instance UID (original or as stored at the gateway); needed for
         /// `--level series` and `image`.
         #[arg(long)]
@@ -251,7 +253,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             series,
             json,
         } => {
-            if level != crate::query::QueryLevel::Study {
+            if level != crate::clinician::query::QueryLevel::Study {
                 return query_below(&config, user.as_deref(), level, study, series, json)
                     .await
                     .map(|_| 0);
@@ -360,12 +362,12 @@ pub async fn shutdown_signal() {
 }
 
 async fn study(config: &Config, cmd: StudyCommand) -> anyhow::Result<()> {
-    let outbox = open_outbox(config).await?;
+    let outbox = crate::outbox::open(config).await?;
     let (uid, share) = match &cmd {
         StudyCommand::Share { study_uid } => (study_uid, true),
         StudyCommand::Unshare { study_uid } => (study_uid, false),
     };
-    if !crate::edge::usable_uid(uid) {
+    if !crate::uid::usable_uid(uid) {
         return Err(crate::exit::UsageError(format!("{uid:?} is not a Study Instance UID")).into());
     }
     let moved = outbox.set_study_flag(uid, share).await?;
@@ -393,14 +395,14 @@ async fn query(
 ) -> anyhow::Result<()> {
     let key = keyfile::load(&config.key_file())?;
     let login = login(config, user)?;
-    let rows = crate::query::find_studies(config, &key.ring(), &login, filter).await?;
-    crate::query::print(&rows, json)
+    let rows = crate::clinician::query::find_studies(config, &key.ring(), &login, filter).await?;
+    crate::clinician::query::print(&rows, json)
 }
 
 async fn query_below(
     config: &Config,
     user: Option<&str>,
-    level: crate::query::QueryLevel,
+    level: crate::clinician::query::QueryLevel,
     study: Option<String>,
     series: Option<String>,
     json: bool,
@@ -413,7 +415,7 @@ async fn query_below(
     };
     let key = keyfile::load(&config.key_file())?;
     let login = login(config, user)?;
-    let rows = crate::query::find_below(
+    let rows = crate::clinician::query::find_below(
         config,
         &key.ring(),
         &login,
@@ -422,7 +424,7 @@ async fn query_below(
         series.as_deref(),
     )
     .await?;
-    crate::query::print_items(&rows, level, json)
+    crate::clinician::query::print_items(&rows, level, json)
 }
 
 async fn retrieve(
@@ -442,7 +444,9 @@ async fn retrieve(
     let (mut written, mut failures) = (0, Vec::new());
     for uid in uids {
         bar.set_message(uid.clone());
-        match crate::retrieve::retrieve_study(config, &ring, &login, uid, out, &bar).await {
+        match crate::clinician::retrieve::retrieve_study(config, &ring, &login, uid, out, &bar)
+            .await
+        {
             Ok(result) => {
                 written += result.written.len();
                 failures.extend(result.failures);

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod pixels;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,7 +33,7 @@ pub struct Config {
     /// Clinician credentials for `query` and `retrieve`.
     pub credentials: CredentialsConfig,
     /// Burned-in text: risky classes, pixel-cleaning rules, OCR.
-    pub pixels: crate::pixels::config::PixelsConfig,
+    pub pixels: pixels::PixelsConfig,
 }
 
 impl Default for Config {
@@ -47,7 +49,7 @@ impl Default for Config {
             sharing: SharingConfig::default(),
             retention: RetentionConfig::default(),
             credentials: CredentialsConfig::default(),
-            pixels: crate::pixels::config::PixelsConfig::default(),
+            pixels: pixels::PixelsConfig::default(),
         }
     }
 }

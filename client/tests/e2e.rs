@@ -177,7 +177,7 @@ async fn local_only_instances_never_reach_the_gateway() {
         2,
         "local-only instances stayed local"
     );
-    let outbox = client::app::open_outbox(&config).await.unwrap();
+    let outbox = client::outbox::open(&config).await.unwrap();
     assert_eq!(
         outbox
             .state_of(&format!("{UID_ROOT}.3.4.1"))

@@ -244,7 +244,7 @@ async fn what_the_gateway_would_refuse_is_refused_at_the_edge_with_the_reason() 
     std::fs::create_dir_all(&work).unwrap();
     // (A data set whose SOP Class or Instance UID contradicts the C-STORE cannot be
     // sent with storescu, which takes both from the data set: unit-tested in
-    // client/src/edge/intake.rs.)
+    // client/src/intake/spool/check.rs.)
     type Change = Box<dyn Fn(&mut InMemDicomObject)>;
     let cases: [(&str, Change, &str); 2] = [
         (

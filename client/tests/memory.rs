@@ -95,7 +95,7 @@ fn write_instance(path: &Path, pixel_len: u64) -> Vec<u8> {
         MODALITY_AE,
     ))
     .unwrap();
-    out.write_all(&client::forward::encode(&header, EXPLICIT_LE).unwrap())
+    out.write_all(&client::intake::forward::encode(&header, EXPLICIT_LE).unwrap())
         .unwrap();
     out.write_all(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0])
         .unwrap();

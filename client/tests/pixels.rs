@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use client::app::Client;
 use client::config::Config;
-use client::pixels::config::{OcrMode, PixelRule, Rectangle};
-use client::pixels::frames::Frames;
+use client::config::pixels::{OcrMode, PixelRule, Rectangle};
+use client::intake::pixels::frames::Frames;
 use common::{GatewaySide, client_config, client_toml, free_port};
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::tags;
@@ -133,9 +133,9 @@ fn tesseract_installed() -> bool {
 }
 
 /// What tesseract reads in an 8-bit image (gray or RGB), the way the client reads.
-fn ocr(image: &client::pixels::frames::Image) -> String {
-    let config = client::pixels::config::PixelsConfig::default();
-    let ocr = client::pixels::ocr::Ocr::probe(&config)
+fn ocr(image: &client::intake::pixels::frames::Image) -> String {
+    let config = client::config::pixels::PixelsConfig::default();
+    let ocr = client::intake::pixels::ocr::Ocr::probe(&config)
         .unwrap()
         .expect("tesseract");
     ocr.read(image).unwrap().to_uppercase()
@@ -276,7 +276,7 @@ async fn start_client(
 
 /// Polls the outbox until `uid` is in `state`.
 async fn wait_state(config: &Config, uid: &str, state: &str, within: Duration) -> Option<String> {
-    let outbox = client::app::open_outbox(config).await.unwrap();
+    let outbox = client::outbox::open(config).await.unwrap();
     let deadline = Instant::now() + within;
     loop {
         let now = outbox.state_of(uid).await.unwrap();
@@ -440,7 +440,7 @@ async fn risky_instances_are_held_until_a_person_releases_or_keeps_them() {
     assert!(status.contains("Burned In Annotation = YES"), "{status}");
     assert!(status.contains("is a burned-in text risk"), "{status}");
 
-    let outbox = client::app::open_outbox(&config).await.unwrap();
+    let outbox = client::outbox::open(&config).await.unwrap();
     let held = outbox.held_instances().await.unwrap();
     let id_of = |n: u32| {
         held.iter()
@@ -727,7 +727,7 @@ async fn ocr_holds_instances_declared_clean_whose_pixels_show_the_patient() {
         1,
         "the clean one is sent"
     );
-    let outbox = client::app::open_outbox(&config).await.unwrap();
+    let outbox = client::outbox::open(&config).await.unwrap();
     let held = outbox.held_instances().await.unwrap();
     assert_eq!(held.len(), 1);
     assert!(

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use client::forward::{Body, Outgoing, Prepared, prepare, prepare_streamed};
-use client::pixels::Screened;
+use client::intake::forward::{Body, Outgoing, Prepared, prepare, prepare_streamed};
+use client::intake::pixels::Screened;
 use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR, dicom_value};
 use dicom_dictionary_std::tags;

@@ -6,11 +6,16 @@
 //! Prints the API's own one-line error message; exit codes: 0 done, 1 failed,
 //! 2 usage, 3 not logged in or token expired, 64 bad configuration. Never takes a
 //! password from the command line.
+//!
+//! Local administration lives here too: [`local`] edits the modalities and sharing
+//! rules of the client's own config file (`pacs-client modality|rule ...`). The admin
+//! side builds on the shared layer only (config, credentials, UID checks).
 
 pub mod api;
 pub mod args;
 mod commands;
 pub mod format;
+pub mod local;
 mod manage;
 mod records;
 pub mod token;

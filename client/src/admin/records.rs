@@ -121,7 +121,7 @@ pub(super) async fn studies(
             }
         }
         StudiesCommand::Delete { study_uid, yes } => {
-            if !crate::edge::valid_uid(&study_uid) {
+            if !crate::uid::valid_uid(&study_uid) {
                 return Err(AdminError::Usage(format!(
                     "{study_uid:?} is not a Study Instance UID"
                 )));

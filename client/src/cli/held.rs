@@ -8,12 +8,11 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use tracing::info;
 
-use crate::app::open_outbox;
 use crate::config::Config;
-use crate::outbox::{HeldRow, Outbox};
-use crate::pixels::frames::{Frames, Image};
-use crate::pixels::identifiers::Identifiers;
-use crate::pixels::{Screener, blank, png, rules};
+use crate::intake::pixels::frames::{Frames, Image};
+use crate::intake::pixels::identifiers::Identifiers;
+use crate::intake::pixels::{Screener, blank, png, rules};
+use crate::outbox::{self, HeldRow, Outbox};
 
 /// The flag `held release` requires.
 pub(super) const CONFIRM_FLAG: &str = "--confirm-no-burned-in-identity";
@@ -66,7 +65,7 @@ pub enum PixelRuleCommand {
 
 /// Runs `held ...`; returns the exit code.
 pub(super) async fn held(config: &Config, cmd: HeldCommand) -> anyhow::Result<i32> {
-    let outbox = open_outbox(config).await?;
+    let outbox = outbox::open(config).await?;
     match cmd {
         HeldCommand::List => {
             let held = outbox.held_instances().await?;
@@ -220,7 +219,7 @@ pub(super) fn pixel_rule(config: &Config, cmd: PixelRuleCommand) -> anyhow::Resu
         bail!(
             "{} has {} frame(s); there is no frame {frame}",
             file.display(),
-            crate::pixels::frames::frame_count(&dicom)
+            crate::intake::pixels::frames::frame_count(&dicom)
         );
     }
     let original = frames.image(0).context("cannot render the frame")?;
@@ -287,7 +286,7 @@ pub(super) fn pixel_rule(config: &Config, cmd: PixelRuleCommand) -> anyhow::Resu
 }
 
 /// `original` with the rule's rectangles tinted red (in RGB).
-fn tint(original: &Image, rectangles: &[crate::pixels::config::Rectangle]) -> Image {
+fn tint(original: &Image, rectangles: &[crate::config::pixels::Rectangle]) -> Image {
     let channels = usize::from(original.channels);
     let mut pixels = Vec::with_capacity(original.pixels.len() / channels * 3);
     for o in original.pixels.chunks_exact(channels) {

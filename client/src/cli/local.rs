@@ -1,12 +1,12 @@
 //! `pacs-client modality ...` and `pacs-client rule ...`: the command-line side of
-//! [`crate::local_admin`].
+//! [`crate::admin::local`].
 
 use std::path::Path;
 
 use clap::{Subcommand, ValueEnum};
 
+use crate::admin::local::{ConfigFile, LocalAdminError, format_modalities, format_rules};
 use crate::config::{Destination, Rule};
-use crate::local_admin::{ConfigFile, LocalAdminError, format_modalities, format_rules};
 
 /// What the output says about a running `serve`.
 const APPLIES: &str =

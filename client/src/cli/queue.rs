@@ -14,13 +14,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{collect_files, import_file, open_outbox};
+use crate::app::{collect_files, import_file};
 use crate::config::Config;
 use crate::datadir::{self, LockError};
-use crate::edge::Spool;
-use crate::forward::Forwarder;
+use crate::intake::forward::Forwarder;
+use crate::intake::spool::Spool;
 use crate::keyfile;
-use crate::outbox::{Listed, Outbox, State, StudyLocation, now_millis};
+use crate::outbox::{self, Listed, Outbox, State, StudyLocation, now_millis};
 
 /// `pacs-client send PATHS [--wait]`; returns the exit code.
 pub(super) async fn send(
@@ -46,7 +46,7 @@ pub(super) async fn send(
         Err(e) => return Err(e.into()),
     };
     let key = keyfile::load(&config.key_file())?;
-    let outbox = open_outbox(config).await?;
+    let outbox = outbox::open(config).await?;
     let spool =
         Spool::open(config, outbox.clone(), lock.is_some()).context("cannot open the spool")?;
     let (files, skipped) = dicom_files(paths);
@@ -266,7 +266,7 @@ struct StudyJson {
 
 /// `pacs-client status [--studies] [--json]`.
 pub(super) async fn status(config: &Config, studies: bool, json: bool) -> anyhow::Result<()> {
-    let outbox = open_outbox(config).await?;
+    let outbox = outbox::open(config).await?;
     let report = StatusReport {
         counts: outbox.counts().await?.into_iter().collect(),
         oldest_waiting_secs: outbox
@@ -361,7 +361,7 @@ pub(super) async fn retry(config: &Config, all: bool, id: Option<i64>) -> anyhow
         )
         .into());
     }
-    let outbox = open_outbox(config).await?;
+    let outbox = outbox::open(config).await?;
     let n = outbox.retry(id).await?;
     if let (Some(id), 0) = (id, n) {
         let why = match outbox.row_state(id).await? {

@@ -1,6 +1,6 @@
 //! `[pixels]` of client.toml: which instances are a burned-in text risk, the
 //! pixel-cleaning rules and the OCR switch (documented in schemas/client.toml).
-//! Data only; the decisions live in the sibling modules.
+//! Data only; the decisions live in the intake's pixel screening (`intake::pixels`).
 
 use std::path::PathBuf;
 

@@ -19,7 +19,6 @@
 //! running tesseract.
 
 pub mod blank;
-pub mod config;
 pub mod frames;
 pub mod identifiers;
 pub mod ocr;
@@ -31,11 +30,11 @@ use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
 
-use self::config::{PixelRule, PixelsConfig};
 use self::frames::Frames;
 use self::identifiers::Identifiers;
 use self::ocr::Ocr;
 use self::risk::{Annotation, Risk, RiskLists};
+use crate::config::pixels::{PixelRule, PixelsConfig};
 
 /// Explicit VR Little Endian: how a cleaned instance is sent.
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
@@ -348,7 +347,7 @@ mod tests {
         const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
         const US: &str = "1.2.840.10008.5.1.4.1.1.6.1";
         let plain = PixelsConfig {
-            ocr: config::OcrMode::Off,
+            ocr: crate::config::pixels::OcrMode::Off,
             ..PixelsConfig::default()
         };
         let with_rule = PixelsConfig {
@@ -360,7 +359,7 @@ mod tests {
                 columns: None,
                 sop_class: None,
                 modality: Some("MR".into()),
-                rectangles: vec![config::Rectangle {
+                rectangles: vec![crate::config::pixels::Rectangle {
                     x: 0,
                     y: 0,
                     width: 8,

@@ -13,7 +13,7 @@ use dimse::Status;
 use dimse::scan::Header;
 use dimse::scp::StoreOutcome;
 
-use super::{usable_uid, valid_uid};
+use crate::uid::{usable_uid, valid_uid};
 
 /// Checks `header` against the C-STORE request (`sop_class`, `sop_instance`);
 /// returns the Study Instance UID (trimmed) to spool under.

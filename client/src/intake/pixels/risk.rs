@@ -2,7 +2,7 @@
 //! (0028,0301) = YES, or a SOP class or modality where burned-in text is common
 //! without an explicit NO. The built-in lists are below; `[pixels]` may replace them.
 
-use super::config::PixelsConfig;
+use crate::config::pixels::PixelsConfig;
 
 /// SOP classes where burned-in text is common: ultrasound, secondary capture,
 /// X-ray angiography and fluoroscopy, endoscopy and other visible-light images and

@@ -16,10 +16,12 @@ use phi::keys::KeyRing;
 use serde::Serialize;
 use tracing::warn;
 
-use super::{connect, decode, encode, text};
+use crate::clinician::fetch::refusal;
+use crate::clinician::translate::find::reidentify_row;
+use crate::clinician::translate::{Level, candidates, decode, encode, text};
 use crate::config::Config;
 use crate::credentials::Login;
-use crate::viewer::find::{Level, reidentify_row};
+use crate::gateway::connect;
 
 /// The level of `pacs-client query`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -126,7 +128,7 @@ pub async fn find_below(
     };
     let facility = config.facility()?;
     let series_candidates = match series {
-        Some(s) => crate::retrieve::candidates(ring, s),
+        Some(s) => candidates(ring, s),
         None => vec![String::new()],
     };
     let proposal = Proposal {
@@ -135,14 +137,14 @@ pub async fn find_below(
     };
     let mut assoc = connect(config, login, &[proposal], Vec::new()).await?;
     let mut matches = Vec::new();
-    'search: for study in crate::retrieve::candidates(ring, study) {
+    'search: for study in candidates(ring, study) {
         for series in &series_candidates {
             let found = assoc
                 .find(STUDY_ROOT_FIND, &identifier(level, &study, series)?)
                 .await?;
             if !found.response.status.is_success() {
                 let _ = assoc.release().await;
-                bail!("{}", super::refusal(&found.response));
+                bail!("{}", refusal(&found.response));
             }
             if !found.matches.is_empty() {
                 matches = found.matches;

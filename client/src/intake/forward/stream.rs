@@ -169,7 +169,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Exact<R> {
 /// that gives the same bytes (see the module doc); `Ok(None)`: use the whole-instance
 /// path. `forwards_unchanged(header, sop_class)`: the pixel screening's verdict on
 /// the data set without its pixel data
-/// ([`Screener::forwards_unchanged`](crate::pixels::Screener::forwards_unchanged)).
+/// ([`Screener::forwards_unchanged`](crate::intake::pixels::Screener::forwards_unchanged)).
 pub fn prepare_streamed(
     path: &Path,
     ring: &KeyRing,
@@ -200,7 +200,7 @@ pub fn prepare_streamed(
         return Ok(None);
     }
     let options = phi::profile::Options {
-        clean_pixel_data: crate::pixels::declares_clean_pixels(&original),
+        clean_pixel_data: crate::intake::pixels::declares_clean_pixels(&original),
         ..options.clone()
     };
     let deid = phi::deid::deidentify(&original, ring, facility, &options)

@@ -1,57 +1,40 @@
-//! `pacs-client retrieve`: finds a study on the gateway by its original Study
-//! Instance UID (mapped forward with the facility key) or by its pseudonymous one,
-//! learns which (SOP class, transfer syntax) pairs it holds with SERIES and IMAGE
-//! level C-FINDs, fetches it with a study-level C-GET on a second association,
-//! re-identifies every instance with the facility key and writes
-//! `DIR/<original study UID>/<original SOP instance UID>.dcm`. A study the gateway
-//! does not hold but this client keeps local-only is copied from the spool.
-//!
-//! Instances are handled one by one as the C-GET brings them ([`InstanceConsumer`]),
-//! so a study of any size needs the memory of one instance. [`locate_target`] and
-//! [`get_into`] (a study, a series or some instances, by pseudonymous UIDs) are
-//! shared with the viewer proxy.
+//! Finding and fetching at the gateway for the clinician side: where a study, a
+//! series or some instances are (SERIES and IMAGE level C-FINDs: which SOP class and
+//! transfer syntax pairs to propose, how many instances; [`locate_target`]), and one
+//! C-GET handing every instance to an [`InstanceConsumer`] as it arrives
+//! ([`get_into`]). Used by the `retrieve` command, the `query --level` listing and the
+//! viewer proxy; everything here is in the gateway's pseudonymous UIDs.
 
 use std::future::Future;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_object::InMemDicomObject;
 use dimse::assoc::{AcceptedContext, EXPLICIT_VR_LE, IMPLICIT_VR_LE, RoleSelection};
 use dimse::command::{CStoreRq, SubOperations};
 use dimse::qr::{STUDY_ROOT_FIND, STUDY_ROOT_GET};
 use dimse::scp::{DataSink, StoreOutcome};
 use dimse::scu::{Proposal, ReceivedInstance, ScuAssociation, StoreHandler};
 use indicatif::ProgressBar;
-use phi::keys::KeyRing;
 
+use super::translate::{decode, encode, text};
 use crate::config::Config;
 use crate::credentials::Login;
-use crate::query::{connect, decode, encode, text};
+use crate::gateway::connect;
 
-/// What one study's retrieval gave.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StudyResult {
-    /// Files written.
-    pub written: Vec<PathBuf>,
-    /// What went wrong (instance or study level), for people.
-    pub failures: Vec<String>,
-}
-
-/// The gateway (pseudonymous) UIDs to try for a UID given on the command line: the
-/// forward mapping first, and the UID itself when it looks pseudonymous (`2.25.`;
-/// an original may also use that root, hence both).
-pub fn candidates(ring: &KeyRing, given: &str) -> Vec<String> {
-    let mut out = vec![phi::pseudonym::uid(ring, given)];
-    if given.starts_with(phi::pseudonym::UID_ROOT) {
-        out.push(given.to_string());
+/// "the gateway refused the query: StudyDate 20041332: month 13 does not exist
+/// (status 0xC000)": the gateway's Error Comment when it gave one.
+pub(crate) fn refusal(response: &dimse::command::CFindRsp) -> String {
+    match response.error_comment.as_deref().map(str::trim) {
+        Some(comment) if !comment.is_empty() => format!(
+            "the gateway refused the query: {comment} ({:?})",
+            response.status
+        ),
+        _ => format!("the gateway refused the query: {:?}", response.status),
     }
-    out
 }
 
 fn identifier(level: &str, keys: &[(dicom_core::Tag, &str)]) -> anyhow::Result<Vec<u8>> {
@@ -303,167 +286,4 @@ pub async fn get_into<C: InstanceConsumer>(
         ));
     }
     Ok(failures)
-}
-
-/// Writes each received instance, re-identified, as a Part-10 file under `out`.
-struct FileWriter {
-    ring: KeyRing,
-    facility: String,
-    out: PathBuf,
-    result: Mutex<StudyResult>,
-}
-
-impl FileWriter {
-    fn note(&self, outcome: Result<PathBuf, String>) {
-        if let Ok(mut result) = self.result.lock() {
-            match outcome {
-                Ok(path) => result.written.push(path),
-                Err(failure) => result.failures.push(failure),
-            }
-        }
-    }
-}
-
-impl InstanceConsumer for FileWriter {
-    async fn take(&self, instance: ReceivedInstance) -> StoreOutcome {
-        match write_reidentified(&instance, &self.ring, &self.facility, &self.out) {
-            Ok(path) => {
-                self.note(Ok(path));
-                StoreOutcome::success()
-            }
-            Err(e) => {
-                self.note(Err(format!(
-                    "instance {}: {e:#}",
-                    instance.sop_instance_uid
-                )));
-                StoreOutcome::with(
-                    dimse::Status::ProcessingFailure,
-                    "the client could not re-identify or write the instance",
-                )
-            }
-        }
-    }
-}
-
-/// Retrieves one study given by an original or pseudonymous UID into `out`,
-/// writing each instance as it arrives.
-pub async fn retrieve_study(
-    config: &Config,
-    ring: &KeyRing,
-    login: &Login,
-    given: &str,
-    out: &Path,
-    bar: &ProgressBar,
-) -> anyhow::Result<StudyResult> {
-    let facility = config.facility()?;
-    for study in candidates(ring, given) {
-        let target = Target {
-            study,
-            ..Target::default()
-        };
-        let Some(located) = locate_target(config, login, &target).await? else {
-            continue;
-        };
-        let writer = Arc::new(FileWriter {
-            ring: ring.clone(),
-            facility: facility.to_string(),
-            out: out.to_path_buf(),
-            result: Mutex::new(StudyResult::default()),
-        });
-        let failures = get_into(config, login, &target, &located, writer.clone(), bar).await?;
-        let mut result = writer.result.lock().map(|r| r.clone()).unwrap_or_default();
-        result.failures.extend(failures);
-        if result.written.is_empty() && result.failures.is_empty() {
-            result
-                .failures
-                .push(format!("study {given}: the gateway sent no instance"));
-        }
-        return Ok(result);
-    }
-    copy_local(config, given, out, bar).await
-}
-
-/// A study the gateway does not hold, copied from the instances this client keeps
-/// local-only (original files, as the modality sent them).
-async fn copy_local(
-    config: &Config,
-    given: &str,
-    out: &Path,
-    bar: &ProgressBar,
-) -> anyhow::Result<StudyResult> {
-    let outbox = crate::app::open_outbox(config).await?;
-    let listed = outbox.local_instances(given).await;
-    outbox.close().await;
-    let listed = listed.context("cannot read the local store")?;
-    if listed.is_empty() {
-        bail!("study {given} is neither on the gateway nor in this client's local store");
-    }
-    if !crate::edge::usable_uid(given) {
-        bail!("{given:?} is not a valid study UID");
-    }
-    let dir = out.join(given);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    bar.inc_length(listed.len() as u64);
-    let mut result = StudyResult::default();
-    for (_, sop, _, path) in listed {
-        bar.inc(1);
-        if !crate::edge::usable_uid(&sop) {
-            result
-                .failures
-                .push(format!("instance {sop:?}: invalid UID in the local store"));
-            continue;
-        }
-        let target = dir.join(format!("{sop}.dcm"));
-        match std::fs::copy(&path, &target) {
-            Ok(_) => result.written.push(target),
-            Err(e) => result
-                .failures
-                .push(format!("instance {sop}: cannot copy {path}: {e}")),
-        }
-    }
-    Ok(result)
-}
-
-/// Decodes one received instance and restores its original identifiers and UIDs.
-pub fn reidentify_instance(
-    instance: &ReceivedInstance,
-    ring: &KeyRing,
-    facility: &str,
-) -> anyhow::Result<InMemDicomObject> {
-    let ts = TransferSyntaxRegistry
-        .get(&instance.transfer_syntax)
-        .with_context(|| format!("unknown transfer syntax {}", instance.transfer_syntax))?;
-    let object = InMemDicomObject::read_dataset_with_ts(instance.data.as_slice(), ts)
-        .context("cannot decode the received data set")?;
-    phi::deid::reidentify(&object, ring, facility)
-        .context("cannot re-identify (sealed with another facility key?)")
-}
-
-/// Re-identifies one received instance and writes it as a Part-10 file.
-pub fn write_reidentified(
-    instance: &ReceivedInstance,
-    ring: &KeyRing,
-    facility: &str,
-    out: &Path,
-) -> anyhow::Result<PathBuf> {
-    let original = reidentify_instance(instance, ring, facility)?;
-    let study = text(&original, tags::STUDY_INSTANCE_UID);
-    let sop = text(&original, tags::SOP_INSTANCE_UID);
-    let class = text(&original, tags::SOP_CLASS_UID);
-    if !crate::edge::usable_uid(&study) || !crate::edge::usable_uid(&sop) {
-        bail!("the re-identified instance has no valid study or SOP instance UID");
-    }
-    let dir = out.join(&study);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{sop}.dcm"));
-    let meta = FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(class.as_str())
-        .media_storage_sop_instance_uid(sop.as_str())
-        .transfer_syntax(instance.transfer_syntax.as_str());
-    original
-        .with_meta(meta)
-        .context("cannot build the file meta")?
-        .write_to_file(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
 }

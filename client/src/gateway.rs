@@ -1,13 +1,17 @@
 //! The connection to the gateway as the configuration describes it: TLS settings with
-//! the facility certificate, and the check that the certificate names the configured
-//! facility.
+//! the facility certificate, the check that the certificate names the configured
+//! facility, and the Q/R association a clinician's login opens (`connect`). Shared
+//! by the intake side (the forwarder's C-STORE associations) and the clinician side
+//! (query, retrieve, the viewer proxy).
 
-use dimse::scu::ClientTls;
+use dimse::assoc::RoleSelection;
+use dimse::scu::{ClientTls, Proposal, ScuAssociation};
 
 use crate::config::Config;
+use crate::credentials::Login;
 
 /// Builds the TLS settings towards the gateway from the config.
-pub fn gateway_tls(config: &Config) -> anyhow::Result<ClientTls> {
+pub fn tls(config: &Config) -> anyhow::Result<ClientTls> {
     let g = &config.gateway;
     let (Some(cert), Some(key), Some(ca)) = (&g.cert, &g.key, &g.ca) else {
         anyhow::bail!(
@@ -72,4 +76,27 @@ pub fn check_certificate_facility(config: &Config) -> anyhow::Result<()> {
                 .join(", "),
         }
     )
+}
+
+/// Opens a Q/R association to the gateway with the facility certificate and `login`.
+pub(crate) async fn connect(
+    config: &Config,
+    login: &Login,
+    proposals: &[Proposal],
+    roles: Vec<RoleSelection>,
+) -> anyhow::Result<ScuAssociation> {
+    let g = &config.gateway;
+    let mut options = dimse::scu::ScuOptions::new(g.calling_ae.clone(), g.ae_title.clone());
+    options.tls = Some(tls(config)?);
+    options.credentials = Some(login.credentials());
+    options.roles = roles;
+    ScuAssociation::connect(&g.address, &options, proposals)
+        .await
+        .map_err(|e| match e {
+            dimse::DimseError::Rejected(_) => anyhow::anyhow!(
+                "the gateway refused the login of {} (wrong user name or password, disabled or locked account)",
+                login.username
+            ),
+            other => anyhow::Error::new(other).context(format!("cannot reach the gateway at {}", g.address)),
+        })
 }

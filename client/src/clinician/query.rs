@@ -13,20 +13,22 @@ mod levels;
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use dimse::assoc::{EXPLICIT_VR_LE, RoleSelection};
+use dimse::assoc::EXPLICIT_VR_LE;
 use dimse::qr::STUDY_ROOT_FIND;
-use dimse::scu::{Proposal, ScuAssociation};
+use dimse::scu::Proposal;
 use phi::keys::KeyRing;
-use phi::seal::Purpose;
 use serde::Serialize;
 
+use crate::clinician::fetch::refusal;
+use crate::clinician::translate::{decode, encode, name_tokens_key, text, unseal_item};
 use crate::config::Config;
 use crate::credentials::Login;
+use crate::gateway::connect;
 
 pub use levels::{ItemRow, QueryLevel, find_below, print_items};
 
@@ -115,18 +117,6 @@ pub struct Identity {
 /// real days.
 pub fn valid_date_range(value: &str) -> bool {
     args::check_date(value).is_ok()
-}
-
-/// "the gateway refused the query: StudyDate 20041332: month 13 does not exist
-/// (status 0xC000)": the gateway's Error Comment when it gave one.
-pub(crate) fn refusal(response: &dimse::command::CFindRsp) -> String {
-    match response.error_comment.as_deref().map(str::trim) {
-        Some(comment) if !comment.is_empty() => format!(
-            "the gateway refused the query: {comment} ({:?})",
-            response.status
-        ),
-        _ => format!("the gateway refused the query: {:?}", response.status),
-    }
 }
 
 fn date_matches(range: &str, date: &str) -> bool {
@@ -240,45 +230,6 @@ impl StudyFilter {
     }
 }
 
-/// The name search tokens a query for `name` sends to the gateway (any may match):
-/// the token of what was typed, and for a plain name the full-name blind index of
-/// patients indexed before tokens existed (`legacy:<index>`). `None` for wildcard
-/// patterns without a token.
-pub(crate) fn name_tokens_key(ring: &KeyRing, name: &str) -> Option<Vec<String>> {
-    let query = phi::name_search::NameQuery::parse(name)?;
-    let mut tokens = vec![query.token(ring)];
-    if matches!(query, phi::name_search::NameQuery::Components(_)) {
-        let legacy = phi::pseudonym::blind_index(ring, name);
-        if !legacy.is_empty() {
-            tokens.push(format!("legacy:{legacy}"));
-        }
-    }
-    Some(tokens)
-}
-
-/// Encodes a data set in Explicit VR Little Endian.
-pub(crate) fn encode(obj: &InMemDicomObject) -> anyhow::Result<Vec<u8>> {
-    let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
-    let mut out = Vec::new();
-    obj.write_dataset_with_ts(&mut out, &ts)
-        .context("cannot encode the query")?;
-    Ok(out)
-}
-
-/// Decodes an Explicit VR Little Endian data set.
-pub(crate) fn decode(bytes: &[u8]) -> anyhow::Result<InMemDicomObject> {
-    let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
-    InMemDicomObject::read_dataset_with_ts(bytes, &ts).context("the gateway sent a bad response")
-}
-
-/// A trimmed text value, empty when absent.
-pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|v| v.trim_end_matches(['\0', ' ']).trim_start().to_string())
-        .unwrap_or_default()
-}
-
 /// Unseals the sealed-identity item of a study-level response. `None` when the
 /// response has no item (or it is not ours to open).
 pub fn unseal_identity(
@@ -296,70 +247,6 @@ pub fn unseal_identity(
         study_date: optional(tags::STUDY_DATE),
         description: optional(tags::STUDY_DESCRIPTION),
     })
-}
-
-/// The original values sealed in the (0400,0500) item of a C-FIND response at any
-/// level: the identity summary (0013,1011) of the instance the item belongs to (for a
-/// study, its matched patient's first stored instance; for a series, its first), or
-/// for instances stored without a summary their full record (0400,0520). `None` when
-/// the response has no item, or it does not open with this facility's key. The result
-/// holds the bound (pseudonymous) SOP Instance UID overlaid with the originals.
-pub fn unseal_item(
-    response: &InMemDicomObject,
-    ring: &KeyRing,
-    facility: &str,
-) -> Option<InMemDicomObject> {
-    let sequence = response.get(tags::ENCRYPTED_ATTRIBUTES_SEQUENCE)?;
-    let item = sequence.items()?.first()?;
-    let bound_to = text(item, tags::REFERENCED_SOP_INSTANCE_UID);
-    if bound_to.is_empty() {
-        return None;
-    }
-    let (envelope, purpose) = match phi::deid::identity_summary(item) {
-        Some(summary) => (summary, Purpose::Summary),
-        None => (
-            item.get(tags::ENCRYPTED_CONTENT)?
-                .value()
-                .primitive()?
-                .to_bytes()
-                .into_owned(),
-            Purpose::Instance,
-        ),
-    };
-    let originals =
-        phi::deid::unseal_originals(ring, facility, &bound_to, &envelope, purpose).ok()?;
-    let mut out = InMemDicomObject::from_element_iter([DataElement::new(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(bound_to),
-    )]);
-    for element in originals {
-        out.put(element);
-    }
-    Some(out)
-}
-
-/// Opens a Q/R association to the gateway with the facility certificate and `login`.
-pub(crate) async fn connect(
-    config: &Config,
-    login: &Login,
-    proposals: &[Proposal],
-    roles: Vec<RoleSelection>,
-) -> anyhow::Result<ScuAssociation> {
-    let g = &config.gateway;
-    let mut options = dimse::scu::ScuOptions::new(g.calling_ae.clone(), g.ae_title.clone());
-    options.tls = Some(crate::forward::gateway_tls(config)?);
-    options.credentials = Some(login.credentials());
-    options.roles = roles;
-    ScuAssociation::connect(&g.address, &options, proposals)
-        .await
-        .map_err(|e| match e {
-            dimse::DimseError::Rejected(_) => anyhow::anyhow!(
-                "the gateway refused the login of {} (wrong user name or password, disabled or locked account)",
-                login.username
-            ),
-            other => anyhow::Error::new(other).context(format!("cannot reach the gateway at {}", g.address)),
-        })
 }
 
 /// Runs the query: gateway studies (unsealed, filtered) and local-only studies.
@@ -382,7 +269,7 @@ pub async fn find_studies(
     if !found.response.status.is_success() {
         bail!("{}", refusal(&found.response));
     }
-    let outbox = crate::app::open_outbox(config).await?;
+    let outbox = crate::outbox::open(config).await?;
     let locations: BTreeMap<String, (i64, i64)> = outbox
         .study_locations()
         .await?

@@ -1,5 +1,5 @@
-//! C-FIND for viewers at every level of both information models: the viewer's
-//! identifier (original values) becomes a Study Root identifier for the gateway
+//! C-FIND translation at every level of both information models (the viewer proxy's
+//! C-FIND, the `query --level` listing): a clinician's identifier (original values) becomes a Study Root identifier for the gateway
 //! (pseudonyms, the name blind index, pseudonymous UIDs; keys that de-identification
 //! may change are asked for but not matched there), each gateway response is
 //! re-identified from its sealed item into the original values, the viewer's keys are
@@ -15,53 +15,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use phi::keys::KeyRing;
 
-use crate::query::text;
-
-/// A Query/Retrieve Level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Level {
-    /// `PATIENT`.
-    Patient,
-    /// `STUDY`.
-    Study,
-    /// `SERIES`.
-    Series,
-    /// `IMAGE`.
-    Image,
-}
-
-impl Level {
-    /// Parses the code string.
-    pub(crate) fn parse(value: &str) -> Option<Level> {
-        match value.trim() {
-            "PATIENT" => Some(Level::Patient),
-            "STUDY" => Some(Level::Study),
-            "SERIES" => Some(Level::Series),
-            "IMAGE" => Some(Level::Image),
-            _ => None,
-        }
-    }
-
-    /// The code string.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Level::Patient => "PATIENT",
-            Level::Study => "STUDY",
-            Level::Series => "SERIES",
-            Level::Image => "IMAGE",
-        }
-    }
-
-    /// The unique key of the level.
-    pub(crate) fn unique_key(self) -> Tag {
-        match self {
-            Level::Patient => tags::PATIENT_ID,
-            Level::Study => tags::STUDY_INSTANCE_UID,
-            Level::Series => tags::SERIES_INSTANCE_UID,
-            Level::Image => tags::SOP_INSTANCE_UID,
-        }
-    }
-}
+use super::{Level, name_tokens_key, text, unseal_item, wildcard_match};
 
 /// Attributes replaced by pseudonyms on the gateway: their gateway values are never
 /// shown, only what the sealed item restores.
@@ -268,7 +222,7 @@ pub(crate) fn translate(
             }
             // Full name, family name, `Family^Gi*` prefixes: narrowed by a token at
             // the gateway; any other wildcard pattern only here.
-            if let Some(tokens) = crate::query::name_tokens_key(ring, &value) {
+            if let Some(tokens) = name_tokens_key(ring, &value) {
                 let (g, e) = phi::deid::PRIVATE_CREATOR_TAG;
                 put_text(&mut gateway, Tag(g, e), VR::LO, phi::deid::PRIVATE_CREATOR);
                 let (g, e) = phi::deid::NAME_TOKENS_TAG;
@@ -328,7 +282,7 @@ impl Translated {
             match check {
                 Check::Name(wanted) => phi::name_search::name_matches(wanted, &value),
                 Check::Wildcard { pattern, fold_case } => {
-                    super::wildcard_match(pattern, &value, *fold_case)
+                    wildcard_match(pattern, &value, *fold_case)
                 }
                 Check::Exact(wanted) => wanted == trimmed(&value),
                 Check::Uids(list) => list.iter().any(|u| u == trimmed(&value)),
@@ -355,7 +309,7 @@ pub(crate) fn reidentify_row(
     ring: &KeyRing,
     facility: &str,
 ) -> Option<InMemDicomObject> {
-    let sealed = crate::query::unseal_item(response, ring, facility)?;
+    let sealed = unseal_item(response, ring, facility)?;
     let mut out = InMemDicomObject::new_empty();
     for element in response.iter() {
         let tag = element.tag();

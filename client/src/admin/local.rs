@@ -4,8 +4,8 @@
 //! `toml_edit`, so comments and layout survive; the edited text must load through
 //! [`Config::parse`] (the loader `serve` uses) before it replaces the file, which
 //! happens atomically (temp file in the same folder, fsync, rename) with the file's
-//! mode kept. A running `serve` picks the change up at its next association
-//! ([`crate::reload`]).
+//! mode kept. A running `serve` picks the change up at its next association (it
+//! follows the config file: `intake::reload`).
 //!
 //! Does not touch any other key of the file.
 

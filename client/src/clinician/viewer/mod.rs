@@ -6,11 +6,11 @@
 //! original UIDs and never a pseudonym nor a sealed item. Studies kept local-only are
 //! found and served from the client's spool.
 //!
-//! [`find`] translates identifiers and re-identifies responses; this module talks to
-//! the gateway ([`crate::query::connect`], [`crate::retrieve::get_into`]) and the spool.
+//! `clinician::translate::find` translates identifiers and re-identifies responses;
+//! this module talks to the gateway (`gateway::connect`,
+//! [`fetch::get_into`](crate::clinician::fetch::get_into)) and the spool.
 //! It decides nothing about who is a viewer (that is the edge policy's business).
 
-pub(crate) mod find;
 mod retrieve;
 
 use std::collections::BTreeMap;
@@ -31,10 +31,9 @@ use phi::keys::KeyRing;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::clinician::translate::{Level, find, text};
 use crate::config::Config;
 use crate::credentials::Login;
-use crate::query::text;
-use find::Level;
 
 /// A viewer admitted on the edge port, and the gateway login used on its behalf.
 #[derive(Debug, Clone)]
@@ -66,7 +65,7 @@ impl ViewerAccess {
             abstract_syntax: STUDY_ROOT_FIND.into(),
             transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
         };
-        let assoc = crate::query::connect(&self.config, &login, &[proposal], Vec::new()).await?;
+        let assoc = crate::gateway::connect(&self.config, &login, &[proposal], Vec::new()).await?;
         let _ = assoc.release().await;
         Ok(Arc::new(login))
     }
@@ -138,37 +137,6 @@ fn encode(obj: &InMemDicomObject, transfer_syntax: &str) -> anyhow::Result<Vec<u
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, ts)?;
     Ok(out)
-}
-
-/// DICOM wildcard matching (`*` any run, `?` one character), optionally
-/// case-insensitive (person names).
-pub fn wildcard_match(pattern: &str, value: &str, fold_case: bool) -> bool {
-    let chars = |s: &str| -> Vec<char> {
-        if fold_case {
-            s.to_lowercase().chars().collect()
-        } else {
-            s.chars().collect()
-        }
-    };
-    let (p, v) = (chars(pattern), chars(value));
-    let (mut pi, mut vi, mut star, mut mark) = (0, 0, None, 0);
-    while vi < v.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
-            pi += 1;
-            vi += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = vi;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            vi = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 fn put_count(obj: &mut InMemDicomObject, tag: dicom_core::Tag, n: usize) {
@@ -341,12 +309,12 @@ impl ViewerProxy {
             .config
             .facility()
             .map_err(|_| refuse(Status::UNABLE_TO_PROCESS, "facility not configured"))?;
-        let bytes = crate::query::encode(identifier).map_err(failed)?;
+        let bytes = crate::clinician::translate::encode(identifier).map_err(failed)?;
         let proposal = Proposal {
             abstract_syntax: STUDY_ROOT_FIND.into(),
             transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
         };
-        let mut assoc = crate::query::connect(&self.config, login, &[proposal], Vec::new())
+        let mut assoc = crate::gateway::connect(&self.config, login, &[proposal], Vec::new())
             .await
             .map_err(failed)?;
         let found = assoc.find(STUDY_ROOT_FIND, &bytes).await;
@@ -369,7 +337,7 @@ impl ViewerProxy {
         }
         let mut rows = Vec::with_capacity(found.matches.len());
         for bytes in &found.matches {
-            let response = crate::query::decode(bytes).map_err(failed)?;
+            let response = crate::clinician::translate::decode(bytes).map_err(failed)?;
             match find::reidentify_row(&response, level, &self.ring, facility) {
                 Some(row) => rows.push(row),
                 None => warn!(
@@ -392,7 +360,7 @@ impl ViewerProxy {
             warn!(error = %e, "local store unavailable");
             refuse(Status::UNABLE_TO_PROCESS, "the local store is unavailable")
         };
-        let outbox = crate::app::open_outbox(&self.config)
+        let outbox = crate::outbox::open(&self.config)
             .await
             .map_err(|e| failed(&e))?;
         let mut rows = Vec::new();
@@ -424,16 +392,6 @@ impl ViewerProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match("müller*", "Müller1^Jürgen", true));
-        assert!(wildcard_match("M?ller1*", "Müller1^Jürgen", true));
-        assert!(!wildcard_match("müller*", "Müller1^Jürgen", false));
-        assert!(!wildcard_match("Meier*", "Müller1^Jürgen", true));
-        assert!(wildcard_match("*", "", false));
-        assert!(!wildcard_match("a", "ab", false));
-    }
 
     #[test]
     fn patients_group_studies_and_sum_counts() {

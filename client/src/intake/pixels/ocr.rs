@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::PixelError;
-use super::config::{OcrMode, PixelsConfig};
 use super::frames::Image;
+use crate::config::pixels::{OcrMode, PixelsConfig};
 
 /// Images narrower than this are enlarged twice before reading.
 const ENLARGE_BELOW: u32 = 1200;

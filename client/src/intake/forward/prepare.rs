@@ -41,7 +41,7 @@ pub fn prepare(
     ring: &KeyRing,
     facility: &str,
     options: &phi::profile::Options,
-    screen: impl FnOnce(dicom_object::DefaultDicomObject) -> crate::pixels::Screened,
+    screen: impl FnOnce(dicom_object::DefaultDicomObject) -> crate::intake::pixels::Screened,
 ) -> Result<Prepared, String> {
     let file =
         crate::dicomfile::open(path).map_err(|e| format!("cannot read spooled instance: {e}"))?;
@@ -52,15 +52,15 @@ pub fn prepare(
         .to_string();
     let (original, transfer_syntax, cleaned): (InMemDicomObject, String, bool) = match screen(file)
     {
-        crate::pixels::Screened::Forward {
+        crate::intake::pixels::Screened::Forward {
             object,
             transfer_syntax,
             cleaned,
         } => (object, transfer_syntax, cleaned),
-        crate::pixels::Screened::Held(reason) => return Ok(Prepared::Held(reason)),
+        crate::intake::pixels::Screened::Held(reason) => return Ok(Prepared::Held(reason)),
     };
     let options = phi::profile::Options {
-        clean_pixel_data: cleaned || crate::pixels::declares_clean_pixels(&original),
+        clean_pixel_data: cleaned || crate::intake::pixels::declares_clean_pixels(&original),
         ..options.clone()
     };
     let deid = phi::deid::deidentify(&original, ring, facility, &options)

@@ -19,12 +19,10 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ForwarderConfig};
 use crate::outbox::{Claimed, Outbox};
 
-mod gateway;
 mod prepare;
 mod stream;
 mod unrecorded;
 
-pub use gateway::{check_certificate_facility, gateway_tls};
 pub use prepare::{Outgoing, Prepared, encode, prepare, with_meta};
 pub use stream::{Body, prepare_streamed};
 use unrecorded::{Owed, Unrecorded};
@@ -63,7 +61,7 @@ pub struct Forwarder {
     scu: ScuOptions,
     address: String,
     settings: ForwarderConfig,
-    pixels: crate::pixels::Screener,
+    pixels: crate::intake::pixels::Screener,
     /// Outbox writes that failed, made again each round.
     unrecorded: Unrecorded,
 }
@@ -93,7 +91,7 @@ impl Forwarder {
     pub fn new(config: &Config, outbox: Outbox, ring: KeyRing) -> anyhow::Result<Arc<Forwarder>> {
         let g = &config.gateway;
         let mut scu = ScuOptions::new(g.calling_ae.clone(), g.ae_title.clone());
-        scu.tls = Some(gateway_tls(config)?);
+        scu.tls = Some(crate::gateway::tls(config)?);
         Ok(Arc::new(Forwarder {
             outbox,
             ring,
@@ -102,7 +100,7 @@ impl Forwarder {
             scu,
             address: g.address.clone(),
             settings: config.forwarder.clone(),
-            pixels: crate::pixels::Screener::new(&config.pixels)
+            pixels: crate::intake::pixels::Screener::new(&config.pixels)
                 .map_err(crate::config::ConfigError::Invalid)?,
             unrecorded: Unrecorded::default(),
         }))

@@ -4,7 +4,7 @@
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-use super::config::{PixelRule, Rectangle};
+use crate::config::pixels::{PixelRule, Rectangle};
 
 /// What a rule looks at, read from an instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub fn matches(rule: &PixelRule, facts: &Facts) -> bool {
     let pattern = |want: &Option<String>, have: &Option<String>| match want {
         None => true,
         Some(want) => have.as_deref().is_some_and(|have| {
-            crate::rules::glob(&want.trim().to_lowercase(), &have.trim().to_lowercase())
+            crate::intake::rules::glob(&want.trim().to_lowercase(), &have.trim().to_lowercase())
         }),
     };
     let number = |want: Option<u32>, have: Option<u32>| want.is_none() || want == have;

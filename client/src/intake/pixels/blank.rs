@@ -2,9 +2,9 @@
 //! the image) becomes zero, in every frame; YBR colour becomes black (Y 0, Cb and
 //! Cr at their midpoint) so that no chroma trace of the text is left.
 
-use super::config::Rectangle;
 use super::frames::Frames;
 use super::rules::clip;
+use crate::config::pixels::Rectangle;
 
 /// Blanks `rectangles` in every frame held by `frames`.
 pub fn blank(frames: &mut Frames, rectangles: &[Rectangle]) {

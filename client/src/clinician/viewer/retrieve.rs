@@ -23,11 +23,10 @@ use phi::keys::KeyRing;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::find::Level;
 use super::{ViewerProxy, decode, encode, read_header, refuse};
+use crate::clinician::fetch::{self, InstanceConsumer};
+use crate::clinician::translate::{Level, reidentify_instance, text};
 use crate::credentials::Login;
-use crate::query::text;
-use crate::retrieve::InstanceConsumer;
 
 /// The UIDs of a retrieve identifier's key (single value or list).
 fn uid_list(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Vec<String> {
@@ -80,9 +79,9 @@ impl Wanted {
     }
 
     /// The same, in the gateway's pseudonymous UIDs.
-    fn target(&self, ring: &KeyRing) -> crate::retrieve::Target {
+    fn target(&self, ring: &KeyRing) -> fetch::Target {
         let map = |u: &str| phi::pseudonym::uid(ring, u);
-        crate::retrieve::Target {
+        fetch::Target {
             study: map(&self.study),
             series: self.series.as_deref().map(map),
             instances: self.instances.iter().map(|u| map(u)).collect(),
@@ -130,7 +129,7 @@ impl ViewerProxy {
             .facility()
             .map_err(|_| refuse(Status::UNABLE_TO_PROCESS, "facility not configured"))?;
         let target = wanted.target(&self.ring);
-        let located = crate::retrieve::locate_target(&self.config, login, &target)
+        let located = fetch::locate_target(&self.config, login, &target)
             .await
             .map_err(|e| {
                 warn!(error = %format!("{e:#}"), "viewer retrieve failed at the gateway");
@@ -161,7 +160,7 @@ impl ViewerProxy {
         let login = login.clone();
         let total = located.count;
         tokio::spawn(async move {
-            let got = crate::retrieve::get_into(
+            let got = fetch::get_into(
                 &config,
                 &login,
                 &target,
@@ -198,7 +197,7 @@ impl ViewerProxy {
             warn!(error = %e, "local store unavailable");
             refuse(Status::UNABLE_TO_PROCESS, "the local store is unavailable")
         };
-        let outbox = crate::app::open_outbox(&self.config)
+        let outbox = crate::outbox::open(&self.config)
             .await
             .map_err(|e| failed(&e))?;
         let listed = outbox.local_instances(&wanted.study).await;
@@ -274,7 +273,7 @@ fn restore(
     if !accepted.contains(&pair) {
         anyhow::bail!("the viewer did not accept {} in {}", pair.0, pair.1);
     }
-    let original = crate::retrieve::reidentify_instance(instance, ring, facility)?;
+    let original = reidentify_instance(instance, ring, facility)?;
     let original = super::in_charset(original, charset);
     let data = encode(&original, &instance.transfer_syntax)?;
     Ok(RetrieveItem {

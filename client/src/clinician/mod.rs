@@ -1,0 +1,18 @@
+//! The clinician side: what people at the facility ask of the gateway, answered with
+//! real names and original UIDs. Top down:
+//!
+//! - the flows, which never import one another: the `query` command ([`query`]), the
+//!   `retrieve` command ([`retrieve`]) and the DIMSE viewer proxy on the edge port
+//!   ([`viewer`]);
+//! - below them, what they share: [`fetch`] (locating and C-GETting at the gateway, in
+//!   pseudonymous UIDs) and [`translate`] (original values to pseudonyms and name
+//!   tokens on the way out, unsealing and re-identification on the way back).
+//!
+//! Builds on the shared layer (config, credentials, the gateway connection, the
+//! outbox's list of local-only studies, dicomfile); never on the intake side.
+
+pub mod fetch;
+pub mod query;
+pub mod retrieve;
+pub mod translate;
+pub mod viewer;
