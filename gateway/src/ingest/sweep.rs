@@ -8,7 +8,8 @@
 //! sharing the store), and removes this node's temp files whose writing process is
 //! gone ([`crate::blobs::node`]). Index rows whose blob is missing are never touched:
 //! that is data loss to investigate (a restored backup, a failed disk), so each is
-//! logged as an error and counted. One summary line per sweep.
+//! logged as an error and counted. One summary line per sweep. The thumbnail cache
+//! (`thumbnails/`, [`crate::render::thumbs`]) holds no instances and is not looked at.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -97,7 +98,9 @@ fn blob_files(root: &Path) -> Vec<(PathBuf, String)> {
                 continue;
             };
             if kind.is_dir() {
-                if path != root.join(crate::blobs::INCOMING) {
+                if path != root.join(crate::blobs::INCOMING)
+                    && path != root.join(crate::blobs::THUMBNAILS)
+                {
                     stack.push(path);
                 }
             } else if let Ok(relative) = path.strip_prefix(root) {
