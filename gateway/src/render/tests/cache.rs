@@ -279,3 +279,52 @@ async fn the_queue_makes_one_thumbnail_per_series_burst_and_drops_when_full() {
     let cached = rig.thumbs.series(&rig.facility, &a, spec()).await.unwrap();
     assert!(cached.cached);
 }
+
+#[tokio::test]
+async fn the_sweep_removes_thumbnails_of_removed_or_replaced_instances_only() {
+    let rig = Rig::new().await;
+    rig.store("1.2.3.60", "1.2.3.6", Some(1), 1000, "CT").await;
+    let kept = rig
+        .thumbs
+        .instance(&rig.facility, &uid("1.2.3.60"), spec())
+        .await
+        .unwrap();
+    let study = uid(STUDY);
+    let stale = [
+        // Same instance, other content (replaced since).
+        BlobKey::thumbnail(
+            rig.facility.id,
+            &study,
+            &uid("1.2.3.60"),
+            &"ab".repeat(32),
+            "1a2b3c4d.32.png",
+        ),
+        // An instance without a row (purged).
+        BlobKey::thumbnail(
+            rig.facility.id,
+            &study,
+            &uid("1.2.3.61"),
+            &"cd".repeat(32),
+            "1a2b3c4d.32.png",
+        ),
+    ];
+    for key in &stale {
+        rig.blobs.put_cache_blocking(key, &kept.bytes).unwrap();
+    }
+    let report = crate::ingest::sweep::sweep(&rig.index, &rig.blobs, Duration::ZERO).await;
+    assert_eq!(report.thumbnails_removed, 2);
+    assert!(stale.iter().all(|k| !rig.blobs.path_of(k).exists()));
+    let again = rig
+        .thumbs
+        .instance(&rig.facility, &uid("1.2.3.60"), spec())
+        .await
+        .unwrap();
+    assert!(again.cached, "the current thumbnail stays");
+    // Younger than the safe age: left alone.
+    rig.blobs
+        .put_cache_blocking(&stale[1], &kept.bytes)
+        .unwrap();
+    let report =
+        crate::ingest::sweep::sweep(&rig.index, &rig.blobs, Duration::from_secs(600)).await;
+    assert_eq!(report.thumbnails_removed, 0);
+}
