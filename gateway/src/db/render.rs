@@ -1,6 +1,7 @@
 //! What rendering and thumbnails ([`crate::render`]) read from the index: the
 //! instances of a series with their Instance Numbers (to pick the representative
-//! one) and the series of a study in Series Number order.
+//! one), the series of a study in Series Number order, and the study's Key Object
+//! Selection documents (which may name the representative instead).
 
 use sqlx::Row;
 
@@ -77,5 +78,52 @@ impl Index {
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         series.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
         Ok(series.into_iter().map(|(_, uid)| uid).collect())
+    }
+}
+
+/// Key Object Selection Document Storage.
+pub const KEY_OBJECT_SELECTION: &str = "1.2.840.10008.5.1.4.1.1.88.59";
+
+impl Index {
+    /// The study of `series` in `facility`, if the series is indexed.
+    pub async fn study_of_series(
+        &self,
+        facility: FacilityId,
+        series: &str,
+    ) -> Result<Option<String>, DbError> {
+        let row =
+            sqlx::query("SELECT study_uid FROM series WHERE facility_id = $1 AND series_uid = $2")
+                .bind(facility.0)
+                .bind(series)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Blob keys of the Key Object Selection documents of `study`, newest first, at
+    /// most `limit`.
+    pub async fn key_objects(
+        &self,
+        facility: FacilityId,
+        study: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            // Through the study's KO series (both lookups indexed).
+            "SELECT i.blob_key FROM series s JOIN instances i \
+             ON i.facility_id = s.facility_id AND i.series_uid = s.series_uid \
+             WHERE s.facility_id = $1 AND s.study_uid = $2 AND s.modality = 'KO' \
+             AND i.sop_class_uid = $3 ORDER BY i.received_at DESC, i.sop_instance_uid LIMIT $4",
+        )
+        .bind(facility.0)
+        .bind(study)
+        .bind(KEY_OBJECT_SELECTION)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
 }

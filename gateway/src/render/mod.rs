@@ -16,6 +16,7 @@
 //! checked before anything is allocated for it.
 
 pub mod frame;
+mod kos;
 pub mod lut;
 pub mod output;
 pub mod queue;

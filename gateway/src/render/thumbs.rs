@@ -6,8 +6,9 @@
 //! (a replaced instance gets a new thumbnail), the facility's burned-in risk classes
 //! (a thumbnail made under one set is never served under another), the size and the
 //! format; it lives under `thumbnails/` in the blob store, which the blob sweep
-//! leaves alone. A series is represented by its middle instance by Instance Number;
-//! a study by the first of its series (by Series Number) that renders.
+//! leaves alone. A series is represented by the first of its instances a Key Object
+//! Selection document names, else its middle instance by Instance Number; a study by
+//! the first of its series (by Series Number) that renders.
 
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ use super::output::Format;
 
 /// Series of a study tried, in order, for the study's thumbnail.
 const STUDY_SERIES_TRIED: usize = 8;
+/// Key Object Selection documents of a study read for a series' key image.
+const KEY_OBJECTS_READ: i64 = 4;
 
 /// Size and format of a thumbnail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,21 +217,62 @@ impl Thumbnails {
         Err(last)
     }
 
-    /// The representative instance of `series`: the middle one by Instance Number.
+    /// The representative instance of `series`: the first one a Key Object
+    /// Selection document of the study names in it (the newest documents first),
+    /// else the middle one by Instance Number.
     pub async fn representative(
         &self,
         facility: &Facility,
         series: &Uid,
     ) -> Result<Option<Uid>, ThumbnailError> {
-        let members = self
-            .inner
-            .index
-            .series_members(facility.id, series.as_str())
-            .await?;
+        let index = &self.inner.index;
+        let members = index.series_members(facility.id, series.as_str()).await?;
+        if members.is_empty() {
+            return Ok(None);
+        }
+        if let Some(named) = self.key_image(facility, series, &members).await? {
+            return Ok(Some(named));
+        }
         let middle = members
             .get(members.len() / 2)
             .and_then(|m| Uid::parse(&m.sop_instance_uid).ok());
         Ok(middle)
+    }
+
+    /// The first instance of `members` a Key Object Selection document names.
+    async fn key_image(
+        &self,
+        facility: &Facility,
+        series: &Uid,
+        members: &[crate::db::render::SeriesMember],
+    ) -> Result<Option<Uid>, ThumbnailError> {
+        let index = &self.inner.index;
+        let Some(study) = index.study_of_series(facility.id, series.as_str()).await? else {
+            return Ok(None);
+        };
+        let documents = index
+            .key_objects(facility.id, &study, KEY_OBJECTS_READ)
+            .await?;
+        if documents.is_empty() {
+            return Ok(None);
+        }
+        let paths: Vec<_> = documents
+            .into_iter()
+            .map(|key| self.inner.blobs.path_of(&BlobKey::from_index(key)))
+            .collect();
+        let series_uid = series.as_str().to_string();
+        let named: Vec<String> = blocking(move || {
+            Ok(paths
+                .iter()
+                .filter_map(|path| std::fs::read(path).ok())
+                .flat_map(|bytes| super::kos::named_in(&bytes, &series_uid))
+                .collect())
+        })
+        .await?;
+        Ok(named
+            .iter()
+            .find(|uid| members.iter().any(|m| &m.sop_instance_uid == *uid))
+            .and_then(|uid| Uid::parse(uid).ok()))
     }
 
     async fn stored(

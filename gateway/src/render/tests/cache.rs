@@ -78,13 +78,26 @@ impl Rig {
         .with(tags::WINDOW_CENTER, VR::DS, "1000")
         .with(tags::WINDOW_WIDTH, VR::DS, "4000");
         let bytes = image.part10(EXPLICIT_LE);
+        self.store_bytes(sop, series, number, super::fixtures::CT, modality, bytes)
+            .await;
+    }
+
+    async fn store_bytes(
+        &self,
+        sop: &str,
+        series: &str,
+        number: Option<i64>,
+        class: &str,
+        modality: &str,
+        bytes: Vec<u8>,
+    ) {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let key = BlobKey::new(self.facility.id, &uid(STUDY), &uid(sop), &sha256);
         self.blobs.put(&key, vec![bytes.clone()]).await.unwrap();
         let record = InstanceRecord {
             facility: self.facility.id,
             sop_instance_uid: uid(sop),
-            sop_class_uid: uid(super::fixtures::CT),
+            sop_class_uid: uid(class),
             study_uid: uid(STUDY),
             series_uid: uid(series),
             transfer_syntax: uid(EXPLICIT_LE),
@@ -96,7 +109,10 @@ impl Rig {
             calling_ae: "CT".into(),
             received_at: 0,
             study: Default::default(),
-            series: Default::default(),
+            series: crate::db::instances::SeriesFields {
+                modality: Some(modality.to_string()),
+                ..Default::default()
+            },
         };
         self.index.insert_instance(&record).await.unwrap();
     }
@@ -327,4 +343,95 @@ async fn the_sweep_removes_thumbnails_of_removed_or_replaced_instances_only() {
     let report =
         crate::ingest::sweep::sweep(&rig.index, &rig.blobs, Duration::from_secs(600)).await;
     assert_eq!(report.thumbnails_removed, 0);
+}
+
+/// A Key Object Selection document naming `named` in `series`.
+fn key_objects(sop: &str, series: &str, named: &[&str]) -> Vec<u8> {
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::{DataElement, PrimitiveValue};
+    use dicom_object::InMemDicomObject;
+    let item = |elements: Vec<DataElement<InMemDicomObject>>| {
+        InMemDicomObject::from_element_iter(elements)
+    };
+    let seq = |tag, items: Vec<InMemDicomObject>| {
+        DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+    };
+    let text = |tag, vr, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
+    let sops = named
+        .iter()
+        .map(|uid| {
+            item(vec![
+                text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, super::fixtures::CT),
+                text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, uid),
+            ])
+        })
+        .collect();
+    let series_item = item(vec![
+        text(tags::SERIES_INSTANCE_UID, VR::UI, series),
+        seq(tags::REFERENCED_SOP_SEQUENCE, sops),
+    ]);
+    let study_item = item(vec![
+        text(tags::STUDY_INSTANCE_UID, VR::UI, STUDY),
+        seq(tags::REFERENCED_SERIES_SEQUENCE, vec![series_item]),
+    ]);
+    let object = item(vec![
+        text(
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            crate::db::render::KEY_OBJECT_SELECTION,
+        ),
+        text(tags::SOP_INSTANCE_UID, VR::UI, sop),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, STUDY),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.88"),
+        text(tags::MODALITY, VR::CS, "KO"),
+        seq(
+            tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
+            vec![study_item],
+        ),
+    ]);
+    super::fixtures::part10(object, EXPLICIT_LE)
+}
+
+#[tokio::test]
+async fn a_key_object_selection_names_the_representative_instance() {
+    let rig = Rig::new().await;
+    for n in 1..=5 {
+        rig.store(
+            &format!("1.2.3.7{n}"),
+            "1.2.3.7",
+            Some(n),
+            500 * n as u16,
+            "CT",
+        )
+        .await;
+    }
+    let series = uid("1.2.3.7");
+    let middle = rig
+        .thumbs
+        .representative(&rig.facility, &series)
+        .await
+        .unwrap();
+    assert_eq!(middle, Some(uid("1.2.3.73")));
+    // A document naming an instance that is not stored, then #5.
+    let kos = key_objects("1.2.3.89", "1.2.3.7", &["1.2.3.999", "1.2.3.75"]);
+    let class = crate::db::render::KEY_OBJECT_SELECTION;
+    rig.store_bytes("1.2.3.89", "1.2.3.88", Some(1), class, "KO", kos)
+        .await;
+    let named = rig
+        .thumbs
+        .representative(&rig.facility, &series)
+        .await
+        .unwrap();
+    assert_eq!(named, Some(uid("1.2.3.75")));
+    let thumb = rig
+        .thumbs
+        .series(&rig.facility, &series, spec())
+        .await
+        .unwrap();
+    let direct = rig
+        .thumbs
+        .instance(&rig.facility, &uid("1.2.3.75"), spec())
+        .await
+        .unwrap();
+    assert_eq!((thumb.bytes, direct.cached), (direct.bytes, true));
 }
