@@ -288,9 +288,21 @@ impl Thumbnails {
     }
 }
 
+/// The largest stored instance rendered (it is read whole into memory).
+pub const MAX_RENDERED_BLOB_BYTES: u64 = 1 << 30;
+
 fn read_blob(path: &std::path::Path) -> Result<Vec<u8>, ThumbnailError> {
-    std::fs::read(path)
-        .map_err(|e| ThumbnailError::Storage(format!("cannot read the instance's blob: {e}")))
+    let storage = |e: std::io::Error| {
+        ThumbnailError::Storage(format!("cannot read the instance's blob: {e}"))
+    };
+    let size = std::fs::metadata(path).map_err(storage)?.len();
+    if size > MAX_RENDERED_BLOB_BYTES {
+        return Err(RenderError::TooLarge(format!(
+            "the instance is {size} bytes (at most {MAX_RENDERED_BLOB_BYTES} are rendered)"
+        ))
+        .into());
+    }
+    std::fs::read(path).map_err(storage)
 }
 
 /// Runs CPU-bound work on the blocking pool.
