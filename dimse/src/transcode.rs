@@ -21,7 +21,7 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::Codec;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_encoding::transfer_syntax::TransferSyntax;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
@@ -141,6 +141,62 @@ pub fn transcode(data: &[u8], from: &str, to: &str) -> Result<Vec<u8>, Transcode
     if !can_encode(to) {
         return Err(unsupported("no encoder for the target syntax here"));
     }
+    let was_encapsulated = source.is_encapsulated_pixel_data();
+    let mut file = open(data, source, MAX_TRANSCODE_BYTES).map_err(failed)?;
+    let has_pixels = file.get(tags::PIXEL_DATA).is_some();
+    // A deflated target is written from Explicit VR LE: the deflate is the writer's.
+    let dataset_codec = matches!(target.codec(), Codec::Dataset(Some(_)));
+    let intermediate = if dataset_codec {
+        registry(EXPLICIT_VR_LE).ok_or_else(|| unsupported("no Explicit VR Little Endian"))?
+    } else {
+        target
+    };
+    if has_pixels || !was_encapsulated {
+        file.transcode(intermediate)
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    if was_encapsulated && has_pixels && !intermediate.is_encapsulated_pixel_data() {
+        native_fixups(&mut file);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    file.write_dataset_with_ts(&mut out, target)
+        .map_err(|e| failed(format!("cannot write the data set: {e}")))?;
+    Ok(out)
+}
+
+/// Reads the data set `data` (no meta header) stored in `uid` for its pixel data:
+/// a file object whose meta header names the syntax its Pixel Data is now in, ready
+/// for `dicom_pixeldata::PixelDecoder`. 12-bit JPEG Extended pixel data, which
+/// `dicom-pixeldata` cannot decode, is decoded here to native samples (bounded by
+/// `max_bytes`); other syntaxes are left for `dicom-pixeldata` to decode frame by
+/// frame. Text under a character set dicom-rs does not know is read as Latin-1.
+pub fn read_for_pixels(
+    data: &[u8],
+    uid: &str,
+    max_bytes: u64,
+) -> Result<FileDicomObject<InMemDicomObject>, TranscodeError> {
+    let uid = uid.trim_end_matches(['\0', ' ']);
+    let failed = |why: String| TranscodeError::Failed {
+        from: uid.to_string(),
+        to: "native pixel data".to_string(),
+        why,
+    };
+    let source = registry(uid).ok_or_else(|| TranscodeError::Unsupported {
+        from: uid.to_string(),
+        to: "native pixel data".to_string(),
+        why: "unknown transfer syntax".to_string(),
+    })?;
+    open(data, source, max_bytes).map_err(failed)
+}
+
+/// The data set `data` read in `source` with a meta header, 12-bit JPEG Extended
+/// pixel data decoded to native (the meta then says Explicit VR Little Endian).
+fn open(
+    data: &[u8],
+    source: &'static TransferSyntax,
+    max_bytes: u64,
+) -> Result<FileDicomObject<InMemDicomObject>, String> {
+    let from = source.uid();
     // Text under a character set dicom-rs does not know (ISO 2022 code extensions)
     // is carried byte for byte: read as Latin-1, written back under its own label.
     let foreign = crate::charset::locate(data, from).filter(|range| {
@@ -159,7 +215,7 @@ pub fn transcode(data: &[u8], from: &str, to: &str) -> Result<Vec<u8>, Transcode
         None => (data, None),
     };
     let mut object = InMemDicomObject::read_dataset_with_ts(Cursor::new(data), source)
-        .map_err(|e| failed(format!("cannot read the data set: {e}")))?;
+        .map_err(|e| format!("cannot read the data set: {e}"))?;
     if let Some(label) = label {
         // As bytes, the writer keeps its Latin-1 codec for the text that follows.
         object.put(DataElement::new(
@@ -171,39 +227,19 @@ pub fn transcode(data: &[u8], from: &str, to: &str) -> Result<Vec<u8>, Transcode
     let class = text(&object, tags::SOP_CLASS_UID);
     let instance = text(&object, tags::SOP_INSTANCE_UID);
     let meta = FileMetaTableBuilder::new()
-        .transfer_syntax(source.uid())
+        .transfer_syntax(from)
         .media_storage_sop_class_uid(class.as_str())
         .media_storage_sop_instance_uid(instance.as_str());
     let mut file = object
         .with_meta(meta)
-        .map_err(|e| failed(format!("cannot build the meta header: {e}")))?;
-    // A deflated target is written from Explicit VR LE: the deflate is the writer's.
-    let dataset_codec = matches!(target.codec(), Codec::Dataset(Some(_)));
-    let intermediate = if dataset_codec {
-        registry(EXPLICIT_VR_LE).ok_or_else(|| unsupported("no Explicit VR Little Endian"))?
-    } else {
-        target
-    };
-    let was_encapsulated = source.is_encapsulated_pixel_data();
-    let has_pixels = file.get(tags::PIXEL_DATA).is_some();
+        .map_err(|e| format!("cannot build the meta header: {e}"))?;
     if native12::applies(&file, from) {
         // 12-bit JPEG Extended: decoded here, then native as far as dicom-pixeldata knows.
-        native12::decode_in_place(&mut file, MAX_TRANSCODE_BYTES).map_err(failed)?;
-        let native =
-            registry(EXPLICIT_VR_LE).ok_or_else(|| unsupported("no Explicit VR Little Endian"))?;
+        native12::decode_in_place(&mut file, max_bytes)?;
+        let native = registry(EXPLICIT_VR_LE).ok_or("no Explicit VR Little Endian")?;
         file.update_meta(|meta| meta.set_transfer_syntax(native));
     }
-    if has_pixels || !was_encapsulated {
-        file.transcode(intermediate)
-            .map_err(|e| failed(e.to_string()))?;
-    }
-    if was_encapsulated && has_pixels && !intermediate.is_encapsulated_pixel_data() {
-        native_fixups(&mut file);
-    }
-    let mut out = Vec::with_capacity(data.len());
-    file.write_dataset_with_ts(&mut out, target)
-        .map_err(|e| failed(format!("cannot write the data set: {e}")))?;
-    Ok(out)
+    Ok(file)
 }
 
 /// Decoded frames come interleaved and whole: Planar Configuration 0, no

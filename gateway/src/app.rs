@@ -150,6 +150,7 @@ pub struct Application {
     metrics_http: Option<(TcpListener, ApiState)>,
     metrics: Arc<Metrics>,
     sweep: SweepTimes,
+    thumbnails: crate::render::Thumbnails,
 }
 
 /// When the blob sweep runs and what it may delete.
@@ -262,6 +263,7 @@ impl Application {
         let mut metrics = Metrics::new();
         metrics.watch_queues(&ingest.writer, &audit);
         let metrics = Arc::new(metrics);
+        let thumbnails = start_thumbnails(&config, &ingest, &metrics)?;
         let state = ApiState {
             index: index.clone(),
             auth: auth.clone(),
@@ -308,11 +310,17 @@ impl Application {
             https,
             metrics_http,
             metrics,
+            thumbnails,
             sweep: SweepTimes {
                 interval: Duration::from_secs(config.ingest.sweep_interval_secs),
                 min_age: Duration::from_secs(config.ingest.orphan_min_age_secs),
             },
         })
+    }
+
+    /// Rendering and thumbnails of stored instances (for the DICOMweb handlers).
+    pub fn thumbnails(&self) -> &crate::render::Thumbnails {
+        &self.thumbnails
     }
 
     /// Port of the plain-HTTP metrics listener.
@@ -470,6 +478,35 @@ impl Application {
         self.index.close().await;
         Ok(())
     }
+}
+
+/// The rendering and thumbnail service, and (with `[thumbnails] enabled`) the
+/// background thumbnailer fed by the ingest path.
+fn start_thumbnails(
+    config: &Config,
+    ingest: &Ingest,
+    metrics: &Metrics,
+) -> anyhow::Result<crate::render::Thumbnails> {
+    let risk = crate::render::RiskPolicy::from_config(&config.rendering)
+        .map_err(|e| crate::config::ConfigError::Invalid(format!("rendering: {e}")))?;
+    let service = crate::render::Thumbnails::new(
+        ingest.index.clone(),
+        ingest.blobs.clone(),
+        risk,
+        metrics.thumbnails.clone(),
+    );
+    let t = &config.thumbnails;
+    if t.enabled {
+        let queue = crate::render::queue::ThumbnailQueue::spawn(
+            service.clone(),
+            t.spec(),
+            t.queue,
+            Duration::from_millis(t.delay_ms),
+            metrics.thumbnails.clone(),
+        );
+        let _ = ingest.thumbnails.set(queue);
+    }
+    Ok(service)
 }
 
 /// Who may read `/metrics` on the HTTPS port: holders of the token in

@@ -21,6 +21,9 @@ use node::NodeName;
 
 /// The temp area inside the store root.
 pub const INCOMING: &str = "incoming";
+/// The thumbnail cache inside the store root (`crate::render::thumbs`): not
+/// instances, never taken for orphans by the blob sweep.
+pub const THUMBNAILS: &str = "thumbnails";
 
 /// Blob store errors.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,31 @@ impl BlobKey {
         BlobKey(format!(
             "f{}/{}/{}.{}.dcm",
             facility.0, study, sop_instance, prefix
+        ))
+    }
+
+    /// The key of a cached thumbnail of an instance stored with this content hash:
+    /// `thumbnails/f<facility>/<study uid>/<sop uid>.<sha256 prefix>.<variant>`, the
+    /// variant naming how it was made (`[0-9a-z.]` only; anything else is dropped).
+    pub fn thumbnail(
+        facility: FacilityId,
+        study: &Uid,
+        sop_instance: &Uid,
+        sha256_hex: &str,
+        variant: &str,
+    ) -> Self {
+        let prefix: String = sha256_hex
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(16)
+            .collect();
+        let variant: String = variant
+            .chars()
+            .filter(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || *c == '.')
+            .collect();
+        BlobKey(format!(
+            "{THUMBNAILS}/f{}/{}/{}.{}.{}",
+            facility.0, study, sop_instance, prefix, variant
         ))
     }
 
@@ -195,6 +223,28 @@ impl BlobStore {
             path: PathBuf::new(),
             source: std::io::Error::other(e),
         })?
+    }
+
+    /// Writes a cache entry (a thumbnail) under `key`, replacing what it holds: a temp
+    /// file renamed into place, not fsynced (a cache entry lost in a crash is made
+    /// again). Blocking: call from a blocking task.
+    pub fn put_cache_blocking(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), BlobError> {
+        let temp = self.temp();
+        let target = self.path_of(key);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BlobError::Io { path, source }
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let written =
+            std::fs::write(&temp.path, bytes).and_then(|()| std::fs::rename(&temp.path, &target));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp.path);
+            return Err(io(&target)(e));
+        }
+        Ok(())
     }
 
     /// Removes a temp file (ignores one already gone).

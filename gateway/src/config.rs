@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::auth::AuthSettings;
 
+mod rendering;
+pub use rendering::{FacilityRendering, RenderingConfig, ThumbnailFormat, ThumbnailsConfig};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +34,10 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The audit trail and its syslog export.
     pub audit: AuditConfig,
+    /// Burned-in risk classes of server-side rendering.
+    pub rendering: RenderingConfig,
+    /// Background thumbnails.
+    pub thumbnails: ThumbnailsConfig,
 }
 
 impl Default for Config {
@@ -45,6 +52,8 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             auth: AuthSettings::default(),
             audit: AuditConfig::default(),
+            rendering: RenderingConfig::default(),
+            thumbnails: ThumbnailsConfig::default(),
         }
     }
 }
@@ -469,6 +478,7 @@ impl Config {
         }
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.audit.validate()?;
+        rendering::validate(&self.rendering, &self.thumbnails)?;
         let https = &self.https;
         if !(1..=7 * 86400).contains(&https.token_ttl_secs) {
             return Err(ConfigError::Invalid(

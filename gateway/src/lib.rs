@@ -8,7 +8,8 @@
 //!
 //! Layers, top to bottom: [`cli`] and [`app`] (wiring and lifecycle) -> [`scp`] (the
 //! DIMSE service and admission policies) -> [`ingest`] (validation and the durable
-//! write path) -> [`db`] (index) and [`blobs`] (object store). [`pki`] issues and
+//! write path) -> [`render`] (rendered images and thumbnails, made in the background
+//! after ingest) -> [`db`] (index) and [`blobs`] (object store). [`pki`] issues and
 //! checks certificates; [`auth`] checks users' passwords; [`audit`] keeps the audit
 //! trail (and exports it to syslog); [`http`] serves the admin API, `/healthz` and
 //! `/metrics` ([`metrics`]) over HTTPS; [`config`] reads the TOML
@@ -32,6 +33,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod pki;
 pub mod qr;
+pub mod render;
 pub mod scp;
 pub mod startup;
 pub mod telemetry;

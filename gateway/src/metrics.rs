@@ -18,6 +18,7 @@
 mod exposition;
 mod process;
 pub mod sweep;
+pub mod thumbnails;
 
 pub use exposition::Format;
 
@@ -94,6 +95,8 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     /// The blob sweep's metrics.
     pub sweep: sweep::SweepMetrics,
+    /// Thumbnails' metrics.
+    pub thumbnails: thumbnails::ThumbnailMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -173,10 +176,12 @@ impl Metrics {
             build,
         );
         let sweep = sweep::SweepMetrics::register(&mut registry);
+        let thumbnails = thumbnails::ThumbnailMetrics::register(&mut registry);
         let mut process = Registry::default();
         process.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             sweep,
+            thumbnails,
             registry,
             process,
             associations,

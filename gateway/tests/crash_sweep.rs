@@ -192,7 +192,8 @@ fn blob_files(root: &Path) -> BTreeSet<String> {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
             if path.is_dir() {
-                if path != root.join("incoming") {
+                // Temp files, and the thumbnail cache (not instances).
+                if path != root.join("incoming") && path != root.join("thumbnails") {
                     stack.push(path);
                 }
             } else {

@@ -15,6 +15,7 @@ pub mod destinations;
 pub mod instances;
 pub mod quota;
 pub mod read;
+pub mod render;
 pub mod sweep;
 pub mod tokens;
 pub mod usage;

@@ -44,6 +44,8 @@ pub struct Ingest {
     pub duplicate_policy: DuplicatePolicy,
     /// The audit trail (quota warnings).
     pub audit: AuditTrail,
+    /// Background thumbnails, told about each new instance (set once at start).
+    pub thumbnails: std::sync::OnceLock<crate::render::queue::ThumbnailQueue>,
 }
 
 impl Ingest {
@@ -61,7 +63,15 @@ impl Ingest {
             writer,
             duplicate_policy,
             audit,
+            thumbnails: std::sync::OnceLock::new(),
         })
+    }
+
+    /// After a new instance is indexed: its series may need a new thumbnail.
+    pub(crate) fn stored(&self, record: &InstanceRecord, facility: &crate::db::Facility) {
+        if let Some(queue) = self.thumbnails.get() {
+            queue.offer(facility, &record.series_uid);
+        }
     }
 }
 

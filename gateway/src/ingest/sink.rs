@@ -403,6 +403,7 @@ async fn store(
             match ingest.writer.insert(record.clone()).await {
                 Ok(Indexed::New(charged)) => {
                     quota_warning(ingest, facility, &charged).await;
+                    ingest.stored(&record, facility);
                     return StoreOutcome::success();
                 }
                 Ok(Indexed::Exists) => {}
@@ -513,5 +514,6 @@ async fn replace(
             .await;
     }
     audit(record, facility, "replaced");
+    ingest.stored(record, facility);
     StoreOutcome::success()
 }

@@ -8,7 +8,9 @@
 //! sharing the store), and removes this node's temp files whose writing process is
 //! gone ([`crate::blobs::node`]). Index rows whose blob is missing are never touched:
 //! that is data loss to investigate (a restored backup, a failed disk), so each is
-//! logged as an error and counted. One summary line per sweep.
+//! logged as an error and counted. One summary line per sweep. The thumbnail cache
+//! (`thumbnails/`, [`crate::render::thumbs`]) holds no instances: only thumbnails of
+//! instances removed or replaced are deleted there ([`thumbnails`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +20,8 @@ use tracing::{error, info, warn};
 use crate::blobs::BlobStore;
 use crate::db::Index;
 use crate::domain::FacilityId;
+
+mod thumbnails;
 
 /// Rows read from the index at a time.
 const PAGE: i64 = 1000;
@@ -41,6 +45,8 @@ pub struct SweepReport {
     pub rows_without_blob: u64,
     /// This node's abandoned temp files removed.
     pub temp_removed: u64,
+    /// Cached thumbnails of instances removed or replaced, deleted.
+    pub thumbnails_removed: u64,
     /// Whether a step failed part-way (logged); counts cover what was done.
     pub incomplete: bool,
 }
@@ -54,6 +60,7 @@ pub async fn sweep(index: &Index, blobs: &BlobStore, min_age: Duration) -> Sweep
     };
     orphans(index, blobs, min_age, &mut report).await;
     missing(index, blobs, &mut report).await;
+    thumbnails::sweep(index, blobs, min_age, &mut report).await;
     info!(
         blobs_seen = report.blobs_seen,
         orphans_removed = report.orphans_removed,
@@ -62,6 +69,7 @@ pub async fn sweep(index: &Index, blobs: &BlobStore, min_age: Duration) -> Sweep
         rows_seen = report.rows_seen,
         rows_without_blob = report.rows_without_blob,
         temp_removed = report.temp_removed,
+        thumbnails_removed = report.thumbnails_removed,
         incomplete = report.incomplete,
         ms = started.elapsed().as_millis() as u64,
         "blob sweep finished"
@@ -97,7 +105,9 @@ fn blob_files(root: &Path) -> Vec<(PathBuf, String)> {
                 continue;
             };
             if kind.is_dir() {
-                if path != root.join(crate::blobs::INCOMING) {
+                if path != root.join(crate::blobs::INCOMING)
+                    && path != root.join(crate::blobs::THUMBNAILS)
+                {
                     stack.push(path);
                 }
             } else if let Ok(relative) = path.strip_prefix(root) {

@@ -271,11 +271,14 @@ impl Setup {
         }
     }
 
-    /// Stored blob files (excluding temp files), sorted.
+    /// Stored blob files (excluding temp files and the thumbnail cache), sorted.
     pub fn blob_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         walk(&self.blob_root(), &mut out);
-        out.retain(|p| !p.starts_with(self.blob_root().join("incoming")));
+        out.retain(|p| {
+            !p.starts_with(self.blob_root().join("incoming"))
+                && !p.starts_with(self.blob_root().join("thumbnails"))
+        });
         out.sort();
         out
     }
