@@ -272,7 +272,11 @@ impl Application {
             tls_files: files.clone(),
             audit: audit.clone(),
             metrics_access: metrics_access(&config)?,
-            dicomweb: Some(crate::web::WebState::new(ingest.clone())),
+            dicomweb: Some(crate::web::WebState::new(
+                ingest.clone(),
+                thumbnails.clone(),
+                config.thumbnails.size,
+            )),
         };
         let metrics_http = bind(&config.metrics.listen, "metrics (HTTP)")
             .await?

@@ -278,6 +278,36 @@ pub fn routes() -> Vec<Route> {
             "/dicom-web/studies/{study}/series/{series}/instances/{instance}/bulk/{tag}",
             web::wado::frames::bulk
         ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/thumbnail",
+            web::rendered::study_thumbnail
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/rendered",
+            web::rendered::series_rendered
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/thumbnail",
+            web::rendered::series_thumbnail
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered",
+            web::rendered::instance_rendered
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            web::rendered::instance_thumbnail
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            web::rendered::frame_rendered
+        ),
     ]
 }
 

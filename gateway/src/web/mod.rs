@@ -1,6 +1,7 @@
 //! DICOMweb (PS3.18) under `/dicom-web` on the HTTPS port: QIDO-RS search
 //! ([`qido`]), WADO-RS retrieval of instances, metadata, bulk data and frames
-//! ([`wado`]), and STOW-RS store ([`stow`]).
+//! ([`wado`]), rendered images and thumbnails ([`rendered`], made by
+//! [`crate::render`]), and STOW-RS store ([`stow`]).
 //!
 //! Who may call: any user of a facility, authenticated per request by HTTP Basic
 //! (checked like DIMSE passwords: argon2id, the same lockout) or by a bearer token
@@ -17,6 +18,7 @@ pub mod accept;
 pub mod auth;
 pub mod multipart;
 pub mod qido;
+pub mod rendered;
 pub mod stow;
 pub mod wado;
 
@@ -39,14 +41,24 @@ pub struct WebState {
     pub ingest: Arc<Ingest>,
     /// Recently verified Basic credentials.
     pub basic: auth::BasicCache,
+    /// Rendering and thumbnails.
+    pub thumbnails: crate::render::Thumbnails,
+    /// Thumbnail side when the request gives no viewport (`[thumbnails] size`).
+    pub thumbnail_size: u32,
 }
 
 impl WebState {
-    /// DICOMweb over `ingest`.
-    pub fn new(ingest: Arc<Ingest>) -> Arc<WebState> {
+    /// DICOMweb over `ingest`, rendering with `thumbnails`.
+    pub fn new(
+        ingest: Arc<Ingest>,
+        thumbnails: crate::render::Thumbnails,
+        thumbnail_size: u32,
+    ) -> Arc<WebState> {
         Arc::new(WebState {
             ingest,
             basic: auth::BasicCache::default(),
+            thumbnails,
+            thumbnail_size,
         })
     }
 }
