@@ -438,3 +438,52 @@ async fn the_operator_cli_reads_the_feed(backend: Backend) {
     assert_eq!(out.status.code(), Some(2), "usage error");
 }
 both_backends!(the_operator_cli_reads_the_feed);
+
+/// What the feed costs the index writer: instances per second through
+/// `insert_batch` in batches of 64 (8 studies of 8 instances, as the group-committing
+/// writer sees under load). Not a pass/fail test: run with `--ignored --nocapture`
+/// on this branch and on one without the feed to compare.
+async fn ingest_cost(backend: Backend) {
+    const BATCHES: u32 = 60;
+    let setup = Setup::new(backend, &Options::default()).await;
+    let index = setup.index().await;
+    let f = setup.facility.id;
+    let mut sop = 0;
+    let started = std::time::Instant::now();
+    for b in 0..BATCHES {
+        let mut records = Vec::new();
+        for s in 0..8 {
+            // Every other batch adds to the previous batch's studies.
+            let st = 10_000 + (b / 2) * 8 + s;
+            for _ in 0..8 {
+                sop += 1;
+                records.push(record(f, st, st, sop));
+            }
+        }
+        batch(&index, &records).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "ingest_cost {backend:?}: {} instances in {secs:.2}s = {:.0}/s",
+        sop,
+        f64::from(sop) / secs
+    );
+    index.close().await;
+}
+
+mod ingest_cost {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "a measurement, not a test"]
+    async fn sqlite() {
+        super::ingest_cost(crate::common::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "a measurement, not a test"]
+    async fn postgres() {
+        if crate::common::postgres_base_url().is_none() {
+            eprintln!("SKIPPED ingest_cost::postgres: PACS_TEST_DATABASE_URL is not set");
+            return;
+        }
+        super::ingest_cost(crate::common::Backend::Postgres).await;
+    }
+}

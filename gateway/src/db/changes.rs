@@ -14,8 +14,11 @@
 //! transactions commit in any order, so a reader paging by id can skip a slow
 //! writer's row). The cost is small: the ingest transaction already locks the same
 //! row to charge the quota ([`super::quota`]), so the counter adds no waiting, only
-//! one `UPDATE` and one multi-row `INSERT` per facility per transaction. SQLite has
-//! a single writer at a time, so the same holds there.
+//! one `UPDATE` and one multi-row `INSERT` per facility per transaction, against
+//! some 380 statements for a batch of 64 instances (`ingest_cost` in
+//! gateway/tests/changes.rs measures it; no difference showed beyond run-to-run
+//! noise on either database). SQLite has a single writer at a time, so the same
+//! ordering holds there.
 //!
 //! # Coalescing
 //!
