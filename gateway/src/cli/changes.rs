@@ -6,6 +6,7 @@ use clap::Args;
 use super::lookup;
 use crate::audit::rfc3339;
 use crate::config::Config;
+use crate::http::changes::ChangeItem;
 
 /// `changes ...`
 #[derive(Debug, Args)]
@@ -30,17 +31,8 @@ pub(super) async fn run(config: Config, args: ChangesArgs) -> anyhow::Result<()>
     let page = index.changes(facility.id, args.after, args.limit).await?;
     index.close().await;
     if args.json {
-        for c in &page.changes {
-            let value = serde_json::json!({
-                "seq": c.seq,
-                "kind": c.kind,
-                "study_uid": c.study_uid,
-                "series_uid": c.series_uid,
-                "instances": c.instances,
-                "series": c.series,
-                "at": rfc3339(c.at),
-            });
-            println!("{value}");
+        for c in page.changes {
+            println!("{}", serde_json::to_string(&ChangeItem::of(c))?);
         }
         return Ok(());
     }

@@ -10,6 +10,7 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
+use super::audit::number;
 use super::error::{ApiError, ApiQuery};
 use super::session::Caller;
 use super::{ApiState, rfc3339};
@@ -52,7 +53,8 @@ pub struct ChangeItem {
 }
 
 impl ChangeItem {
-    fn of(c: Change) -> ChangeItem {
+    /// An event as the API (and `pacs-gateway changes --json`) shows it.
+    pub fn of(c: Change) -> ChangeItem {
         ChangeItem {
             seq: c.seq,
             kind: c.kind,
@@ -79,23 +81,6 @@ pub struct ChangesPage {
     pub more: bool,
     /// The facility's newest seq when read (for progress; 0: no events yet).
     pub latest: i64,
-}
-
-fn number(value: Option<String>, name: &str, range: (i64, i64)) -> Result<Option<i64>, ApiError> {
-    value
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| (range.0..=range.1).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name} must be a whole number from {} to {}",
-                        range.0, range.1
-                    ))
-                })
-        })
-        .transpose()
 }
 
 /// `GET /api/v1/changes?after=SEQ&limit=N[&facility=NAME]`.
