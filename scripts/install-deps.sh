@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on a fresh Debian machine, and only what
 # is missing: cmake (CharLS, the JPEG-LS codec, builds from source), DCMTK, tesseract-ocr
-# with fonts-dejavu-core, and pynetdicom and Pillow into target/python.
+# with fonts-dejavu-core, and pynetdicom, Pillow and dicomweb-client into target/python.
 # Called by scripts/test.sh, and by .ci/run before clippy builds anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +26,6 @@ PYTHONPATH="$PWD/target/python" python3 -c 'import pynetdicom' 2>/dev/null ||
   python3 -m pip install -q --target target/python pynetdicom
 PYTHONPATH="$PWD/target/python" python3 -c 'import PIL' 2>/dev/null ||
   python3 -m pip install -q --target target/python pillow
+# DICOMweb tests (gateway/tests/dicomweb_client.rs): an independent DICOMweb client.
+PYTHONPATH="$PWD/target/python" python3 -c 'import dicomweb_client' 2>/dev/null ||
+  python3 -m pip install -q --target target/python dicomweb-client

@@ -270,6 +270,7 @@ impl Application {
             tls_files: files.clone(),
             audit: audit.clone(),
             metrics_access: metrics_access(&config)?,
+            dicomweb: Some(crate::web::WebState::new(ingest.clone())),
         };
         let metrics_http = bind(&config.metrics.listen, "metrics (HTTP)")
             .await?

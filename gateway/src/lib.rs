@@ -35,3 +35,4 @@ pub mod qr;
 pub mod scp;
 pub mod startup;
 pub mod telemetry;
+pub mod web;

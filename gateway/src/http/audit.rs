@@ -84,6 +84,9 @@ pub async fn record_changes(
     let Some(RouteLabel(route)) = response.extensions().get::<RouteLabel>().copied() else {
         return response; // no such route: nothing was done
     };
+    if route.starts_with(crate::web::PREFIX) {
+        return response; // DICOMweb handlers record their own DICOM events
+    }
     let status = response.status();
     let kind = match route {
         "/api/v1/login" if status.is_success() => EventKind::Login,

@@ -37,6 +37,7 @@ use crate::audit::AuditTrail;
 use crate::auth::Authenticator;
 use crate::db::Index;
 use crate::metrics::Metrics;
+use crate::web;
 
 pub use error::ApiError;
 
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub audit: AuditTrail,
     /// Who may read `/metrics` through this router.
     pub metrics_access: MetricsAccess,
+    /// DICOMweb (`None`: its routes answer 503, as in admin-only routers).
+    pub dicomweb: Option<Arc<crate::web::WebState>>,
 }
 
 /// Who may read `/metrics`: anyone (the separate metrics listener, meant for loopback
@@ -219,6 +222,66 @@ pub fn routes() -> Vec<Route> {
         ),
         route!(GET, "/api/v1/facilities/{facility}/audit", audit::list),
         route!(GET, "/api/v1/changes", changes::list),
+        route!(GET, "/dicom-web/studies", web::qido::studies),
+        route!(POST, "/dicom-web/studies", web::stow::store),
+        route!(GET, "/dicom-web/series", web::qido::all_series),
+        route!(GET, "/dicom-web/instances", web::qido::all_instances),
+        route!(GET, "/dicom-web/studies/{study}", web::wado::study),
+        route!(
+            POST,
+            "/dicom-web/studies/{study}",
+            web::stow::store_in_study
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/metadata",
+            web::wado::study_metadata
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series",
+            web::qido::study_series
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/instances",
+            web::qido::study_instances
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}",
+            web::wado::series
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/metadata",
+            web::wado::series_metadata
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances",
+            web::qido::series_instances
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
+            web::wado::instance
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata",
+            web::wado::instance_metadata
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            web::wado::frames::frames
+        ),
+        route!(
+            GET,
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/bulk/{tag}",
+            web::wado::frames::bulk
+        ),
     ]
 }
 
@@ -229,19 +292,29 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 
 /// The whole HTTPS application: [`routes`], JSON 404/405 fallbacks, the body limit
 /// and request metrics.
+///
+/// DICOMweb routes stream their bodies (STOW-RS uploads, WADO-RS answers): they are
+/// kept out of the body limit and of [`read_body_first`], which serve the admin API's
+/// small JSON bodies.
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
-    let mut router = Router::new();
+    let mut api = Router::new();
+    let mut dicomweb = Router::new();
     for (_, path, handler) in routes() {
-        router = router.route(path, handler);
+        if path.starts_with(crate::web::PREFIX) {
+            dicomweb = dicomweb.route(path, handler);
+        } else {
+            api = api.route(path, handler);
+        }
     }
-    router
+    let api = api
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             max_body_bytes,
             read_body_first,
-        ))
+        ));
+    api.merge(dicomweb.layer(DefaultBodyLimit::disable()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record_changes,

@@ -58,6 +58,7 @@ pub struct IngestSink {
     body: Body,
     hasher: Sha256,
     size: u64,
+    expected_study: Option<String>,
 }
 
 fn out_of_resources(what: &str, e: impl std::fmt::Display) -> StoreOutcome {
@@ -115,6 +116,7 @@ impl IngestSink {
             body: Body::Memory(Vec::new()),
             hasher: Sha256::new(),
             size: 0,
+            expected_study: None,
         })
     }
 
@@ -168,6 +170,13 @@ impl IngestSink {
         }
     }
 
+    /// Refuses the data set (0xA900, before anything is written) unless its Study
+    /// Instance UID is `study`: what STOW-RS to `/studies/{study}` requires.
+    pub fn expect_study(mut self, study: &str) -> Self {
+        self.expected_study = Some(study.to_string());
+        self
+    }
+
     fn record(&mut self, header: &Header) -> Result<InstanceRecord, StoreOutcome> {
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let received = Received {
@@ -178,7 +187,14 @@ impl IngestSink {
             sha256,
             calling_ae: self.calling_ae.clone(),
         };
-        validate(header, received, &self.facility)
+        let record = validate(header, received, &self.facility)?;
+        match &self.expected_study {
+            Some(study) if study != record.study_uid.as_str() => Err(refuse(
+                Status::DataSetDoesNotMatchSopClass,
+                "Study Instance UID differs from the study of the request",
+            )),
+            _ => Ok(record),
+        }
     }
 
     /// Finishes a data set held in memory.

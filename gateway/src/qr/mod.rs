@@ -54,7 +54,19 @@ use sqlx::Row;
 use crate::db::{DbError, Index};
 use crate::domain::FacilityId;
 
-pub use query::{Query, parse};
+pub use query::{Query, parse, parse_relational};
+
+/// Every attribute the index can return at `level` (tag and VR), in table order: what
+/// QIDO-RS `includefield=all` adds. Private keys (the name blind index and tokens) are
+/// matching keys only and not listed.
+pub fn level_keys(level: Level) -> Vec<(dicom_core::Tag, dicom_core::VR)> {
+    keys::ATTRS
+        .iter()
+        .filter(|a| a.available(level) && !matches!(a.kind, keys::Kind::NameToken))
+        .filter(|a| a.tag.group() != keys::PRIVATE_GROUP)
+        .map(|a| (a.tag, a.vr))
+        .collect()
+}
 
 /// Query/retrieve information model, from the SOP class of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -236,6 +236,19 @@ impl fmt::Debug for Query {
 /// a reversed range, a UID list with an invalid UID, a non-integer IS, an absurdly
 /// long value or list. Unknown keys are not errors: see [`Query::unsupported_keys`].
 pub fn parse(model: Model, identifier: &InMemDicomObject) -> Result<Query, QueryError> {
+    let query = parse_keys(model, identifier)?;
+    query.check_hierarchy()?;
+    Ok(query)
+}
+
+/// [`parse`] for a relational search (PS3.4 C.4.1.2.2.2, what QIDO-RS `/series` and
+/// `/instances` without a study are): the parent levels' unique keys may be absent or
+/// carry any matching value.
+pub fn parse_relational(model: Model, identifier: &InMemDicomObject) -> Result<Query, QueryError> {
+    parse_keys(model, identifier)
+}
+
+fn parse_keys(model: Model, identifier: &InMemDicomObject) -> Result<Query, QueryError> {
     let level = level_of(model, identifier)?;
     let block = product_block(identifier);
     let mut query = Query {
@@ -248,7 +261,6 @@ pub fn parse(model: Model, identifier: &InMemDicomObject) -> Result<Query, Query
     for element in identifier.iter() {
         query.add(element, block)?;
     }
-    query.check_hierarchy()?;
     Ok(query)
 }
 

@@ -166,7 +166,8 @@ pub fn header(spec: &Spec) -> InMemDicomObject {
     obj
 }
 
-fn pixels(spec: &Spec) -> Vec<u8> {
+/// The pixel data `write` puts into `spec`'s file.
+pub fn pixels(spec: &Spec) -> Vec<u8> {
     (0..spec.pixel_len())
         .map(|i| ((i / 7) as u8).wrapping_add(spec.seed).wrapping_mul(3))
         .collect()
