@@ -1,7 +1,8 @@
 //! The `pacs-gateway` command line: `serve`, and the operator's `facility`, `user`,
-//! `device` and `audit` commands.
+//! `device`, `audit` and `changes` commands.
 
 mod audit;
+mod changes;
 mod device;
 mod docs;
 mod facility_admin;
@@ -18,6 +19,7 @@ use crate::config::Config;
 use crate::domain::FacilityName;
 
 pub use audit::{AuditCommand, parse_since};
+pub use changes::ChangesArgs;
 pub use device::DeviceCommand;
 pub use docs::DocsCommand;
 pub use facility_admin::{format_size, normalize_fingerprint, parse_size};
@@ -73,6 +75,8 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Read a facility's changes feed (study-level events, oldest first).
+    Changes(ChangesArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -177,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => user::run(config, cmd).await,
         Command::Device(cmd) => device::run(config, cmd).await,
         Command::Audit(cmd) => audit::run(config, cmd).await,
+        Command::Changes(args) => changes::run(config, args).await,
         Command::Completions { .. } | Command::Man(_) => Ok(()),
     }
 }

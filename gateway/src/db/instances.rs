@@ -3,6 +3,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
+use super::changes::{Added, ChangeLog};
 use super::quota::{Charged, charge};
 use super::{DbError, Index};
 use crate::domain::{FacilityId, Uid};
@@ -126,9 +127,13 @@ impl Index {
     /// this UID (a concurrent store won the race) or when the quota would be exceeded.
     pub async fn insert_instance(&self, record: &InstanceRecord) -> Result<Indexed, DbError> {
         let mut tx = self.pool.begin().await?;
-        let result = insert_charged(&mut tx, record).await?;
+        let mut log = ChangeLog::default();
+        let result = insert_charged(&mut tx, record, &mut log).await?;
         match result {
-            Indexed::New(_) => tx.commit().await?,
+            Indexed::New(_) => {
+                log.write(&mut tx).await?;
+                tx.commit().await?
+            }
             _ => tx.rollback().await?,
         }
         Ok(result)
@@ -136,12 +141,15 @@ impl Index {
 
     /// Indexes several new instances in one transaction, each as
     /// [`Index::insert_instance`] would (each checked against the quota in turn).
+    /// The changes feed gets one event per study and kind, not one per instance.
     pub async fn insert_batch(&self, records: &[&InstanceRecord]) -> Result<Vec<Indexed>, DbError> {
         let mut tx = self.pool.begin().await?;
         let mut results = Vec::with_capacity(records.len());
+        let mut log = ChangeLog::default();
         for record in records {
-            results.push(insert_charged(&mut tx, record).await?);
+            results.push(insert_charged(&mut tx, record, &mut log).await?);
         }
+        log.write(&mut tx).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -166,9 +174,25 @@ impl Index {
             tx.rollback().await?;
             return Ok(Indexed::OverQuota);
         };
-        remove_instance(&mut tx, record.facility, &record.sop_instance_uid).await?;
+        let removed = remove_instance(&mut tx, record.facility, &record.sop_instance_uid).await?;
         insert_instance_row(&mut tx, record).await?;
-        add_to_series_and_study(&mut tx, record).await?;
+        let added = add_to_series_and_study(&mut tx, record).await?;
+        // A replacement is an update of the study it lands in, even when removing the
+        // old copy emptied (and so re-created) its series or study.
+        let mut log = ChangeLog::default();
+        let study = record.study_uid.as_str();
+        log.updated(
+            record.facility,
+            study,
+            added.series_uid,
+            added.instances,
+            added.series,
+        );
+        if let Some((old_study, old_series)) = removed.filter(|(s, _)| s != study) {
+            let (instances, series) = study_counts(&mut tx, record.facility, &old_study).await?;
+            log.updated(record.facility, &old_study, &old_series, instances, series);
+        }
+        log.write(&mut tx).await?;
         tx.commit().await?;
         Ok(Indexed::New(charged))
     }
@@ -190,6 +214,7 @@ pub enum Indexed {
 async fn insert_charged(
     tx: &mut Transaction<'_, Any>,
     record: &InstanceRecord,
+    log: &mut ChangeLog,
 ) -> Result<Indexed, DbError> {
     if !insert_instance_row(tx, record).await? {
         return Ok(Indexed::Exists);
@@ -202,7 +227,8 @@ async fn insert_charged(
             .await?;
         return Ok(Indexed::OverQuota);
     };
-    add_to_series_and_study(tx, record).await?;
+    let added = add_to_series_and_study(tx, record).await?;
+    log.added(record.facility, record.study_uid.as_str(), added);
     Ok(Indexed::New(charged))
 }
 
@@ -240,10 +266,12 @@ async fn insert_instance_row(
     Ok(done.rows_affected() == 1)
 }
 
-async fn add_to_series_and_study(
+/// Counts the instance in its series and study (creating them when new); says what
+/// that did, for the changes feed.
+async fn add_to_series_and_study<'r>(
     tx: &mut Transaction<'_, Any>,
-    r: &InstanceRecord,
-) -> Result<(), DbError> {
+    r: &'r InstanceRecord,
+) -> Result<Added<'r>, DbError> {
     let s = &r.study;
     // The series first, counting the instance in the same statement: whether it is
     // new decides the study's series count. An existing series without an envelope
@@ -280,7 +308,7 @@ async fn add_to_series_and_study(
     // Emptied series are deleted, so a count of one means the series is new.
     let series_instances: i64 = counted.try_get(0)?;
     let new_series = i64::from(series_instances == 1);
-    sqlx::query(
+    let study = sqlx::query(
         "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
          study_description, updated_at, patient_name, name_blind_index, sealed_identity, sealed_sop_instance_uid, \
          sealed_kind, num_instances, num_series) \
@@ -299,7 +327,8 @@ async fn add_to_series_and_study(
          study_date = COALESCE(studies.study_date, excluded.study_date), \
          study_time = COALESCE(studies.study_time, excluded.study_time), \
          accession_number = COALESCE(studies.accession_number, excluded.accession_number), \
-         study_description = COALESCE(studies.study_description, excluded.study_description)",
+         study_description = COALESCE(studies.study_description, excluded.study_description) \
+         RETURNING num_instances, num_series",
     )
     .bind(r.facility.0)
     .bind(r.study_uid.as_str())
@@ -315,13 +344,40 @@ async fn add_to_series_and_study(
     .bind(&s.sealed_sop_instance_uid)
     .bind(s.sealed_kind)
     .bind(new_series)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    let (instances, series): (i64, i64) = (study.try_get(0)?, study.try_get(1)?);
     add_to_study_patient(tx, r).await?;
     if let Some(modality) = &r.series.modality {
         add_modality(tx, r, modality).await?;
     }
-    Ok(())
+    Ok(Added {
+        series_uid: r.series_uid.as_str(),
+        // Emptied studies are deleted too: a count of one means a new study.
+        new_study: instances == 1,
+        new_series: new_series == 1,
+        instances,
+        series,
+    })
+}
+
+/// A study's instance and series counts (0, 0 when it is gone).
+async fn study_counts(
+    tx: &mut Transaction<'_, Any>,
+    facility: FacilityId,
+    study: &str,
+) -> Result<(i64, i64), DbError> {
+    let row = sqlx::query(
+        "SELECT num_instances, num_series FROM studies WHERE facility_id = $1 AND study_uid = $2",
+    )
+    .bind(facility.0)
+    .bind(study)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => (r.try_get(0)?, r.try_get(1)?),
+        None => (0, 0),
+    })
 }
 
 /// Counts the instance for its patient in the study (a study can hold several
@@ -430,12 +486,12 @@ async fn refresh_modalities(
 }
 
 /// Removes an instance row and its contribution to the counters; a series or study
-/// left empty is removed with it.
+/// left empty is removed with it. Says which study and series it was in.
 async fn remove_instance(
     tx: &mut Transaction<'_, Any>,
     facility: FacilityId,
     sop: &Uid,
-) -> Result<(), DbError> {
+) -> Result<Option<(String, String)>, DbError> {
     let row = sqlx::query(
         "SELECT study_uid, series_uid, patient_id FROM instances WHERE facility_id = $1 AND sop_instance_uid = $2",
     )
@@ -443,7 +499,7 @@ async fn remove_instance(
     .bind(sop.as_str())
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(row) = row else { return Ok(()) };
+    let Some(row) = row else { return Ok(None) };
     let (study, series): (String, String) = (row.try_get(0)?, row.try_get(1)?);
     let patient_key = row.try_get::<Option<String>, _>(2)?.unwrap_or_default();
     let exec = |sql: &'static str| sqlx::query(sql).bind(facility.0);
@@ -497,5 +553,5 @@ async fn remove_instance(
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
+    Ok(Some((study, series)))
 }

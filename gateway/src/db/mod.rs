@@ -11,6 +11,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub mod admin;
 pub mod certs;
+pub mod changes;
 pub mod destinations;
 pub mod instances;
 pub mod quota;

@@ -9,6 +9,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::changes::ChangeLog;
 use super::{Backend, DbError, Index, now_millis};
 use crate::domain::{FacilityId, Uid};
 
@@ -263,22 +264,39 @@ impl Index {
         rows.iter().map(summary_from_row).collect()
     }
 
-    /// Marks a study of a facility deleted; `false` when there is no such study or
-    /// it was deleted before.
+    /// Marks a study of a facility deleted, with a `deleted` event in the changes
+    /// feed (same transaction); `false` when there is no such study or it was
+    /// deleted before.
     pub async fn soft_delete_study(
         &self,
         facility: FacilityId,
         study: &Uid,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // The facility row first, as the ingest transaction takes it (to charge the
+        // quota) before the study's: the other order could deadlock with a store
+        // into this study on PostgreSQL.
+        sqlx::query("UPDATE facilities SET change_seq = change_seq WHERE id = $1")
+            .bind(facility.0)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
             "UPDATE studies SET deleted_at = $1 WHERE facility_id = $2 AND study_uid = $3 \
-             AND deleted_at IS NULL",
+             AND deleted_at IS NULL RETURNING num_instances, num_series",
         )
         .bind(now_millis())
         .bind(facility.0)
         .bind(study.as_str())
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let mut log = ChangeLog::default();
+        log.deleted(facility, study.as_str(), row.try_get(0)?, row.try_get(1)?);
+        log.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -212,7 +212,12 @@ fn time_param(value: Option<String>, name: &str) -> Result<Option<i64>, ApiError
         .transpose()
 }
 
-fn number(value: Option<String>, name: &str, range: (i64, i64)) -> Result<Option<i64>, ApiError> {
+/// A whole-number query parameter within `range` (absent or empty: `None`).
+pub(super) fn number(
+    value: Option<String>,
+    name: &str,
+    range: (i64, i64),
+) -> Result<Option<i64>, ApiError> {
     given(value)
         .map(|v| {
             v.parse::<i64>()

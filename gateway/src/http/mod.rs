@@ -4,12 +4,15 @@
 //! [`routes`] is the single table of (method, path, handler) the [`router`] is built
 //! from and the OpenAPI test checks. [`server`] serves a router over rustls (HTTP/1.1
 //! and HTTP/2 by ALPN). Handlers live in [`session`] (login, logout, me), [`users`],
-//! [`devices`] (C-MOVE destinations and client certificates) and [`facilities`]
-//! (facility list, usage, quota, studies). Every facility-scoped handler goes through
-//! [`session::Caller::scope`], which decides who may name which facility. This module
+//! [`devices`] (C-MOVE destinations and client certificates), [`facilities`]
+//! (facility list, usage, quota, studies) and [`changes`] (the changes feed). Every
+//! facility-scoped handler goes through [`session::Caller::scope`] (administration)
+//! or [`session::Caller::own_or_named`] (routes every user of a facility may use),
+//! which decide who may name which facility. This module
 //! records every changing request in the audit trail ([`audit`]) and never talks DICOM.
 
 pub mod audit;
+pub mod changes;
 pub mod devices;
 pub mod error;
 pub mod facilities;
@@ -218,6 +221,7 @@ pub fn routes() -> Vec<Route> {
             facilities::delete_study
         ),
         route!(GET, "/api/v1/facilities/{facility}/audit", audit::list),
+        route!(GET, "/api/v1/changes", changes::list),
         route!(GET, "/dicom-web/studies", web::qido::studies),
         route!(POST, "/dicom-web/studies", web::stow::store),
         route!(GET, "/dicom-web/series", web::qido::all_series),

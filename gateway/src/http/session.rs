@@ -134,6 +134,33 @@ impl Caller {
         }
     }
 
+    /// The facility of a route open to every user of it (not only administrators):
+    /// `name` absent means the caller's own, which an operator must name instead
+    /// (400); any user but an operator may name only their own (any other name,
+    /// existing or not: 404, as in [`Caller::scope`]).
+    pub async fn own_or_named(
+        &self,
+        state: &ApiState,
+        name: Option<&str>,
+    ) -> Result<Facility, ApiError> {
+        let not_found = || ApiError::not_found("no such facility");
+        let name = match (name, self.user.role) {
+            (None, Role::Operator) => {
+                return Err(ApiError::bad_request(
+                    "an operator names the facility: ?facility=NAME",
+                ));
+            }
+            (None, _) => self.facility_name.clone(),
+            (Some(n), Role::Operator) => FacilityName::parse(n).map_err(|_| not_found())?,
+            (Some(n), _) if n == self.facility_name.as_str() => self.facility_name.clone(),
+            (Some(_), _) => return Err(not_found()),
+        };
+        match state.index.facility_by_name(&name).await? {
+            Some(f) if self.user.role == Role::Operator || f.id == self.user.facility => Ok(f),
+            _ => Err(not_found()),
+        }
+    }
+
     /// Refuses everyone but operators (403).
     pub fn require_operator(&self) -> Result<(), ApiError> {
         if self.user.role == Role::Operator {
