@@ -69,3 +69,34 @@ pub async fn measure(peer: &WebPeer, finds: &[Find], warmup: usize) -> Result<St
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn study_searches_become_qido_query_strings() {
+        let patient = Find::Patient("PABC".into());
+        assert_eq!(path(&patient).unwrap(), "/studies?PatientID=PABC");
+        let range = Find::ModalityDates {
+            modality: "CT",
+            from: "20150101".into(),
+            to: "20150130".into(),
+        };
+        assert_eq!(
+            path(&range).unwrap(),
+            "/studies?ModalitiesInStudy=CT&StudyDate=20150101-20150130"
+        );
+        assert!(path(&Find::Universal).is_err());
+    }
+
+    #[test]
+    fn study_uids_are_read_sorted_and_a_bad_answer_is_an_error() {
+        let body = br#"[{"0020000D":{"vr":"UI","Value":["2.25.9"]}},
+                        {"0020000D":{"vr":"UI","Value":["2.25.1"]}}]"#;
+        assert_eq!(study_uids(body).unwrap(), ["2.25.1", "2.25.9"]);
+        assert!(study_uids(b"[]").unwrap().is_empty());
+        assert!(study_uids(br#"[{"00100020":{"vr":"LO"}}]"#).is_err());
+        assert!(study_uids(b"<html>").is_err());
+    }
+}

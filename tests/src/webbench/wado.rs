@@ -78,3 +78,28 @@ pub async fn pass(peer: &WebPeer, count: usize, clients: usize, min_bytes: usize
         elapsed: start.elapsed(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use dicom_dictionary_std::tags;
+
+    use super::*;
+
+    #[test]
+    fn instance_paths_name_the_generated_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::bench::generate(dir.path(), 12).unwrap();
+        let file = dicom_object::open_file(dir.path().join("ct000011.dcm")).unwrap();
+        let uid = |tag| {
+            let v = file.element(tag).unwrap().to_str().unwrap();
+            v.trim_end_matches('\0').to_string()
+        };
+        let expected = format!(
+            "/studies/{}/series/{}/instances/{}",
+            uid(tags::STUDY_INSTANCE_UID),
+            uid(tags::SERIES_INSTANCE_UID),
+            uid(tags::SOP_INSTANCE_UID)
+        );
+        assert_eq!(instance_path(11), expected);
+    }
+}
