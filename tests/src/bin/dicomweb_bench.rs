@@ -21,13 +21,12 @@
 //! [--picks N] [--clients N] [--no-postgres]`; run it with `scripts/bench-dicomweb.sh`.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use tests::bench::measure::{clock_ticks, median, proc_stat};
 use tests::bench::{generate, storescu};
 use tests::findbench::data::{Dataset, Spec};
-use tests::findbench::load::{fresh_postgres, load_reporting};
+use tests::findbench::load::{fresh_postgres, generate_reporting, load_reporting};
 use tests::findbench::orthanc::{ORTHANC_AE, Orthanc};
 use tests::findbench::queries::{Find, Kind, picks};
 use tests::webbench::http::WebPeer;
@@ -130,41 +129,19 @@ async fn main() -> Result<()> {
 /// Part 1: QIDO-RS on the big index, SQLite and PostgreSQL served at once, their
 /// rounds interleaved.
 async fn scale(args: &Args, work: &Path) -> Result<Vec<Goal>> {
-    let started = Instant::now();
-    let data = Dataset::generate(Spec::new(args.instances));
-    println!(
-        "\ngenerated {} instances, {} studies, {} patients, {} facilities in {:.1} s",
-        data.instance_count(),
-        data.studies.len(),
-        data.patients.len(),
-        data.facilities.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let facility = data.facilities[0].name.clone();
-    let mut backends = Vec::new();
+    println!();
+    let data = generate_reporting(Spec::new(args.instances));
     let sqlite = format!("sqlite://{}?mode=rwc", work.join("index.db").display());
-    println!(
-        "\n== SQLite: loading {} instances ...",
-        data.instance_count()
-    );
-    load_reporting(&sqlite, &data).await?;
-    backends.push((
+    let mut backends = vec![(
         "SQLite",
-        WebGateway::start(&args.bin, work, &sqlite, &facility)?,
-    ));
+        serve_loaded("SQLite", &sqlite, &data, args, work).await?,
+    )];
     if args.postgres {
         match fresh_postgres(PG_DATABASE).await {
-            Ok(url) => {
-                println!(
-                    "\n== PostgreSQL: loading {} instances ...",
-                    data.instance_count()
-                );
-                load_reporting(&url, &data).await?;
-                backends.push((
-                    "PostgreSQL",
-                    WebGateway::start(&args.bin, work, &url, &facility)?,
-                ));
-            }
+            Ok(url) => backends.push((
+                "PostgreSQL",
+                serve_loaded("PostgreSQL", &url, &data, args, work).await?,
+            )),
             Err(e) => println!("\nPostgreSQL skipped: {e:#}"),
         }
     }
@@ -172,12 +149,7 @@ async fn scale(args: &Args, work: &Path) -> Result<Vec<Goal>> {
         .iter()
         .map(|(_, g)| WebPeer::gateway(g.https_port, &g.ca, USER, PASSWORD))
         .collect::<Result<Vec<_>>>()?;
-    let finds: Vec<Vec<Find>> = KINDS
-        .iter()
-        .map(|&k| picks(&data, 0, k, args.picks, PICK_SEED))
-        .collect();
-    check_matches(&peers, &data, &finds).await?;
-    let results = interleave(&peers, &finds, args.rounds).await?;
+    let results = check_and_measure(&peers, &data, args).await?;
     let labels: Vec<&str> = backends.iter().map(|(label, _)| *label).collect();
     drop(backends);
     let mut goals = Vec::new();
@@ -211,6 +183,23 @@ async fn scale(args: &Args, work: &Path) -> Result<Vec<Goal>> {
     Ok(goals)
 }
 
+/// Loads `data` into the empty index at `url` and serves it with a gateway
+/// process, the benchmark's user in the first facility.
+async fn serve_loaded(
+    label: &str,
+    url: &str,
+    data: &Dataset,
+    args: &Args,
+    work: &Path,
+) -> Result<WebGateway> {
+    println!(
+        "\n== {label}: loading {} instances ...",
+        data.instance_count()
+    );
+    load_reporting(url, data).await?;
+    WebGateway::start(&args.bin, work, url, &data.facilities[0].name)
+}
+
 /// Parts 2 and 3: the same data in a gateway (SQLite) and Orthanc with DICOMweb.
 async fn against_orthanc(args: &Args, work: &Path) -> Result<Vec<Goal>> {
     println!(
@@ -223,38 +212,21 @@ async fn against_orthanc(args: &Args, work: &Path) -> Result<Vec<Goal>> {
         );
         return Ok(Vec::new());
     };
-    let data = Dataset::generate(Spec {
+    let data = generate_reporting(Spec {
         facilities: 1,
         ..Spec::new(args.orthanc)
     });
-    let (sent, took) = orthanc
-        .load(&data, |n| {
-            if n % 5000 == 0 {
-                println!("  Orthanc: {n} instances");
-            }
-        })
-        .await?;
-    println!(
-        "Orthanc loaded {sent} instances through POST /instances in {:.1} s ({:.0} inst/s)",
-        took.as_secs_f64(),
-        sent as f64 / took.as_secs_f64()
-    );
+    orthanc.load_reporting(&data).await?;
     let url = format!(
         "sqlite://{}?mode=rwc",
         work.join("compare-index.db").display()
     );
-    load_reporting(&url, &data).await?;
-    let gateway = WebGateway::start(&args.bin, work, &url, &data.facilities[0].name)?;
+    let gateway = serve_loaded("SQLite", &url, &data, args, work).await?;
     let peers = [
         WebPeer::gateway(gateway.https_port, &gateway.ca, USER, PASSWORD)?,
         WebPeer::orthanc(orthanc.http_port)?,
     ];
-    let finds: Vec<Vec<Find>> = KINDS
-        .iter()
-        .map(|&k| picks(&data, 0, k, args.picks, PICK_SEED))
-        .collect();
-    check_matches(&peers, &data, &finds).await?;
-    let results = interleave(&peers, &finds, args.rounds).await?;
+    let results = check_and_measure(&peers, &data, args).await?;
     println!(
         "\nQIDO-RS /studies at {} instances, ms (median over {} rounds; gateway HTTPS, Orthanc plain HTTP)\n{:<28} {:>9} {:>9} {:>11} {:>11} {:>9} {:>8}",
         args.orthanc,
@@ -363,6 +335,21 @@ async fn wado_part(
         goal: format!(">= {WADO_VS_ORTHANC}x"),
         met: Some(g / o >= WADO_VS_ORTHANC),
     })
+}
+
+/// Random picks of every kind in [`KINDS`] on facility 0 of `data`, checked against
+/// every peer, then timed in interleaved rounds: per peer, per kind.
+async fn check_and_measure(
+    peers: &[WebPeer],
+    data: &Dataset,
+    args: &Args,
+) -> Result<Vec<Vec<Rounds>>> {
+    let finds: Vec<Vec<Find>> = KINDS
+        .iter()
+        .map(|&k| picks(data, 0, k, args.picks, PICK_SEED))
+        .collect();
+    check_matches(peers, data, &finds).await?;
+    interleave(peers, &finds, args.rounds).await
 }
 
 /// First round of `finds` against every peer: the matches must be the ones the

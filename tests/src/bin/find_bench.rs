@@ -10,11 +10,11 @@
 //! [--sqlite-path FILE]`; run it with `scripts/bench-find.sh` (release build).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tests::findbench::data::{Dataset, Spec};
-use tests::findbench::load::{fresh_postgres, load_reporting};
+use tests::findbench::load::{fresh_postgres, generate_reporting, load_reporting};
 use tests::findbench::orthanc::{ORTHANC_AE, Orthanc};
 use tests::findbench::peer::{
     BenchGateway, GATEWAY_AE, PASSWORD, Requestor, Stats, USER, add_clinician, picks_for,
@@ -68,16 +68,7 @@ fn args() -> Result<Args> {
 async fn main() -> Result<()> {
     let args = args()?;
     let work = tempfile::tempdir()?;
-    let started = Instant::now();
-    let data = Dataset::generate(Spec::new(args.instances));
-    println!(
-        "generated {} instances, {} studies, {} patients, {} facilities in {:.1} s",
-        data.instance_count(),
-        data.studies.len(),
-        data.patients.len(),
-        data.facilities.len(),
-        started.elapsed().as_secs_f64()
-    );
+    let data = generate_reporting(Spec::new(args.instances));
 
     let sqlite_url = match &args.sqlite_path {
         Some(path) => format!("sqlite://{path}?mode=rwc"),
@@ -159,14 +150,7 @@ async fn compare_with_orthanc(instances: u64, picks_per_kind: usize, work: &Path
         facilities: 1,
         ..Spec::new(instances)
     });
-    let (sent, took) = orthanc
-        .load(&data, |n| println!("  Orthanc: {n} instances"))
-        .await?;
-    println!(
-        "Orthanc loaded {sent} instances through POST /instances in {:.1} s ({:.0} inst/s)",
-        took.as_secs_f64(),
-        sent as f64 / took.as_secs_f64()
-    );
+    orthanc.load_reporting(&data).await?;
     let url = format!(
         "sqlite://{}?mode=rwc",
         work.join("compare-index.db").display()

@@ -13,7 +13,7 @@ use gateway::domain::{FacilityId, FacilityName};
 use sqlx::query_builder::Separated;
 use sqlx::{Connection, Database, Executor, PgConnection, QueryBuilder, SqliteConnection};
 
-use super::data::Dataset;
+use super::data::{Dataset, Spec};
 
 /// Studies per transaction.
 const STUDIES_PER_CHUNK: usize = 1000;
@@ -40,6 +40,21 @@ impl LoadReport {
     pub fn rows_per_sec(&self) -> f64 {
         self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// [`Dataset::generate`] with a line saying what was generated and how fast.
+pub fn generate_reporting(spec: Spec) -> Dataset {
+    let started = Instant::now();
+    let data = Dataset::generate(spec);
+    println!(
+        "generated {} instances, {} studies, {} patients, {} facilities in {:.1} s",
+        data.instance_count(),
+        data.studies.len(),
+        data.patients.len(),
+        data.facilities.len(),
+        started.elapsed().as_secs_f64()
+    );
+    data
 }
 
 /// [`load`] with a progress line every tenth of the instances and a summary line
