@@ -202,7 +202,7 @@ impl Drop for Client {
 }
 
 /// `BIN --config CONFIG serve` with warnings and errors logged to `log`.
-fn serve(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
+pub(crate) fn serve(bin: &Path, config: &Path, log: &Path) -> Result<Child> {
     let log = std::fs::File::create(log)?;
     let child = Command::new(bin)
         .arg("--config")

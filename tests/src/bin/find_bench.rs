@@ -10,12 +10,11 @@
 //! [--sqlite-path FILE]`; run it with `scripts/bench-find.sh` (release build).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use sqlx::Connection;
 use tests::findbench::data::{Dataset, Spec};
-use tests::findbench::load::{LoadReport, load};
+use tests::findbench::load::{fresh_postgres, generate_reporting, load_reporting};
 use tests::findbench::orthanc::{ORTHANC_AE, Orthanc};
 use tests::findbench::peer::{
     BenchGateway, GATEWAY_AE, PASSWORD, Requestor, Stats, USER, add_clinician, picks_for,
@@ -69,16 +68,7 @@ fn args() -> Result<Args> {
 async fn main() -> Result<()> {
     let args = args()?;
     let work = tempfile::tempdir()?;
-    let started = Instant::now();
-    let data = Dataset::generate(Spec::new(args.instances));
-    println!(
-        "generated {} instances, {} studies, {} patients, {} facilities in {:.1} s",
-        data.instance_count(),
-        data.studies.len(),
-        data.patients.len(),
-        data.facilities.len(),
-        started.elapsed().as_secs_f64()
-    );
+    let data = generate_reporting(Spec::new(args.instances));
 
     let sqlite_url = match &args.sqlite_path {
         Some(path) => format!("sqlite://{path}?mode=rwc"),
@@ -99,7 +89,7 @@ async fn main() -> Result<()> {
     }
 
     if args.postgres {
-        match postgres_url().await {
+        match fresh_postgres(PG_DATABASE).await {
             Ok(url) => {
                 let pg = run_index("PostgreSQL", &url, &data, args.picks, work.path()).await?;
                 print_table("PostgreSQL", &pg);
@@ -127,7 +117,7 @@ async fn run_index(
         "\n== {label}: loading {} instances ...",
         data.instance_count()
     );
-    let report = load_with_progress(url, data).await?;
+    let report = load_reporting(url, data).await?;
     let data_dir = tempfile::tempdir_in(work)?;
     add_clinician(url, report.facility_ids[0]).await?;
     let gateway = BenchGateway::start(url, &data.facilities[0].name, data_dir.path()).await?;
@@ -148,63 +138,11 @@ fn warmup(finds: &[Find]) -> usize {
     finds.len().min(20)
 }
 
-async fn load_with_progress(url: &str, data: &Dataset) -> Result<LoadReport> {
-    let total = data.instance_count();
-    let step = (total / 10).max(1);
-    let mut next = step;
-    let start = Instant::now();
-    let report = load(url, data, |done| {
-        if done >= next {
-            println!(
-                "  {done} / {total} instances ({:.0} inst/s)",
-                done as f64 / start.elapsed().as_secs_f64()
-            );
-            next += step;
-        }
-    })
-    .await?;
-    println!(
-        "loaded {} rows ({} instances) in {:.1} s: {:.0} rows/s, {:.0} instances/s",
-        report.rows,
-        report.instances,
-        report.elapsed.as_secs_f64(),
-        report.rows_per_sec(),
-        report.instances as f64 / report.elapsed.as_secs_f64()
-    );
-    Ok(report)
-}
-
-/// A fresh `pacs_find_bench` database on the server of `PACS_TEST_DATABASE_URL`
-/// (default `postgres://postgres@127.0.0.1:5432/postgres`).
-async fn postgres_url() -> Result<String> {
-    let base = std::env::var("PACS_TEST_DATABASE_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let connect = sqlx::PgConnection::connect(&base);
-    let mut conn = tokio::time::timeout(Duration::from_secs(5), connect)
-        .await
-        .context("PostgreSQL does not answer within 5 s")?
-        .context("cannot connect to PostgreSQL")?;
-    sqlx::query(&format!(
-        "DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"
-    ))
-    .execute(&mut conn)
-    .await?;
-    sqlx::query(&format!("CREATE DATABASE {PG_DATABASE}"))
-        .execute(&mut conn)
-        .await?;
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .context("PostgreSQL URL without a database path")?;
-    Ok(format!("{prefix}/{PG_DATABASE}"))
-}
-
 /// The same logical data (one facility) in Orthanc and in a gateway on SQLite; the
 /// same picks against both.
 async fn compare_with_orthanc(instances: u64, picks_per_kind: usize, work: &Path) -> Result<()> {
     println!("\n== Orthanc comparison at {instances} instances (one facility, same data)");
-    let Some(orthanc) = Orthanc::start(work)? else {
+    let Some(orthanc) = Orthanc::start(work, false)? else {
         println!("Orthanc is not installed (apt-get install -y orthanc): comparison skipped");
         return Ok(());
     };
@@ -212,19 +150,12 @@ async fn compare_with_orthanc(instances: u64, picks_per_kind: usize, work: &Path
         facilities: 1,
         ..Spec::new(instances)
     });
-    let (sent, took) = orthanc
-        .load(&data, |n| println!("  Orthanc: {n} instances"))
-        .await?;
-    println!(
-        "Orthanc loaded {sent} instances through POST /instances in {:.1} s ({:.0} inst/s)",
-        took.as_secs_f64(),
-        sent as f64 / took.as_secs_f64()
-    );
+    orthanc.load_reporting(&data).await?;
     let url = format!(
         "sqlite://{}?mode=rwc",
         work.join("compare-index.db").display()
     );
-    let report = load_with_progress(&url, &data).await?;
+    let report = load_reporting(&url, &data).await?;
     add_clinician(&url, report.facility_ids[0]).await?;
     let data_dir = tempfile::tempdir_in(work)?;
     let gateway = BenchGateway::start(&url, &data.facilities[0].name, data_dir.path()).await?;

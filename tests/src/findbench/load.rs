@@ -13,7 +13,7 @@ use gateway::domain::{FacilityId, FacilityName};
 use sqlx::query_builder::Separated;
 use sqlx::{Connection, Database, Executor, PgConnection, QueryBuilder, SqliteConnection};
 
-use super::data::Dataset;
+use super::data::{Dataset, Spec};
 
 /// Studies per transaction.
 const STUDIES_PER_CHUNK: usize = 1000;
@@ -40,6 +40,74 @@ impl LoadReport {
     pub fn rows_per_sec(&self) -> f64 {
         self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// [`Dataset::generate`] with a line saying what was generated and how fast.
+pub fn generate_reporting(spec: Spec) -> Dataset {
+    let started = Instant::now();
+    let data = Dataset::generate(spec);
+    println!(
+        "generated {} instances, {} studies, {} patients, {} facilities in {:.1} s",
+        data.instance_count(),
+        data.studies.len(),
+        data.patients.len(),
+        data.facilities.len(),
+        started.elapsed().as_secs_f64()
+    );
+    data
+}
+
+/// [`load`] with a progress line every tenth of the instances and a summary line
+/// (rows/s, instances/s).
+pub async fn load_reporting(url: &str, data: &Dataset) -> Result<LoadReport> {
+    let total = data.instance_count();
+    let step = (total / 10).max(1);
+    let mut next = step;
+    let start = Instant::now();
+    let report = load(url, data, |done| {
+        if done >= next {
+            println!(
+                "  {done} / {total} instances ({:.0} inst/s)",
+                done as f64 / start.elapsed().as_secs_f64()
+            );
+            next += step;
+        }
+    })
+    .await?;
+    println!(
+        "loaded {} rows ({} instances) in {:.1} s: {:.0} rows/s, {:.0} instances/s",
+        report.rows,
+        report.instances,
+        report.elapsed.as_secs_f64(),
+        report.rows_per_sec(),
+        report.instances as f64 / report.elapsed.as_secs_f64()
+    );
+    Ok(report)
+}
+
+/// A fresh (dropped and recreated) `database` on the server of
+/// `PACS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+/// its URL. Fails when the server does not answer within 5 s.
+pub async fn fresh_postgres(database: &str) -> Result<String> {
+    let base = std::env::var("PACS_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let connect = PgConnection::connect(&base);
+    let mut conn = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .context("PostgreSQL does not answer within 5 s")?
+        .context("cannot connect to PostgreSQL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut conn)
+        .await?;
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .context("PostgreSQL URL without a database path")?;
+    Ok(format!("{prefix}/{database}"))
 }
 
 /// Whether `url` names a PostgreSQL database.

@@ -1,6 +1,7 @@
 //! Orthanc as the comparison peer: started from its Debian package with its default
-//! SQLite index and C-FIND open to any AE, loaded through `POST /instances` with
-//! small DICOM files (no pixel data) carrying the same logical data as the index.
+//! SQLite index and C-FIND open to any AE (and, when asked, its DICOMweb plugin from
+//! Debian's `orthanc-dicomweb`), loaded through `POST /instances` with small DICOM
+//! files (no pixel data) carrying the same logical data as the index.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,8 @@ use crate::bench::{free_port, wait_for_port};
 pub const ORTHANC_AE: &str = "ORTHANC";
 /// Uploads in flight at once.
 const CONCURRENT_UPLOADS: usize = 4;
+/// Where Debian's `orthanc-dicomweb` installs the plugin.
+pub const DICOMWEB_PLUGIN: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
 
 /// A running Orthanc.
 pub struct Orthanc {
@@ -31,9 +34,10 @@ pub struct Orthanc {
 }
 
 impl Orthanc {
-    /// Starts Orthanc in a fresh directory under `work`; `None` when the `Orthanc`
-    /// binary is not installed.
-    pub fn start(work: &Path) -> Result<Option<Orthanc>> {
+    /// Starts Orthanc in a fresh directory under `work`, with the DICOMweb plugin
+    /// (under `/dicom-web/` on the HTTP port) when `dicomweb`; `None` when the
+    /// `Orthanc` binary is not installed.
+    pub fn start(work: &Path, dicomweb: bool) -> Result<Option<Orthanc>> {
         let installed = Command::new("Orthanc")
             .arg("--version")
             .stdout(Stdio::null())
@@ -47,6 +51,14 @@ impl Orthanc {
         let (dicom_port, http_port) = (free_port()?, free_port()?);
         let storage = dir.path().join("storage");
         let config = dir.path().join("orthanc.json");
+        let plugins = if dicomweb {
+            if !Path::new(DICOMWEB_PLUGIN).exists() {
+                bail!("{DICOMWEB_PLUGIN} missing: apt-get install -y orthanc-dicomweb");
+            }
+            format!("{DICOMWEB_PLUGIN:?}")
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
@@ -54,7 +66,7 @@ impl Orthanc {
 "DicomAet":"{ORTHANC_AE}","DicomPort":{dicom_port},"HttpPort":{http_port},"RemoteAccessAllowed":false,
 "AuthenticationEnabled":false,"DicomCheckCalledAet":false,"DicomAlwaysAllowFind":true,
 "DicomAlwaysAllowEcho":true,"StorageCompression":false,"LimitFindResults":0,
-"LimitFindInstances":0,"SaveJobs":false,"Plugins":[]}}"#
+"LimitFindInstances":0,"SaveJobs":false,"Plugins":[{plugins}]}}"#
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("orthanc.log"))?;
@@ -76,6 +88,29 @@ impl Orthanc {
             return Err(e.context("Orthanc did not start"));
         }
         Ok(Some(orthanc))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// [`Orthanc::load`] with a progress line every 5,000 instances and a summary
+    /// line; returns the instances sent.
+    pub async fn load_reporting(&self, data: &Dataset) -> Result<u64> {
+        let (sent, took) = self
+            .load(data, |n| {
+                if n % 5000 == 0 {
+                    println!("  Orthanc: {n} instances");
+                }
+            })
+            .await?;
+        println!(
+            "Orthanc loaded {sent} instances through POST /instances in {:.1} s ({:.0} inst/s)",
+            took.as_secs_f64(),
+            sent as f64 / took.as_secs_f64().max(1e-9)
+        );
+        Ok(sent)
     }
 
     /// Uploads every instance of `data` (facility 0 only, so that Orthanc holds

@@ -122,7 +122,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn from(mut times: Vec<Duration>, matches: Vec<usize>) -> Stats {
+    /// Figures of `times`, one per query, and the matches each returned.
+    pub fn from_samples(mut times: Vec<Duration>, matches: Vec<usize>) -> Stats {
         times.sort_unstable();
         let rank = |p: f64| {
             let k = ((p * times.len() as f64).ceil() as usize).clamp(1, times.len().max(1));
@@ -233,7 +234,7 @@ impl Requestor {
             times.push(start.elapsed());
             matches.push(count);
         }
-        Ok(Stats::from(times, matches))
+        Ok(Stats::from_samples(times, matches))
     }
 
     /// Releases the association.
