@@ -1,7 +1,10 @@
 //! The admin API's request bodies and query strings as its handlers receive them:
 //! through the `ApiJson` / `ApiQuery` extractors (every failure a 400, 413 or 422,
 //! never a panic or a 500), then the validated newtypes the handlers build from the
-//! fields (user names, roles, facility names, AE titles, UIDs, the password policy).
+//! fields (user names, roles, facility names, AE titles, UIDs, the password policy);
+//! and DICOMweb's query strings and `Accept` headers (QIDO-RS search parameters into a
+//! C-FIND identifier and the relational parse, rendering parameters): a 400 or 406,
+//! never a panic.
 
 #![no_main]
 
@@ -82,12 +85,35 @@ fn validators(text: &str) {
     let _ = gateway::auth::Password::new(text).check_policy();
 }
 
+/// A DICOMweb query string and Accept header, as the handlers take them.
+fn dicomweb(raw: &[u8]) {
+    use gateway::web::{accept, qido, rendered};
+    let text = String::from_utf8_lossy(raw);
+    let (query, accept_value) = text.split_once('\n').unwrap_or((&text, "*/*"));
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(value) = axum::http::HeaderValue::from_str(accept_value) {
+        headers.insert(axum::http::header::ACCEPT, value);
+    }
+    let ranges = accept::parse(&headers);
+    let _ = rendered::presentation(query, &ranges);
+    if let Ok(search) = qido::parse_query(query) {
+        for level in [
+            gateway::qr::Level::Study,
+            gateway::qr::Level::Series,
+            gateway::qr::Level::Image,
+        ] {
+            let object = qido::identifier(level, &[], &search);
+            let _ = gateway::qr::parse_relational(gateway::qr::Model::StudyRoot, &object);
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, body)) = data.split_first() else {
         return;
     };
     RUNTIME.block_on(async {
-        match choice % 9 {
+        match choice % 10 {
             0 => drop(json::<session::LoginRequest>(body).await),
             1 => drop(json::<session::PasswordChange>(body).await),
             2 => drop(json::<users::NewUser>(body).await),
@@ -101,6 +127,7 @@ fuzz_target!(|data: &[u8]| {
             5 => drop(json::<facilities::QuotaRequest>(body).await),
             6 => drop(query::<audit::AuditQuery>(body).await),
             7 => drop(query::<facilities::StudiesQuery>(body).await),
+            8 => dicomweb(body),
             _ => {
                 if let Some(text) = json::<String>(body).await {
                     validators(&text);
