@@ -14,5 +14,6 @@
 pub mod fetch;
 pub mod query;
 pub mod retrieve;
+pub(crate) mod search;
 pub mod translate;
 pub mod viewer;
