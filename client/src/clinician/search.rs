@@ -230,9 +230,7 @@ async fn local_only_rows(
         warn!(error = %e, "local store unavailable");
         refuse(Status::UNABLE_TO_PROCESS, "the local store is unavailable")
     };
-    let outbox = crate::outbox::open(config)
-        .await
-        .map_err(|e| failed(&e))?;
+    let outbox = crate::outbox::open(config).await.map_err(|e| failed(&e))?;
     let mut rows = Vec::new();
     let listed = outbox.local_only_studies().await;
     for (study, _, _) in listed.map_err(|e| failed(&e))? {
