@@ -40,6 +40,8 @@ pub struct WebProxy {
     config: Arc<Config>,
     ring: Arc<KeyRing>,
     logins: auth::Remembered,
+    /// The listener's port, for Retrieve URLs when a `Host` header names none.
+    port: std::sync::OnceLock<u16>,
 }
 
 impl std::fmt::Debug for WebProxy {
@@ -55,6 +57,7 @@ impl WebProxy {
             config: Arc::new(config),
             ring: Arc::new(ring),
             logins: auth::Remembered::new(),
+            port: std::sync::OnceLock::new(),
         }
     }
 }
@@ -149,6 +152,7 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
 /// Serves the proxy on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, proxy: Arc<WebProxy>, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
+        let _ = proxy.port.set(addr.port());
         info!(%addr, "DICOMweb proxy listening");
     }
     let served = axum::serve(listener, router(proxy))

@@ -189,8 +189,9 @@ fn identifier(level: Level, parents: &[(Tag, &str)], search: &Search) -> InMemDi
     object
 }
 
-/// `http://HOST/dicom-web`, from the request's `Host`.
-pub(super) fn root(headers: &HeaderMap) -> String {
+/// `http://HOST:PORT/dicom-web`, from the request's `Host` (the listener's port when
+/// it names none).
+pub(super) fn root(headers: &HeaderMap, port: Option<u16>) -> String {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -198,8 +199,15 @@ pub(super) fn root(headers: &HeaderMap) -> String {
             h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
         })
-        .unwrap_or("localhost");
-    format!("http://{host}/dicom-web")
+        .unwrap_or("127.0.0.1");
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && !host.ends_with(']');
+    match (has_port, port) {
+        (false, Some(port)) => format!("http://{host}:{port}/dicom-web"),
+        _ => format!("http://{host}/dicom-web"),
+    }
 }
 
 /// The Retrieve URL of a match at `level`.
@@ -216,6 +224,21 @@ fn retrieve_url(root: &str, level: Level, object: &InMemDicomObject) -> String {
     url
 }
 
+/// The rows (original values) matching `request`.
+async fn search_rows(
+    proxy: &WebProxy,
+    caller: &Caller,
+    request: &InMemDicomObject,
+) -> Result<Vec<InMemDicomObject>, WebError> {
+    search::rows(&proxy.config, &proxy.ring, &caller.0, request, false)
+        .await
+        .map(|(_, rows)| rows)
+        .map_err(|r| match r.status {
+            dimse::Status::UNABLE_TO_PROCESS => WebError::new(StatusCode::BAD_GATEWAY, r.comment),
+            _ => WebError::bad_request(r.comment),
+        })
+}
+
 /// Runs a search at `level` below `parents` and answers it.
 async fn answer(
     proxy: &WebProxy,
@@ -227,13 +250,26 @@ async fn answer(
 ) -> Result<Response, WebError> {
     let search = parse_query(query.as_deref().unwrap_or_default())?;
     let request = identifier(level, parents, &search);
-    let (level, rows) = search::rows(&proxy.config, &proxy.ring, &caller.0, &request, false)
-        .await
-        .map_err(|r| match r.status {
-            dimse::Status::UNABLE_TO_PROCESS => WebError::new(StatusCode::BAD_GATEWAY, r.comment),
-            _ => WebError::bad_request(r.comment),
-        })?;
-    let root = root(headers);
+    let rows = match level == Level::Image && text(&request, tags::SERIES_INSTANCE_UID).is_empty() {
+        // The gateway's C-FIND is hierarchical: instances are asked series by series.
+        true => {
+            let series = identifier(Level::Series, parents, &search);
+            let mut rows = Vec::new();
+            for found in search_rows(proxy, caller, &series).await? {
+                let uid = text(&found, tags::SERIES_INSTANCE_UID);
+                let mut request = request.clone();
+                request.put(DataElement::new(
+                    tags::SERIES_INSTANCE_UID,
+                    VR::UI,
+                    PrimitiveValue::from(uid),
+                ));
+                rows.extend(search_rows(proxy, caller, &request).await?);
+            }
+            rows
+        }
+        false => search_rows(proxy, caller, &request).await?,
+    };
+    let root = root(headers, proxy.port.get().copied());
     let mut matches: Vec<InMemDicomObject> = rows
         .iter()
         .skip(search.offset)
