@@ -3,7 +3,8 @@
 //! for the raw bytes) against the proxy with a clinician's gateway credentials: real
 //! names and original UIDs in QIDO-RS, name search by the real name, WADO-RS
 //! instances re-identified equal to what the modality sent, the local-only study
-//! from the spool, 401 for a wrong password, nothing for another facility's user.
+//! from the spool, frames passed through to the gateway's DICOMweb, 401 for a wrong
+//! password, nothing for another facility's user.
 //!
 //! Needs `python3` with dicomweb-client, site-wide or in `target/python`
 //! (`scripts/install-deps.sh`).
@@ -77,6 +78,7 @@ async fn dicomweb_client_sees_real_names_through_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let edge = free_port();
     let mut config = client_config(dir.path(), &gw, edge);
+    config.gateway.admin_url = Some(format!("https://{}", gw.config.https.listen));
     config.web = Some(WebConfig {
         listen: "127.0.0.1:0".into(),
     });
@@ -235,6 +237,29 @@ async fn dicomweb_client_sees_real_names_through_the_proxy() {
             assert_eq!(received, original, "{sop} is restored exactly");
         }
     }
+    // Frames are passed through to the gateway's DICOMweb (UIDs mapped): the pixels
+    // the modality sent.
+    let frame = http
+        .get(format!(
+            "{}/series/{UID_ROOT}.2.1/instances/{UID_ROOT}.3.1.2/frames/1",
+            url(1)
+        ))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .header(
+            "Accept",
+            "multipart/related; type=\"application/octet-stream\"",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(frame.status(), 200);
+    let content_type = frame.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = frame.bytes().await.unwrap();
+    assert_eq!(parts(&content_type, &body), vec![vec![2u8; 512]]);
+
     let missing = http
         .get(format!("{base}/studies/1.2.3.4.404"))
         .basic_auth("dr.house", Some(PASSWORD))

@@ -9,6 +9,9 @@
 //! [`REMEMBER`] (a keyed hash of name and password, in memory only), so a viewer's
 //! many requests do not each open an association.
 //!
+//! Frames, rendered images and thumbnails are passed through to the gateway's own
+//! DICOMweb ([`passthrough`]: UIDs mapped, the caller's credentials forwarded).
+//!
 //! Searching goes through `clinician::search` (the C-FIND proxy's translation and
 //! re-identification, local-only studies from the spool), retrieving through
 //! `clinician::fetch` and `clinician::translate` (C-GET, unsealing); this flow
@@ -16,6 +19,7 @@
 
 mod auth;
 mod json;
+mod passthrough;
 mod qido;
 mod wado;
 
@@ -42,6 +46,8 @@ pub struct WebProxy {
     logins: auth::Remembered,
     /// The listener's port, for Retrieve URLs when a `Host` header names none.
     port: std::sync::OnceLock<u16>,
+    /// HTTPS towards the gateway's DICOMweb (pixels passed through), made once.
+    https: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl std::fmt::Debug for WebProxy {
@@ -58,6 +64,7 @@ impl WebProxy {
             ring: Arc::new(ring),
             logins: auth::Remembered::new(),
             port: std::sync::OnceLock::new(),
+            https: std::sync::OnceLock::new(),
         }
     }
 }
@@ -136,6 +143,28 @@ pub fn router(proxy: Arc<WebProxy>) -> Router {
         .route(
             "/studies/{study}/series/{series}/instances/{instance}/metadata",
             get(wado::instance_metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(passthrough::frames),
+        )
+        .route("/studies/{study}/rendered", get(passthrough::pixels))
+        .route("/studies/{study}/thumbnail", get(passthrough::pixels))
+        .route(
+            "/studies/{study}/series/{series}/rendered",
+            get(passthrough::pixels),
+        )
+        .route(
+            "/studies/{study}/series/{series}/thumbnail",
+            get(passthrough::pixels),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(passthrough::pixels),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            get(passthrough::pixels),
         )
         .with_state(proxy);
     Router::new().nest("/dicom-web", web)
