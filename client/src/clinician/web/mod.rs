@@ -1,6 +1,6 @@
 //! The re-identifying DICOMweb proxy of `pacs-client serve` (`[web] listen`, plain
 //! HTTP on loopback by default): OHIF, Weasis and scripts on the facility network
-//! search (QIDO-RS, [`qido`]) and retrieve (WADO-RS, [`wado`]) under `/dicom-web`
+//! search (QIDO-RS, `qido`) and retrieve (WADO-RS, `wado`) under `/dicom-web`
 //! and see real names and original UIDs, the way the DIMSE viewer proxy answers
 //! viewers on the edge port. Every request carries HTTP Basic credentials of a
 //! gateway user; the proxy asks the gateway as that user (the credentials are
@@ -10,7 +10,7 @@
 //! many requests do not each open an association.
 //!
 //! Frames, rendered images and thumbnails are passed through to the gateway's own
-//! DICOMweb ([`passthrough`]: UIDs mapped, the caller's credentials forwarded).
+//! DICOMweb (`passthrough`: UIDs mapped, the caller's credentials forwarded).
 //!
 //! Searching goes through `clinician::search` (the C-FIND proxy's translation and
 //! re-identification, local-only studies from the spool), retrieving through

@@ -399,4 +399,18 @@ mod tests {
         assert!(parse_query("PatientID=a&00100020=b").is_err());
         assert!(parse_query("00131010=x").is_err());
     }
+
+    #[test]
+    fn retrieve_urls_point_at_the_proxy() {
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::HOST, "pc.local:8081".parse().unwrap());
+        assert_eq!(root(&headers, Some(9)), "http://pc.local:8081/dicom-web");
+        headers.insert(axum::http::header::HOST, "[::1]".parse().unwrap());
+        assert_eq!(root(&headers, Some(8081)), "http://[::1]:8081/dicom-web");
+        headers.insert(axum::http::header::HOST, "evil/x?".parse().unwrap());
+        assert_eq!(
+            root(&headers, Some(8081)),
+            "http://127.0.0.1:8081/dicom-web"
+        );
+    }
 }

@@ -412,3 +412,32 @@ pub(super) async fn instance_metadata(
     let w = wanted(study, Some(series), Some(instance));
     retrieve(proxy, caller, w, true).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+
+    #[test]
+    fn metadata_leaves_out_bulk_data() {
+        let object = InMemDicomObject::from_element_iter([
+            DataElement::new(tags::PATIENT_NAME, VR::PN, PrimitiveValue::from("A^B")),
+            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(vec![0u8; 8])),
+            DataElement::new(
+                tags::ICC_PROFILE,
+                VR::OB,
+                PrimitiveValue::from(vec![0u8; 2048]),
+            ),
+            DataElement::new(
+                tags::PIXEL_PADDING_VALUE,
+                VR::OB,
+                PrimitiveValue::from(vec![0u8; 2]),
+            ),
+        ]);
+        let kept = metadata(object);
+        assert_eq!(text(&kept, tags::PATIENT_NAME), "A^B");
+        assert!(kept.get(tags::PIXEL_DATA).is_none());
+        assert!(kept.get(tags::ICC_PROFILE).is_none());
+        assert!(kept.get(tags::PIXEL_PADDING_VALUE).is_some());
+    }
+}
