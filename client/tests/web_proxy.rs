@@ -270,7 +270,16 @@ async fn dicomweb_client_sees_real_names_through_the_proxy() {
     let anonymous = http.get(format!("{base}/studies")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 
+    // With the gateway gone, credentials cannot be judged: 502, not 401.
+    running.stop().await;
+    let down = http
+        .get(format!("{base}/studies"))
+        .basic_auth("dr.house", Some("not checked yet"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), 502);
+
     let _ = stop.send(());
     task.await.unwrap().unwrap();
-    running.stop().await;
 }

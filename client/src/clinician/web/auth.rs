@@ -2,6 +2,8 @@
 //! checked by the gateway (a DIMSE association with User Identity, as the viewer
 //! proxy checks a viewer's own credentials) and remembered for [`REMEMBER`] as a
 //! keyed hash, so a changed password or a locked account ends access soon after.
+//! A refused login is 401 with `WWW-Authenticate: Basic`; a gateway that cannot be
+//! reached is 502 (the credentials were not judged).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -122,9 +124,10 @@ impl FromRequestParts<std::sync::Arc<WebProxy>> for Caller {
                 proxy.logins.remember(hash);
                 Ok(Caller(login))
             }
+            // Not reached (network, TLS): the credentials were not judged.
+            Err(e) if e.downcast_ref::<dimse::DimseError>().is_some() => Err(WebError::gateway(&e)),
             Err(e) => {
-                // The gateway refused the login (wrong password, locked, disabled) or
-                // could not be reached: either way nothing is shown.
+                // The gateway refused the login (wrong password, locked, disabled).
                 info!(error = %format!("{e:#}"), "DICOMweb proxy: login not accepted by the gateway");
                 Err(unauthorized())
             }
