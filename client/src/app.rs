@@ -1,4 +1,4 @@
-//! Wiring: the edge SCP and the forwarder of `pacs-client serve`, and the import
+//! Wiring: the edge SCP, the forwarder and the DICOMweb proxy of `pacs-client serve`, and the import
 //! path of `pacs-client send`, which feeds files through the same spool pipeline.
 
 use std::future::Future;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::clinician::viewer::{ViewerAccess, ViewerProxy};
+use crate::clinician::web::WebProxy;
 use crate::config::Config;
 use crate::edge::{EdgeService, ModalityPolicy};
 use crate::intake::forward::Forwarder;
@@ -32,6 +33,8 @@ pub struct Client {
     forwarder: Arc<Forwarder>,
     outbox: Outbox,
     retention: crate::config::RetentionConfig,
+    /// The DICOMweb proxy's listener, when `[web]` turns it on.
+    web: Option<(TcpListener, Arc<WebProxy>)>,
     _lock: crate::datadir::DataDirLock,
 }
 
@@ -59,6 +62,13 @@ impl Client {
         let viewers = viewer_access(config)?;
         let proxy =
             (!viewers.is_empty()).then(|| Arc::new(ViewerProxy::new(config.clone(), key.ring())));
+        let web = match config.web_listen() {
+            Some(address) => Some((
+                crate::clinician::web::bind(address).await?,
+                Arc::new(WebProxy::new(config.clone(), key.ring())),
+            )),
+            None => None,
+        };
         let policy = ModalityPolicy {
             ae_title: config.edge.ae_title.clone(),
             rules: spool.rules.clone(),
@@ -72,6 +82,7 @@ impl Client {
             forwarder,
             outbox,
             retention: config.retention.clone(),
+            web,
             _lock: lock,
         })
     }
@@ -87,6 +98,12 @@ impl Client {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The DICOMweb proxy's port, when it is on.
+    pub fn web_port(&self) -> Option<u16> {
+        let (listener, _) = self.web.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
+    }
+
     /// Serves until `shutdown`.
     pub async fn run_until_stopped(
         self,
@@ -100,6 +117,9 @@ impl Client {
             self.retention.clone(),
             stop.clone(),
         ));
+        let web = self.web.map(|(listener, proxy)| {
+            tokio::spawn(crate::clinician::web::serve(listener, proxy, stop.clone()))
+        });
         let edge_stop = stop.clone();
         let edge = tokio::spawn(serve(
             self.listener,
@@ -114,6 +134,9 @@ impl Client {
         let _ = edge.await;
         let _ = forwarder.await;
         let _ = retention.await;
+        if let Some(web) = web {
+            let _ = web.await;
+        }
         self.outbox.close().await;
         Ok(())
     }

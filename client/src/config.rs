@@ -34,6 +34,8 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     /// Burned-in text: risky classes, pixel-cleaning rules, OCR.
     pub pixels: pixels::PixelsConfig,
+    /// The re-identifying DICOMweb proxy; off when the section is absent.
+    pub web: Option<WebConfig>,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             credentials: CredentialsConfig::default(),
             pixels: pixels::PixelsConfig::default(),
+            web: None,
         }
     }
 }
@@ -408,6 +411,32 @@ pub struct CredentialsConfig {
     /// `retrieve` when no `--user` is given; none means `--user` and a prompt or
     /// `PACS_PASSWORD`.
     pub file: Option<PathBuf>,
+}
+
+/// `[web]`: the re-identifying DICOMweb proxy (`/dicom-web`) of `serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// `host:port` of its plain-HTTP listener; loopback by default, empty for off.
+    pub listen: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8081".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Where the DICOMweb proxy listens, if it is on.
+    pub fn web_listen(&self) -> Option<&str> {
+        self.web
+            .as_ref()
+            .map(|w| w.listen.trim())
+            .filter(|l| !l.is_empty())
+    }
 }
 
 /// A configuration that cannot be used.

@@ -15,9 +15,11 @@
 //!      sharing rules, the config followed while serving, pixel privacy, the
 //!      de-identifying forwarder, local retention;
 //!    - [`clinician`]: what clinicians ask of the gateway, with real names: the
-//!      `query` and `retrieve` commands and the DIMSE viewer proxy, over one shared
-//!      translation / re-identification module (`clinician::translate`) and one
-//!      locate-and-fetch module (`clinician::fetch`);
+//!      `query` and `retrieve` commands, the DIMSE viewer proxy and the DICOMweb
+//!      proxy (`clinician::web`, served by `serve` on `[web] listen`), over one
+//!      shared translation / re-identification module (`clinician::translate`), one
+//!      search (`clinician::search`) and one locate-and-fetch module
+//!      (`clinician::fetch`);
 //!    - [`admin`]: the gateway's admin API (`pacs-client admin`) and local edits of
 //!      modalities and rules in the config file (`admin::local`).
 //! 3. **Shared layer** (the modules at the top level below): [`config`] (with the

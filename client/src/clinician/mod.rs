@@ -2,11 +2,13 @@
 //! real names and original UIDs. Top down:
 //!
 //! - the flows, which never import one another: the `query` command ([`query`]), the
-//!   `retrieve` command ([`retrieve`]) and the DIMSE viewer proxy on the edge port
-//!   ([`viewer`]);
-//! - below them, what they share: [`fetch`] (locating and C-GETting at the gateway, in
-//!   pseudonymous UIDs) and [`translate`] (original values to pseudonyms and name
-//!   tokens on the way out, unsealing and re-identification on the way back).
+//!   `retrieve` command ([`retrieve`]), the DIMSE viewer proxy on the edge port
+//!   ([`viewer`]) and the DICOMweb proxy on the web listener ([`web`]);
+//! - below them, what they share: `search` (a clinician's C-FIND in original values
+//!   answered from the gateway and the local-only studies, for both proxies),
+//!   [`fetch`] (locating and C-GETting at the gateway, in pseudonymous UIDs) and
+//!   [`translate`] (original values to pseudonyms and name tokens on the way out,
+//!   unsealing and re-identification on the way back).
 //!
 //! Builds on the shared layer (config, credentials, the gateway connection, the
 //! outbox's list of local-only studies, dicomfile); never on the intake side.
@@ -14,5 +16,7 @@
 pub mod fetch;
 pub mod query;
 pub mod retrieve;
+pub(crate) mod search;
 pub mod translate;
 pub mod viewer;
+pub mod web;

@@ -462,3 +462,20 @@ pub async fn client_with_viewer(
     std::fs::write(&config_file, client_toml(&config)).unwrap();
     (config, config_file, edge)
 }
+
+/// Where `scripts/install-deps.sh` installs the Python packages the tests drive
+/// (pynetdicom, dicomweb-client): not site-wide, where pynetdicom's scripts would
+/// shadow DCMTK's on PATH.
+pub const PYTHON_DEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/python");
+
+/// `python3` that also sees [`PYTHON_DEPS`].
+pub fn python() -> Command {
+    let mut command = Command::new("python3");
+    let mut path = std::ffi::OsString::from(PYTHON_DEPS);
+    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+        path.push(":");
+        path.push(old);
+    }
+    command.env("PYTHONPATH", path);
+    command
+}

@@ -23,8 +23,9 @@ use phi::keys::KeyRing;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{ViewerProxy, decode, encode, read_header, refuse};
+use super::{ViewerProxy, decode, encode, refuse};
 use crate::clinician::fetch::{self, InstanceConsumer};
+use crate::clinician::search::read_header;
 use crate::clinician::translate::{Level, reidentify_instance, text};
 use crate::credentials::Login;
 

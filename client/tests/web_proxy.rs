@@ -1,0 +1,286 @@
+//! The client's re-identifying DICOMweb proxy end to end: DCMTK storescu (modality)
+//! -> client -> gateway, then the Python `dicomweb-client` package (and plain HTTP
+//! for the raw bytes) against the proxy with a clinician's gateway credentials: real
+//! names and original UIDs in QIDO-RS, name search by the real name, WADO-RS
+//! instances re-identified equal to what the modality sent, the local-only study
+//! from the spool, frames passed through to the gateway's DICOMweb, 401 for a wrong
+//! password, nothing for another facility's user.
+//!
+//! Needs `python3` with dicomweb-client, site-wide or in `target/python`
+//! (`scripts/install-deps.sh`).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use client::app::Client;
+use client::config::{Destination, Rule, WebConfig};
+use common::{
+    GatewaySide, UID_ROOT, client_config, free_port, patient, python, storescu, write_instance,
+};
+use dicom_dictionary_std::tags;
+use dicom_object::{InMemDicomObject, OpenFileOptions};
+use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
+use gateway::domain::FacilityName;
+use tokio::sync::oneshot;
+
+const PASSWORD: &str = "correct horse battery";
+const OTHER_PASSWORD: &str = "another facility's pass";
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web_proxy/client.py");
+
+fn read_object(path: &Path) -> InMemDicomObject {
+    OpenFileOptions::new().open_file(path).unwrap().into_inner()
+}
+
+fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
+        .unwrap_or_default()
+}
+
+/// The bodies of the parts of a `multipart/related` answer.
+fn parts(content_type: &str, body: &[u8]) -> Vec<Vec<u8>> {
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("a boundary")
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let text = body;
+    let mut out = Vec::new();
+    let mut at = 0;
+    let find = |from: usize, needle: &[u8]| {
+        text[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    while let Some(start) = find(at, delimiter.as_bytes()) {
+        let after = start + delimiter.len();
+        if text[after..].starts_with(b"--") {
+            break;
+        }
+        let head_end = find(after, b"\r\n\r\n").expect("part headers") + 4;
+        let next = find(head_end, format!("\r\n{delimiter}").as_bytes()).expect("a closing");
+        out.push(text[head_end..next].to_vec());
+        at = next + 2;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dicomweb_client_sees_real_names_through_the_proxy() {
+    let gw = GatewaySide::prepare().await;
+    let running = gw.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = free_port();
+    let mut config = client_config(dir.path(), &gw, edge);
+    config.gateway.admin_url = Some(format!("https://{}", gw.config.https.listen));
+    config.web = Some(WebConfig {
+        listen: "127.0.0.1:0".into(),
+    });
+    config.sharing.rules.push(Rule {
+        calling_ae: None,
+        modality: None,
+        study_description: Some("*research*".into()),
+        action: Destination::Local,
+    });
+    client::keyfile::create(&config.key_file()).unwrap();
+
+    let index = gw.index().await;
+    let settings = AuthSettings::default();
+    let hash = |p: &str| hash_password(&settings, &Password::new(p)).unwrap();
+    index
+        .create_user(
+            gw.facility_id,
+            &Username::parse("dr.house").unwrap(),
+            Role::Clinician,
+            &hash(PASSWORD),
+        )
+        .await
+        .unwrap();
+    let other = index
+        .create_facility(&FacilityName::parse("elsewhere").unwrap(), false)
+        .await
+        .unwrap();
+    index
+        .create_user(
+            other.id,
+            &Username::parse("dr.other").unwrap(),
+            Role::Clinician,
+            &hash(OTHER_PASSWORD),
+        )
+        .await
+        .unwrap();
+    index.close().await;
+
+    let app = Client::build(&config).await.unwrap();
+    let web = app.web_port().expect("[web] listen turns the proxy on");
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+
+    let (p1, p2) = (patient(1), patient(2));
+    let mut files = Vec::new();
+    for i in 1..=2 {
+        files.push(write_instance(dir.path(), &p1, 1, i, "CT chest"));
+    }
+    files.push(write_instance(dir.path(), &p2, 2, 1, "CT head"));
+    // Kept local-only by the sharing rule: found and served from the client's store.
+    files.push(write_instance(dir.path(), &p2, 3, 1, "Trial RESEARCH arm"));
+    storescu(edge, files.clone()).await;
+    assert_eq!(gw.wait_for(3, Duration::from_secs(30)).await, 3);
+
+    let base = format!("http://127.0.0.1:{web}/dicom-web");
+    let script_base = base.clone();
+    let name = p1.name.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        python()
+            .args([
+                SCRIPT,
+                &script_base,
+                "dr.house",
+                PASSWORD,
+                &name,
+                "dr.other",
+                OTHER_PASSWORD,
+            ])
+            .output()
+            .expect("python3")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client.py failed:\n{stderr}");
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+
+    let study = |n: u32| format!("{UID_ROOT}.1.{n}");
+    let url = |n: u32| format!("{base}/studies/{}", study(n));
+    assert_eq!(
+        seen["studies"],
+        serde_json::json!([
+            [p1.name, p1.id, study(1), 2, url(1)],
+            [p2.name, p2.id, study(2), 1, url(2)],
+            [p2.name, p2.id, study(3), 1, url(3)],
+        ]),
+        "QIDO-RS shows real names and original UIDs, local-only study included"
+    );
+    assert_eq!(seen["by_name"], serde_json::json!([study(1)]));
+    assert_eq!(seen["by_wildcard"], serde_json::json!([study(1)]));
+    assert_eq!(seen["paged"], 1);
+    assert_eq!(
+        seen["series"],
+        serde_json::json!([format!("{UID_ROOT}.2.1")])
+    );
+    assert_eq!(
+        seen["instances"],
+        serde_json::json!([format!("{UID_ROOT}.3.1.1"), format!("{UID_ROOT}.3.1.2")])
+    );
+    assert_eq!(
+        seen["instance"],
+        serde_json::json!([p1.name, p1.id, study(1), format!("{UID_ROOT}.3.1.1"), false])
+    );
+    assert_eq!(seen["study_retrieved"], seen["instances"]);
+    assert_eq!(
+        seen["metadata"],
+        serde_json::json!([
+            [p1.name, format!("{UID_ROOT}.3.1.1"), false],
+            [p1.name, format!("{UID_ROOT}.3.1.2"), false],
+        ])
+    );
+    assert_eq!(seen["wrong_password"], 401, "{seen}");
+    assert!(
+        seen["wrong_password_challenge"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("Basic")),
+        "{seen}"
+    );
+    // The gateway refuses a user of another facility on this facility's certificate.
+    assert_eq!(
+        seen["other_facility"], 401,
+        "another facility's user sees nothing: {seen}"
+    );
+
+    // The raw bytes: each part re-identified equals what the modality sent (the
+    // gateway's study), or is the spooled original (the local-only study).
+    let http = reqwest::Client::new();
+    for (n, originals) in [(1, &files[..2]), (3, &files[3..])] {
+        let response = http
+            .get(url(n))
+            .basic_auth("dr.house", Some(PASSWORD))
+            .header("Accept", "multipart/related; type=\"application/dicom\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = response.bytes().await.unwrap();
+        let got = parts(&content_type, &body);
+        assert_eq!(got.len(), originals.len(), "study {n}");
+        for (k, part) in got.iter().enumerate() {
+            let path = dir.path().join(format!("got-{n}-{k}.dcm"));
+            std::fs::write(&path, part).unwrap();
+            let received = read_object(&path);
+            let sop = text(&received, tags::SOP_INSTANCE_UID);
+            let original = originals
+                .iter()
+                .map(|p| read_object(p))
+                .find(|o| text(o, tags::SOP_INSTANCE_UID) == sop)
+                .unwrap_or_else(|| panic!("{sop} is not an original SOP Instance UID"));
+            assert_eq!(received, original, "{sop} is restored exactly");
+        }
+    }
+    // Frames are passed through to the gateway's DICOMweb (UIDs mapped): the pixels
+    // the modality sent.
+    let frame = http
+        .get(format!(
+            "{}/series/{UID_ROOT}.2.1/instances/{UID_ROOT}.3.1.2/frames/1",
+            url(1)
+        ))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .header(
+            "Accept",
+            "multipart/related; type=\"application/octet-stream\"",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(frame.status(), 200);
+    let content_type = frame.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = frame.bytes().await.unwrap();
+    assert_eq!(parts(&content_type, &body), vec![vec![2u8; 512]]);
+
+    let missing = http
+        .get(format!("{base}/studies/1.2.3.4.404"))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let anonymous = http.get(format!("{base}/studies")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // With the gateway gone, credentials cannot be judged: 502, not 401.
+    running.stop().await;
+    let down = http
+        .get(format!("{base}/studies"))
+        .basic_auth("dr.house", Some("not checked yet"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), 502);
+
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
