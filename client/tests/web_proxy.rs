@@ -260,6 +260,27 @@ async fn dicomweb_client_sees_real_names_through_the_proxy() {
         .to_string();
     let body = frame.bytes().await.unwrap();
     assert_eq!(parts(&content_type, &body), vec![vec![2u8; 512]]);
+    // Rendered images and thumbnails are the gateway's, passed through with the UIDs
+    // mapped: these fixtures carry no Photometric Interpretation, so the gateway finds
+    // the instance (a wrong mapping would be 404) and answers that it cannot render it
+    // (422), which reaches the viewer as it was said.
+    for path in [
+        "instances/{I}/rendered",
+        "instances/{I}/thumbnail",
+        "thumbnail",
+    ] {
+        let path = path.replace("{I}", &format!("{UID_ROOT}.3.1.2"));
+        let answer = http
+            .get(format!("{}/series/{UID_ROOT}.2.1/{path}", url(1)))
+            .basic_auth("dr.house", Some(PASSWORD))
+            .header("Accept", "image/png")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 422, "{path}");
+        let text = answer.text().await.unwrap();
+        assert!(text.contains("cannot render"), "{path}: {text}");
+    }
 
     let missing = http
         .get(format!("{base}/studies/1.2.3.4.404"))
