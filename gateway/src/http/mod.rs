@@ -1,5 +1,6 @@
 //! The gateway's HTTPS side: the admin API under `/api/v1` (contract:
-//! `schemas/admin-api.openapi.yaml`), `/healthz` and `/metrics`.
+//! `schemas/admin-api.openapi.yaml`), DICOMweb under `/dicom-web` (handlers in
+//! [`crate::web`]), `/healthz` and `/metrics`.
 //!
 //! [`routes`] is the single table of (method, path, handler) the [`router`] is built
 //! from and the OpenAPI test checks. [`server`] serves a router over rustls (HTTP/1.1
@@ -9,7 +10,8 @@
 //! facility-scoped handler goes through [`session::Caller::scope`] (administration)
 //! or [`session::Caller::own_or_named`] (routes every user of a facility may use),
 //! which decide who may name which facility. This module
-//! records every changing request in the audit trail ([`audit`]) and never talks DICOM.
+//! records every changing admin request in the audit trail ([`audit`]; DICOMweb
+//! handlers record their own DICOM events) and never parses DICOM itself.
 
 pub mod audit;
 pub mod changes;

@@ -113,3 +113,22 @@ pub(crate) async fn audit(
     }
     state.audit.record(event).await;
 }
+
+/// Records a retrieval of `count` instances (Begin Transferring, success): every
+/// WADO-RS, rendered and thumbnail answer.
+pub(crate) async fn audit_transfer(
+    state: &ApiState,
+    user: &auth::WebUser,
+    what: String,
+    count: usize,
+) {
+    audit(
+        state,
+        user,
+        EventKind::BeginTransferring,
+        Outcome::Success,
+        what,
+        count,
+    )
+    .await;
+}

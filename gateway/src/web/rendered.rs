@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::accept;
 use super::auth::{WebRejection, WebUser};
-use crate::audit::{EventKind, Outcome};
 use crate::domain::Uid;
 use crate::http::error::ApiPath;
 use crate::http::{ApiError, ApiState};
@@ -198,15 +197,7 @@ impl Rendering {
     }
 
     async fn audit(&self, what: &str) {
-        super::audit(
-            &self.state,
-            &self.user,
-            EventKind::BeginTransferring,
-            Outcome::Success,
-            format!("DICOMweb {what}"),
-            1,
-        )
-        .await;
+        super::audit_transfer(&self.state, &self.user, format!("DICOMweb {what}"), 1).await;
     }
 
     /// Renders one instance (checked to be where the path says).

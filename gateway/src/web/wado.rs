@@ -27,7 +27,6 @@ use tracing::warn;
 
 use super::accept::{self, MediaRange};
 use super::auth::{WebRejection, WebUser};
-use crate::audit::{EventKind, Outcome};
 use crate::blobs::{BlobKey, BlobStore};
 use crate::domain::Uid;
 use crate::http::error::ApiPath;
@@ -185,15 +184,7 @@ async fn retrieve(
     let targets = targets(state, user, uids).await?;
     let wanted = choose(&accept::parse(headers), uids.len() == 3, &targets)?;
     let what = format!("WADO-RS retrieve of {} instance(s)", targets.len());
-    super::audit(
-        state,
-        user,
-        EventKind::BeginTransferring,
-        Outcome::Success,
-        what,
-        targets.len(),
-    )
-    .await;
+    super::audit_transfer(state, user, what, targets.len()).await;
     if let Wanted::Single(syntax) = wanted {
         let target = targets
             .into_iter()
@@ -346,15 +337,7 @@ async fn metadata(
     let blobs = blobs(state)?;
     let targets = targets(state, user, uids).await?;
     let what = format!("WADO-RS metadata of {} instance(s)", targets.len());
-    super::audit(
-        state,
-        user,
-        EventKind::BeginTransferring,
-        Outcome::Success,
-        what,
-        targets.len(),
-    )
-    .await;
+    super::audit_transfer(state, user, what, targets.len()).await;
     let (tx, mut response) = super::multipart::streamed();
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -22,7 +22,6 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use super::super::accept::{self, MediaRange};
 use super::super::auth::{WebRejection, WebUser};
 use super::{blobs, path_of, targets};
-use crate::audit::{EventKind, Outcome};
 use crate::http::error::ApiPath;
 use crate::http::{ApiError, ApiState};
 
@@ -249,15 +248,7 @@ async fn answer(
         }
     };
     let what = format!("WADO-RS {} frame(s) of 1 instance", chosen.len());
-    super::super::audit(
-        state,
-        user,
-        EventKind::BeginTransferring,
-        Outcome::Success,
-        what,
-        1,
-    )
-    .await;
+    super::super::audit_transfer(state, user, what, 1).await;
     let part_type = content_type
         .split(';')
         .next()
@@ -332,15 +323,7 @@ pub async fn bulk(
     .map_err(|e| ApiError::internal(&e))?
     .map_err(ApiError::unprocessable)?
     .ok_or_else(|| ApiError::not_found("the instance has no such bulk data"))?;
-    super::super::audit(
-        &state,
-        &user,
-        EventKind::BeginTransferring,
-        Outcome::Success,
-        "WADO-RS bulk data of 1 instance".into(),
-        1,
-    )
-    .await;
+    super::super::audit_transfer(&state, &user, "WADO-RS bulk data of 1 instance".into(), 1).await;
     let (mut parts, response) = super::super::multipart::response("application/octet-stream");
     tokio::spawn(async move {
         if parts
