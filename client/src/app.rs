@@ -1,5 +1,6 @@
-//! Wiring: the edge SCP, the forwarder and the DICOMweb proxy of `pacs-client serve`, and the import
-//! path of `pacs-client send`, which feeds files through the same spool pipeline.
+//! Wiring: the edge SCP, the forwarder, the DICOMweb proxy and the thumbnail sync of
+//! `pacs-client serve`, and the import path of `pacs-client send`, which feeds files
+//! through the same spool pipeline.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub struct Client {
     retention: crate::config::RetentionConfig,
     /// The DICOMweb proxy's listener, when `[web]` turns it on.
     web: Option<(TcpListener, Arc<WebProxy>)>,
+    /// The thumbnail sync, when `[sync] out` is set, and its interval.
+    sync: Option<(crate::clinician::sync::Syncer, Duration)>,
     _lock: crate::datadir::DataDirLock,
 }
 
@@ -69,6 +72,29 @@ impl Client {
             )),
             None => None,
         };
+        let sync = match config.sync_settings() {
+            Some(settings) => {
+                let login = crate::credentials::for_service(
+                    "[sync]",
+                    settings.user.as_deref(),
+                    config.credentials.file.as_deref(),
+                )?;
+                let options = crate::clinician::sync::SyncOptions {
+                    out: settings.out.clone().unwrap_or_default(),
+                    include_local: settings.include_local,
+                    progress: false,
+                };
+                let syncer = crate::clinician::sync::Syncer::new(
+                    config,
+                    key.ring(),
+                    login,
+                    options,
+                    outbox.clone(),
+                );
+                Some((syncer, Duration::from_secs(settings.interval_secs.max(1))))
+            }
+            None => None,
+        };
         let policy = ModalityPolicy {
             ae_title: config.edge.ae_title.clone(),
             rules: spool.rules.clone(),
@@ -83,6 +109,7 @@ impl Client {
             outbox,
             retention: config.retention.clone(),
             web,
+            sync,
             _lock: lock,
         })
     }
@@ -120,6 +147,9 @@ impl Client {
         let web = self.web.map(|(listener, proxy)| {
             tokio::spawn(crate::clinician::web::serve(listener, proxy, stop.clone()))
         });
+        let sync = self.sync.map(|(syncer, every)| {
+            tokio::spawn(crate::clinician::sync::run(syncer, every, stop.clone()))
+        });
         let edge_stop = stop.clone();
         let edge = tokio::spawn(serve(
             self.listener,
@@ -136,6 +166,9 @@ impl Client {
         let _ = retention.await;
         if let Some(web) = web {
             let _ = web.await;
+        }
+        if let Some(sync) = sync {
+            let _ = sync.await;
         }
         self.outbox.close().await;
         Ok(())

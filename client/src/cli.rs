@@ -150,6 +150,24 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Keep a folder holding the gateway's thumbnails of every study of the facility
+    /// this PC does not hold itself, named by real patient name, study date and
+    /// description (resumes from the changes feed; deleted studies disappear).
+    Sync {
+        /// Gateway user (password from PACS_PASSWORD or a prompt); default: `[sync]
+        /// user`, else the `[credentials] file` of the config.
+        #[arg(long)]
+        user: Option<String>,
+        /// The folder; default: `[sync] out`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also keep thumbnails of the studies this PC holds itself.
+        #[arg(long)]
+        include_local: bool,
+        /// One JSON object (what was done) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Modalities allowed to store here (edits `[[edge.modalities]]` of the config file).
     #[command(subcommand)]
     Modality(ModalityCommand),
@@ -275,6 +293,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             study_uids,
             out,
         } => retrieve(&config, user.as_deref(), &study_uids, &out).await,
+        Command::Sync {
+            user,
+            out,
+            include_local,
+            json,
+        } => sync(&config, user.as_deref(), out, include_local, json).await,
         Command::Modality(cmd) => local::modality(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Rule(cmd) => local::rule(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Admin(cmd) => Ok(crate::admin::run(&config, cmd).await),
@@ -464,4 +488,52 @@ async fn retrieve(
         println!("  failed: {failure}");
     }
     Ok(if failures.is_empty() { 0 } else { 1 })
+}
+
+async fn sync(
+    config: &Config,
+    user: Option<&str>,
+    out: Option<std::path::PathBuf>,
+    include_local: bool,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let settings = config.sync.clone().unwrap_or_default();
+    let Some(out) = out.or(settings.out.clone()) else {
+        return Err(crate::exit::UsageError(
+            "give the folder with --out DIR (or set `[sync] out` in the config)".into(),
+        )
+        .into());
+    };
+    let key = keyfile::load(&config.key_file())?;
+    let login = login(config, user.or(settings.user.as_deref()))?;
+    let outbox = crate::outbox::open(config).await?;
+    let options = crate::clinician::sync::SyncOptions {
+        out: out.clone(),
+        include_local: include_local || settings.include_local,
+        progress: !json && std::io::stderr().is_terminal(),
+    };
+    let mut syncer =
+        crate::clinician::sync::Syncer::new(config, key.ring(), login, options, outbox.clone());
+    let report = syncer.run_once().await;
+    syncer.close().await;
+    outbox.close().await;
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: {} study folder(s) written ({} thumbnail(s)), {} removed, {} held on this PC; {} change(s) read, up to {}",
+            out.display(),
+            report.written,
+            report.thumbnails,
+            report.removed,
+            report.held_here,
+            report.changes,
+            report.cursor
+        );
+        for failure in &report.failed {
+            println!("  failed: {failure} (tried again next time)");
+        }
+    }
+    Ok(if report.failed.is_empty() { 0 } else { 1 })
 }

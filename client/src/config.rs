@@ -36,6 +36,8 @@ pub struct Config {
     pub pixels: pixels::PixelsConfig,
     /// The re-identifying DICOMweb proxy; off when the section is absent.
     pub web: Option<WebConfig>,
+    /// `[sync]`: thumbnail sync of `serve`, off when absent.
+    pub sync: Option<SyncConfig>,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             credentials: CredentialsConfig::default(),
             pixels: pixels::PixelsConfig::default(),
             web: None,
+            sync: None,
         }
     }
 }
@@ -429,7 +432,41 @@ impl Default for WebConfig {
     }
 }
 
+/// `[sync]`: keeps a folder of this PC holding the gateway's thumbnails of every
+/// study this PC does not hold itself (`pacs-client sync`, and `serve` continuously).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// The folder; `serve` syncs only when it is set.
+    pub out: Option<PathBuf>,
+    /// Gateway user the sync logs in as (its password from the `[credentials]` file
+    /// when that holds this user, else `PACS_PASSWORD`); none: the credentials file's.
+    pub user: Option<String>,
+    /// Seconds between two looks at the changes feed while serving.
+    pub interval_secs: u64,
+    /// Also keep thumbnails of the studies this PC holds itself.
+    pub include_local: bool,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            out: None,
+            user: None,
+            interval_secs: 60,
+            include_local: false,
+        }
+    }
+}
+
 impl Config {
+    /// The thumbnail sync `serve` runs, if `[sync] out` is set.
+    pub fn sync_settings(&self) -> Option<&SyncConfig> {
+        self.sync
+            .as_ref()
+            .filter(|s| s.out.as_ref().is_some_and(|o| !o.as_os_str().is_empty()))
+    }
+
     /// Where the DICOMweb proxy listens, if it is on.
     pub fn web_listen(&self) -> Option<&str> {
         self.web

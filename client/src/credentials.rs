@@ -103,6 +103,16 @@ pub enum CredentialsError {
         /// The gateway user mapped to it.
         user: String,
     },
+    /// A service of `serve` (thumbnail sync) has no password for its user.
+    #[error(
+        "no password for the gateway user {user} of {what}: put it in the `[credentials] file` (username = \"{user}\") or set {PASSWORD_ENV}"
+    )]
+    NoServicePassword {
+        /// What needs it (`[sync]`).
+        what: String,
+        /// The gateway user.
+        user: String,
+    },
     /// Prompt failed.
     #[error("cannot read the password: {0}")]
     Prompt(#[source] std::io::Error),
@@ -206,6 +216,29 @@ fn viewer_login_with(
             user: user.into(),
         }),
     }
+}
+
+/// The login of a service `serve` runs unattended (`what`, e.g. `[sync]`) as
+/// `user`: the credentials file when it holds that user (or when no user is named),
+/// else `PACS_PASSWORD`. Never prompts.
+pub fn for_service(
+    what: &str,
+    user: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Login, CredentialsError> {
+    let Some(user) = user else {
+        return match file {
+            Some(file) => read_file(file),
+            None => Err(CredentialsError::Missing),
+        };
+    };
+    viewer_login_with(what, user, file, std::env::var(PASSWORD_ENV).ok()).map_err(|e| match e {
+        CredentialsError::NoViewerPassword { user, .. } => CredentialsError::NoServicePassword {
+            what: what.into(),
+            user,
+        },
+        other => other,
+    })
 }
 
 #[cfg(test)]

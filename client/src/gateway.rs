@@ -1,8 +1,9 @@
 //! The connection to the gateway as the configuration describes it: TLS settings with
 //! the facility certificate, the check that the certificate names the configured
-//! facility, and the Q/R association a clinician's login opens (`connect`). Shared
-//! by the intake side (the forwarder's C-STORE associations) and the clinician side
-//! (query, retrieve, the viewer proxy).
+//! facility, the Q/R association a clinician's login opens (`connect`), and the HTTPS
+//! client towards the gateway's API and DICOMweb (`https`). Shared by the intake
+//! side (the forwarder's C-STORE associations) and the clinician side (query,
+//! retrieve, the viewer and DICOMweb proxies, thumbnail sync).
 
 use dimse::assoc::RoleSelection;
 use dimse::scu::{ClientTls, Proposal, ScuAssociation};
@@ -99,4 +100,26 @@ pub(crate) async fn connect(
             ),
             other => anyhow::Error::new(other).context(format!("cannot reach the gateway at {}", g.address)),
         })
+}
+
+/// The HTTPS client towards the gateway's admin API and DICOMweb (`[gateway]
+/// admin_url`), trusting only `[gateway] ca`.
+pub fn https(config: &Config) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context;
+    let ca = config
+        .gateway
+        .ca
+        .as_ref()
+        .context("`[gateway] ca` is not set")?;
+    let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .https_only(true)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("pacs-client/", env!("CARGO_PKG_VERSION")));
+    for root in reqwest::Certificate::from_pem_bundle(&pem)? {
+        builder = builder.add_root_certificate(root);
+    }
+    Ok(builder.build()?)
 }

@@ -3,7 +3,8 @@
 //!
 //! - the flows, which never import one another: the `query` command ([`query`]), the
 //!   `retrieve` command ([`retrieve`]), the DIMSE viewer proxy on the edge port
-//!   ([`viewer`]) and the DICOMweb proxy on the web listener ([`web`]);
+//!   ([`viewer`]), the DICOMweb proxy on the web listener ([`web`]) and the
+//!   thumbnail sync into a folder of this PC ([`sync`]);
 //! - below them, what they share: `search` (a clinician's C-FIND in original values
 //!   answered from the gateway and the local-only studies, for both proxies),
 //!   [`fetch`] (locating and C-GETting at the gateway, in pseudonymous UIDs) and
@@ -17,6 +18,7 @@ pub mod fetch;
 pub mod query;
 pub mod retrieve;
 pub(crate) mod search;
+pub mod sync;
 pub mod translate;
 pub mod viewer;
 pub mod web;

@@ -14,7 +14,7 @@ use dicom_object::InMemDicomObject;
 use dimse::Status;
 use dimse::assoc::EXPLICIT_VR_LE;
 use dimse::qr::STUDY_ROOT_FIND;
-use dimse::scu::Proposal;
+use dimse::scu::{Proposal, ScuAssociation};
 use phi::keys::KeyRing;
 use tracing::warn;
 
@@ -172,24 +172,46 @@ async fn gateway_rows(
     identifier: &InMemDicomObject,
     level: Level,
 ) -> Result<Vec<InMemDicomObject>, Refusal> {
-    let failed = |e: anyhow::Error| {
-        warn!(error = %format!("{e:#}"), "a clinician's query failed at the gateway");
-        refuse(Status::UNABLE_TO_PROCESS, "the gateway query failed")
-    };
-    let facility = config
-        .facility()
-        .map_err(|_| refuse(Status::UNABLE_TO_PROCESS, "facility not configured"))?;
-    let bytes = crate::clinician::translate::encode(identifier).map_err(failed)?;
+    let mut assoc = connect(config, login).await?;
+    let rows = find_on(&mut assoc, config, ring, identifier, level).await;
+    let _ = assoc.release().await;
+    rows
+}
+
+fn query_failed(e: anyhow::Error) -> Refusal {
+    warn!(error = %format!("{e:#}"), "a clinician's query failed at the gateway");
+    refuse(Status::UNABLE_TO_PROCESS, "the gateway query failed")
+}
+
+/// A Study Root C-FIND association to the gateway as `login`.
+pub(crate) async fn connect(config: &Config, login: &Login) -> Result<ScuAssociation, Refusal> {
     let proposal = Proposal {
         abstract_syntax: STUDY_ROOT_FIND.into(),
         transfer_syntaxes: vec![EXPLICIT_VR_LE.into()],
     };
-    let mut assoc = crate::gateway::connect(config, login, &[proposal], Vec::new())
+    crate::gateway::connect(config, login, &[proposal], Vec::new())
         .await
-        .map_err(failed)?;
-    let found = assoc.find(STUDY_ROOT_FIND, &bytes).await;
-    let _ = assoc.release().await;
-    let found = found.map_err(|e| failed(e.into()))?;
+        .map_err(query_failed)
+}
+
+/// The answers to the gateway identifier `identifier` (pseudonymous values, the
+/// sealed item asked for) on an open association, re-identified at `level`; rows
+/// that cannot be re-identified are dropped with a warning.
+pub(crate) async fn find_on(
+    assoc: &mut ScuAssociation,
+    config: &Config,
+    ring: &KeyRing,
+    identifier: &InMemDicomObject,
+    level: Level,
+) -> Result<Vec<InMemDicomObject>, Refusal> {
+    let facility = config
+        .facility()
+        .map_err(|_| refuse(Status::UNABLE_TO_PROCESS, "facility not configured"))?;
+    let bytes = crate::clinician::translate::encode(identifier).map_err(query_failed)?;
+    let found = assoc
+        .find(STUDY_ROOT_FIND, &bytes)
+        .await
+        .map_err(|e| query_failed(e.into()))?;
     if !found.response.status.is_success() {
         // The gateway's comment names the key, the value and the rule it broke
         // (dates, times, numbers, UIDs: never a name): the viewer sees it too.
@@ -207,7 +229,7 @@ async fn gateway_rows(
     }
     let mut rows = Vec::with_capacity(found.matches.len());
     for bytes in &found.matches {
-        let response = crate::clinician::translate::decode(bytes).map_err(failed)?;
+        let response = crate::clinician::translate::decode(bytes).map_err(query_failed)?;
         match find::reidentify_row(&response, level, ring, facility) {
             Some(row) => rows.push(row),
             None => warn!(

@@ -104,4 +104,20 @@ impl Outbox {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
             .collect()
     }
+
+    /// Whether this machine holds `study_uid` (original) itself: some instance of it
+    /// was received here and no instance delivered or kept local-only has had its
+    /// spool copy removed by retention since. Thumbnail sync leaves such studies out.
+    pub async fn held_locally(&self, study_uid: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT sop_instance_uid), \
+             COUNT(DISTINCT CASE WHEN purged_at IS NULL THEN sop_instance_uid END) \
+             FROM outbox WHERE study_uid = ? AND state IN ('delivered', 'local')",
+        )
+        .bind(study_uid)
+        .fetch_one(&self.pool)
+        .await?;
+        let (all, kept): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(all > 0 && kept == all)
+    }
 }

@@ -7,7 +7,6 @@
 //! gateway CA only), and streams the answer back with its status and type.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -21,23 +20,7 @@ use super::{WebError, WebProxy};
 
 /// The HTTPS client towards the gateway, trusting only `[gateway] ca`.
 pub(super) fn https(config: &crate::config::Config) -> anyhow::Result<reqwest::Client> {
-    use anyhow::Context;
-    let ca = config
-        .gateway
-        .ca
-        .as_ref()
-        .context("`[gateway] ca` is not set")?;
-    let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .https_only(true)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("pacs-client/", env!("CARGO_PKG_VERSION")));
-    for root in reqwest::Certificate::from_pem_bundle(&pem)? {
-        builder = builder.add_root_certificate(root);
-    }
-    Ok(builder.build()?)
+    crate::gateway::https(config)
 }
 
 /// The gateway's path for `segments` of original UIDs (the UID positions mapped)
