@@ -3,8 +3,9 @@
 //! for the raw bytes) against the proxy with a clinician's gateway credentials: real
 //! names and original UIDs in QIDO-RS, name search by the real name, WADO-RS
 //! instances re-identified equal to what the modality sent, the local-only study
-//! from the spool, frames passed through to the gateway's DICOMweb, 401 for a wrong
-//! password, nothing for another facility's user.
+//! from the spool, frames, rendered images and thumbnails passed through to the
+//! gateway's DICOMweb (decoded here: the stored gradient, at the asked viewport), 401
+//! for a wrong password, nothing for another facility's user.
 //!
 //! Needs `python3` with dicomweb-client, site-wide or in `target/python`
 //! (`scripts/install-deps.sh`).
@@ -17,7 +18,8 @@ use std::time::Duration;
 use client::app::Client;
 use client::config::{Destination, Rule, WebConfig};
 use common::{
-    GatewaySide, UID_ROOT, client_config, free_port, patient, python, storescu, write_instance,
+    GatewaySide, IMAGE_SIZE, UID_ROOT, client_config, free_port, patient, python, storescu,
+    write_image_instance, write_instance,
 };
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
@@ -39,6 +41,44 @@ fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
         .and_then(|e| e.to_str().ok())
         .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
         .unwrap_or_default()
+}
+
+/// A rendered image decoded, after checking that its first bytes are what
+/// `content_type` says (PNG or JPEG).
+fn decoded(content_type: &str, body: &[u8]) -> image::DynamicImage {
+    let format = match content_type {
+        "image/png" => {
+            assert!(body.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+            image::ImageFormat::Png
+        }
+        "image/jpeg" => {
+            assert!(body.starts_with(&[0xFF, 0xD8, 0xFF]), "not a JPEG");
+            image::ImageFormat::Jpeg
+        }
+        other => panic!("{other} is not a rendered image type"),
+    };
+    image::load_from_memory_with_format(body, format).expect("a decodable image")
+}
+
+/// `picture` is the fixtures' gradient: black on the left, white on the right,
+/// rising steadily, the same on every row (JPEG's small errors allowed).
+fn assert_gradient(picture: &image::DynamicImage, what: &str) {
+    let grey = picture.to_luma8();
+    let (width, height) = grey.dimensions();
+    for y in [0, height / 2, height - 1] {
+        let at = |x: u32| i32::from(grey.get_pixel(x, y)[0]);
+        assert!(at(0) < 24, "{what}: the left is not black ({})", at(0));
+        assert!(
+            at(width - 1) > 231,
+            "{what}: the right is not white ({})",
+            at(width - 1)
+        );
+        let quarters: Vec<i32> = (0..=4).map(|q| at((width - 1) * q / 4)).collect();
+        assert!(
+            quarters.windows(2).all(|w| w[1] > w[0] + 40),
+            "{what}: row {y} does not rise left to right: {quarters:?}"
+        );
+    }
 }
 
 /// The bodies of the parts of a `multipart/related` answer.
@@ -261,26 +301,102 @@ async fn dicomweb_client_sees_real_names_through_the_proxy() {
     let body = frame.bytes().await.unwrap();
     assert_eq!(parts(&content_type, &body), vec![vec![2u8; 512]]);
     // Rendered images and thumbnails are the gateway's, passed through with the UIDs
-    // mapped: these fixtures carry no Photometric Interpretation, so the gateway finds
-    // the instance (a wrong mapping would be 404) and answers that it cannot render it
-    // (422), which reaches the viewer as it was said.
-    for path in [
-        "instances/{I}/rendered",
-        "instances/{I}/thumbnail",
-        "thumbnail",
+    // mapped (a wrong mapping would be 404): a renderable image (study 4) comes back
+    // as the stored gradient, in the asked format and viewport.
+    let image = write_image_instance(dir.path(), &p1, 4, 1, "CT abdomen");
+    storescu(edge, vec![image]).await;
+    assert_eq!(gw.wait_for(4, Duration::from_secs(30)).await, 4);
+    let (columns, rows) = (u32::from(IMAGE_SIZE.0), u32::from(IMAGE_SIZE.1));
+    let series4 = format!("{}/series/{UID_ROOT}.2.4", url(4));
+    let instance4 = format!("{series4}/instances/{UID_ROOT}.3.4.1");
+    for (target, accept, size) in [
+        // Whole size when no viewport is asked for, PNG or JPEG as Accept says.
+        (
+            format!("{instance4}/rendered"),
+            "image/png",
+            (columns, rows),
+        ),
+        (
+            format!("{instance4}/rendered"),
+            "image/jpeg",
+            (columns, rows),
+        ),
+        // `viewport` is honoured, the aspect ratio kept.
+        (
+            format!("{instance4}/rendered?viewport=64,64"),
+            "image/jpeg",
+            (64, 32),
+        ),
+        (
+            format!("{instance4}/frames/1/rendered?viewport=128,128"),
+            "image/png",
+            (128, 64),
+        ),
+        (
+            format!("{series4}/rendered?viewport=100,200"),
+            "image/png",
+            (100, 50),
+        ),
+        (
+            format!("{instance4}/thumbnail?viewport=64,64"),
+            "image/png",
+            (64, 32),
+        ),
+        (
+            format!("{series4}/thumbnail?viewport=64,64"),
+            "image/jpeg",
+            (64, 32),
+        ),
+        (
+            format!("{}/thumbnail?viewport=32,32", url(4)),
+            "image/png",
+            (32, 16),
+        ),
     ] {
-        let path = path.replace("{I}", &format!("{UID_ROOT}.3.1.2"));
         let answer = http
-            .get(format!("{}/series/{UID_ROOT}.2.1/{path}", url(1)))
+            .get(&target)
             .basic_auth("dr.house", Some(PASSWORD))
-            .header("Accept", "image/png")
+            .header("Accept", accept)
             .send()
             .await
             .unwrap();
-        assert_eq!(answer.status(), 422, "{path}");
-        let text = answer.text().await.unwrap();
-        assert!(text.contains("cannot render"), "{path}: {text}");
+        assert_eq!(answer.status(), 200, "{target}");
+        let content_type = answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(content_type, accept, "{target}");
+        let picture = decoded(&content_type, &answer.bytes().await.unwrap());
+        assert_eq!(
+            (picture.width(), picture.height()),
+            size,
+            "{target}: the viewport"
+        );
+        assert_gradient(&picture, &target);
     }
+    // Without credentials the proxy asks for them; it does not pass the request on.
+    let anonymous = http
+        .get(format!("{instance4}/rendered"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // The gateway's refusal reaches the viewer as it was said: the fixtures of studies
+    // 1 to 3 carry no Photometric Interpretation, so the gateway finds the instance
+    // and answers that it cannot render it (422).
+    let refused = http
+        .get(format!(
+            "{}/series/{UID_ROOT}.2.1/instances/{UID_ROOT}.3.1.2/rendered",
+            url(1)
+        ))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .header("Accept", "image/png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("cannot render"), "{text}");
 
     let missing = http
         .get(format!("{base}/studies/1.2.3.4.404"))

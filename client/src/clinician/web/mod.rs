@@ -148,6 +148,10 @@ pub fn router(proxy: Arc<WebProxy>) -> Router {
             "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
             get(passthrough::frames),
         )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered",
+            get(passthrough::frame_rendered),
+        )
         .route("/studies/{study}/rendered", get(passthrough::pixels))
         .route("/studies/{study}/thumbnail", get(passthrough::pixels))
         .route(
