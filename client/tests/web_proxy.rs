@@ -5,10 +5,11 @@
 //! instances re-identified equal to what the modality sent, the local-only study
 //! from the spool, frames, rendered images and thumbnails passed through to the
 //! gateway's DICOMweb (decoded here: the stored gradient, at the asked viewport), 401
-//! for a wrong password, nothing for another facility's user.
+//! for a wrong password, nothing for another facility's user. Then Debian's headless
+//! Chromium showing a `/rendered` URL of the proxy.
 //!
-//! Needs `python3` with dicomweb-client, site-wide or in `target/python`
-//! (`scripts/install-deps.sh`).
+//! Needs `python3` with dicomweb-client, site-wide or in `target/python`, and
+//! `chromium` (`scripts/install-deps.sh`; the browser test says SKIPPED without it).
 
 mod common;
 
@@ -16,10 +17,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use client::app::Client;
-use client::config::{Destination, Rule, WebConfig};
+use client::config::{Config as ClientConfig, Destination, Rule, WebConfig};
 use common::{
-    GatewaySide, IMAGE_SIZE, UID_ROOT, client_config, free_port, patient, python, storescu,
-    write_image_instance, write_instance,
+    GatewaySide, IMAGE_SIZE, RunningGateway, UID_ROOT, client_config, free_port, patient, python,
+    storescu, write_image_instance, write_instance,
 };
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
@@ -420,4 +421,208 @@ async fn dicomweb_client_sees_real_names_through_the_proxy() {
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();
+}
+
+/// A gateway with the clinician `dr.house` ([`PASSWORD`]), and a client with the proxy
+/// on (after `edit` changed its config), serving.
+struct Serving {
+    gw: GatewaySide,
+    gateway: RunningGateway,
+    dir: tempfile::TempDir,
+    config: ClientConfig,
+    /// The proxy's port.
+    web: u16,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Serving {
+    async fn start(edit: impl FnOnce(&mut ClientConfig, &Path)) -> Serving {
+        let gw = GatewaySide::prepare().await;
+        let gateway = gw.start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = client_config(dir.path(), &gw, free_port());
+        config.gateway.admin_url = Some(format!("https://{}", gw.config.https.listen));
+        config.web = Some(WebConfig {
+            listen: "127.0.0.1:0".into(),
+        });
+        edit(&mut config, dir.path());
+        client::keyfile::create(&config.key_file()).unwrap();
+        let index = gw.index().await;
+        let hash = hash_password(&AuthSettings::default(), &Password::new(PASSWORD)).unwrap();
+        index
+            .create_user(
+                gw.facility_id,
+                &Username::parse("dr.house").unwrap(),
+                Role::Clinician,
+                &hash,
+            )
+            .await
+            .unwrap();
+        index.close().await;
+        let app = Client::build(&config).await.unwrap();
+        let web = app.web_port().expect("[web] listen turns the proxy on");
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        Serving {
+            gw,
+            gateway,
+            dir,
+            config,
+            web,
+            stop,
+            task,
+        }
+    }
+
+    /// The edge port (where modalities store).
+    fn edge_port(&self) -> u16 {
+        let (_, port) = self.config.edge.listen.rsplit_once(':').unwrap();
+        port.parse().unwrap()
+    }
+
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+        self.gateway.stop().await;
+    }
+}
+
+/// A process group (a browser and its helpers) killed when dropped.
+struct Group(Option<rustix::process::Pid>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // Gone already once the browser has exited; nothing to do then.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Debian's `chromium`, if installed.
+fn chromium() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join("chromium"))
+        .find(|p| p.is_file())
+}
+
+/// The browser check: headless Chromium opens a `/rendered` URL of the proxy
+/// (credentials in the URL, sent when the proxy's 401 asks for them) and shows the
+/// image: its screenshot holds the stored gradient at the image's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn headless_chromium_shows_a_rendered_image_through_the_proxy() {
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "SKIPPED headless_chromium_shows_a_rendered_image_through_the_proxy: chromium is not installed (scripts/install-deps.sh)"
+        );
+        return;
+    };
+    let serving = Serving::start(|_, _| {}).await;
+    let image = write_image_instance(serving.dir.path(), &patient(1), 4, 1, "CT abdomen");
+    storescu(serving.edge_port(), vec![image]).await;
+    assert_eq!(serving.gw.wait_for(1, Duration::from_secs(30)).await, 1);
+
+    let mut url = reqwest::Url::parse(&format!(
+        "http://127.0.0.1:{}/dicom-web/studies/{UID_ROOT}.1.4/series/{UID_ROOT}.2.4/instances/{UID_ROOT}.3.4.1/rendered",
+        serving.web
+    ))
+    .unwrap();
+    url.set_username("dr.house").unwrap();
+    url.set_password(Some(PASSWORD)).unwrap();
+    let profile = serving.dir.path().join("chromium-profile");
+    let screenshot = serving.dir.path().join("screenshot.png");
+    let mut command = tokio::process::Command::new(browser);
+    command
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            "--disable-extensions",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--window-size=640,480",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(url.as_str())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let child = command.spawn().expect("chromium starts");
+    let _group = Group(
+        child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32)),
+    );
+    // Generous: a cold start on a loaded machine; nothing is timed beyond this bound.
+    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("chromium finished within 3 minutes")
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "chromium failed:\n{log}");
+    let shot = image::open(&screenshot)
+        .unwrap_or_else(|e| panic!("no screenshot ({e}):\n{log}"))
+        .to_luma8();
+    assert_eq!(shot.dimensions(), (640, 480), "the window size");
+
+    // Rows crossed by the image are a ramp: many grey levels; the page around it is
+    // one colour (an error page would be text on a plain background).
+    let (columns, rows) = (u32::from(IMAGE_SIZE.0), u32::from(IMAGE_SIZE.1));
+    let ramp_rows: Vec<u32> = (0..shot.height())
+        .filter(|&y| {
+            let mut levels = [false; 256];
+            for x in 0..shot.width() {
+                levels[usize::from(shot.get_pixel(x, y)[0])] = true;
+            }
+            levels.iter().filter(|l| **l).count() >= 100
+        })
+        .collect();
+    assert!(
+        ramp_rows.len().abs_diff(rows as usize) <= 2,
+        "{} rows show the gradient, the image has {rows}",
+        ramp_rows.len()
+    );
+    // Along the middle such row: away from the background, a steady rise from left
+    // to right over about the image's width.
+    let y = ramp_rows[ramp_rows.len() / 2];
+    let at = |x: u32| i32::from(shot.get_pixel(x, y)[0]);
+    let background = at(0);
+    let image_columns: Vec<u32> = (0..shot.width())
+        .filter(|&x| (at(x) - background).abs() > 24)
+        .collect();
+    let (first, last) = (image_columns[0], image_columns[image_columns.len() - 1]);
+    assert_eq!(
+        image_columns.len() as u32,
+        last - first + 1,
+        "the image is one block on row {y}"
+    );
+    assert!(
+        (160..=columns).contains(&(last - first + 1)),
+        "{} columns of the image on row {y}, of {columns}",
+        last - first + 1
+    );
+    assert!(
+        (first..=last - 8)
+            .step_by(8)
+            .all(|x| at(x + 8) >= at(x) - 4),
+        "row {y} does not rise left to right"
+    );
+    assert!(at(last) - at(first) > 120, "row {y} is not a ramp");
+    serving.finish().await;
 }
