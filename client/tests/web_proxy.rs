@@ -6,7 +6,8 @@
 //! from the spool, frames, rendered images and thumbnails passed through to the
 //! gateway's DICOMweb (decoded here: the stored gradient, at the asked viewport), 401
 //! for a wrong password, nothing for another facility's user. Then Debian's headless
-//! Chromium showing a `/rendered` URL of the proxy.
+//! Chromium showing a `/rendered` URL of the proxy, and the proxy over HTTPS with the
+//! edge certificate (`[web] tls`).
 //!
 //! Needs `python3` with dicomweb-client, site-wide or in `target/python`, and
 //! `chromium` (`scripts/install-deps.sh`; the browser test says SKIPPED without it).
@@ -122,6 +123,7 @@ async fn dicomweb_client_sees_real_names_through_the_proxy() {
     config.gateway.admin_url = Some(format!("https://{}", gw.config.https.listen));
     config.web = Some(WebConfig {
         listen: "127.0.0.1:0".into(),
+        ..WebConfig::default()
     });
     config.sharing.rules.push(Rule {
         calling_ae: None,
@@ -445,6 +447,7 @@ impl Serving {
         config.gateway.admin_url = Some(format!("https://{}", gw.config.https.listen));
         config.web = Some(WebConfig {
             listen: "127.0.0.1:0".into(),
+            ..WebConfig::default()
         });
         edit(&mut config, dir.path());
         client::keyfile::create(&config.key_file()).unwrap();
@@ -624,5 +627,132 @@ async fn headless_chromium_shows_a_rendered_image_through_the_proxy() {
         "row {y} does not rise left to right"
     );
     assert!(at(last) - at(first) > 120, "row {y} is not a ramp");
+    serving.finish().await;
+}
+
+/// `[web] tls = true`: the proxy answers HTTPS with the edge certificate (a caller
+/// trusting the edge CA searches, and Retrieve URLs say https), and plain HTTP to
+/// that port gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_proxy_serves_https_with_the_edge_certificate() {
+    let ca = gateway::pki::Ca::create("Facility edge CA").unwrap();
+    let serving = Serving::start(|config, dir| {
+        let certs = dir.join("edge-certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        let (crt, key) = ca
+            .issue_server(&["localhost".to_string()])
+            .unwrap()
+            .write(&certs, "edge")
+            .unwrap();
+        let ca_file = certs.join("ca.crt");
+        std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+        config.edge.tls_cert = Some(crt);
+        config.edge.tls_key = Some(key);
+        config.edge.tls_ca = Some(ca_file);
+        config.web.as_mut().unwrap().tls = true;
+    })
+    .await;
+    let (edge_key, edge_crt) = {
+        let certs = serving.dir.path().join("edge-certs");
+        let (crt, key) = ca
+            .issue_client(common::MODALITY_AE, None)
+            .unwrap()
+            .write(&certs, "modality")
+            .unwrap();
+        (key, crt)
+    };
+    // One study, stored over the edge's DICOM TLS.
+    let file = write_image_instance(serving.dir.path(), &patient(7), 7, 1, "CT");
+    let edge = serving.edge_port().to_string();
+    let ca_file = serving.config.edge.tls_ca.clone().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::dcmtk_path("storescu"))
+            .env("TCP_NODELAY", "1")
+            .arg("+tls")
+            .args([&edge_key, &edge_crt])
+            .arg("+cf")
+            .arg(&ca_file)
+            .args(["-aet", common::MODALITY_AE, "-aec", "PACS_CLIENT"])
+            .args(["localhost", &edge])
+            .arg(file)
+            .output()
+            .expect("storescu")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "storescu over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(serving.gw.wait_for(1, Duration::from_secs(30)).await, 1);
+
+    let trusting = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}/dicom-web", serving.web);
+    let found = trusting
+        .get(format!("{base}/studies?PatientID={}", patient(7).id))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 200);
+    let studies: serde_json::Value = found.json().await.unwrap();
+    let study = format!("{UID_ROOT}.1.7");
+    assert_eq!(
+        studies[0]["0020000D"]["Value"][0], study,
+        "the original Study Instance UID: {studies}"
+    );
+    assert_eq!(
+        studies[0]["00081190"]["Value"][0],
+        format!("{base}/studies/{study}"),
+        "the Retrieve URL names the proxy over https"
+    );
+    assert_eq!(studies.as_array().map(Vec::len), Some(1));
+    // Pixels through HTTPS too.
+    let rendered = trusting
+        .get(format!(
+            "{base}/studies/{study}/series/{UID_ROOT}.2.7/instances/{UID_ROOT}.3.7.1/rendered"
+        ))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .header("Accept", "image/png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rendered.status(), 200);
+    let picture = decoded("image/png", &rendered.bytes().await.unwrap());
+    assert_gradient(&picture, "rendered over https");
+
+    // A caller that does not trust the edge CA does not get through.
+    let untrusting = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    let refused = untrusting
+        .get(format!("{base}/studies"))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .send()
+        .await;
+    assert!(refused.is_err(), "an unknown certificate was trusted");
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/dicom-web/studies",
+            serving.web
+        ))
+        .basic_auth("dr.house", Some(PASSWORD))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP was answered: {:?}",
+        plain.map(|r| r.status())
+    );
     serving.finish().await;
 }
