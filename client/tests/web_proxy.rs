@@ -652,7 +652,7 @@ async fn the_proxy_serves_https_with_the_edge_certificate() {
         config.web.as_mut().unwrap().tls = true;
     })
     .await;
-    let (edge_key, edge_crt) = {
+    let (modality_key, modality_crt) = {
         let certs = serving.dir.path().join("edge-certs");
         let (crt, key) = ca
             .issue_client(common::MODALITY_AE, None)
@@ -669,7 +669,7 @@ async fn the_proxy_serves_https_with_the_edge_certificate() {
         std::process::Command::new(common::dcmtk_path("storescu"))
             .env("TCP_NODELAY", "1")
             .arg("+tls")
-            .args([&edge_key, &edge_crt])
+            .args([&modality_key, &modality_crt])
             .arg("+cf")
             .arg(&ca_file)
             .args(["-aet", common::MODALITY_AE, "-aec", "PACS_CLIENT"])
