@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on a fresh Debian machine, and only what
 # is missing: cmake (CharLS, the JPEG-LS codec, builds from source), DCMTK, tesseract-ocr
-# with fonts-dejavu-core, and pynetdicom, Pillow and dicomweb-client into target/python.
+# with fonts-dejavu-core, chromium, and pynetdicom, Pillow and dicomweb-client into
+# target/python.
 # Called by scripts/test.sh, and by .ci/run before clippy builds anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ fi
 if ! command -v tesseract >/dev/null || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
   echo "installing tesseract-ocr and fonts-dejavu-core ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng fonts-dejavu-core >/dev/null
+fi
+# The browser test (client/tests/web_proxy.rs): Debian's headless Chromium opens a
+# /rendered URL of the client's DICOMweb proxy.
+if ! command -v chromium >/dev/null; then
+  echo "installing chromium (headless browser test) ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 # pynetdicom goes into target/python, not site-wide: its storescu/findscu/getscu/... scripts
 # would otherwise shadow DCMTK's on PATH. gateway/tests/pynetdicom.rs looks there.

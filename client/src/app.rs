@@ -68,7 +68,7 @@ impl Client {
         let web = match config.web_listen() {
             Some(address) => Some((
                 crate::clinician::web::bind(address).await?,
-                Arc::new(WebProxy::new(config.clone(), key.ring())),
+                Arc::new(WebProxy::new(config.clone(), key.ring())?),
             )),
             None => None,
         };

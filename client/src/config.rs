@@ -420,14 +420,18 @@ pub struct CredentialsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
-    /// `host:port` of its plain-HTTP listener; loopback by default, empty for off.
+    /// `host:port` of its listener; loopback by default, empty for off.
     pub listen: String,
+    /// HTTPS with the edge certificate and key (`[edge] tls_cert`, `tls_key`)
+    /// instead of plain HTTP.
+    pub tls: bool,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen: "127.0.0.1:8081".into(),
+            tls: false,
         }
     }
 }

@@ -64,6 +64,13 @@ pub fn warnings(config: &Config) -> Vec<String> {
             "[edge] tls_cert, tls_key and tls_ca go together: set all three, or none for plain DICOM".into(),
         );
     }
+    if config.web.as_ref().is_some_and(|w| w.tls)
+        && (config.edge.tls_cert.is_none() || config.edge.tls_key.is_none())
+    {
+        out.push(
+            "[web] tls = true serves the edge certificate: set [edge] tls_cert and tls_key (with tls_ca)".into(),
+        );
+    }
     out
 }
 
@@ -85,5 +92,11 @@ mod tests {
         let fine: Config =
             toml::from_str("facility = \"f\"\n[[edge.modalities]]\nae_title = \"CT\"\n").unwrap();
         assert!(warnings(&fine).is_empty());
+        let https_without_certificate: Config = toml::from_str(
+            "facility = \"f\"\n[[edge.modalities]]\nae_title = \"CT\"\n[web]\ntls = true\n",
+        )
+        .unwrap();
+        let w = warnings(&https_without_certificate);
+        assert!(w.iter().any(|w| w.contains("[web] tls")), "{w:?}");
     }
 }

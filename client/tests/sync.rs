@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use client::app::Client;
-use common::{GatewaySide, UID_ROOT, client_config, free_port, patient, storescu, write_instance};
-use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
+use common::{
+    GatewaySide, UID_ROOT, client_config, free_port, patient, storescu, write_image_instance,
+};
+use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 use gateway::auth::{AuthSettings, Password, Role, Username, hash_password};
@@ -21,30 +23,6 @@ use tokio::sync::oneshot;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pacs-client");
 const PASSWORD: &str = "correct horse battery";
-
-/// Makes a generated instance renderable: a 12-bit MONOCHROME2 gradient.
-fn renderable(path: &Path, seed: u16) -> PathBuf {
-    let mut file = OpenFileOptions::new().open_file(path).unwrap();
-    let pixels: Vec<u16> = (0..256u16)
-        .map(|i| ((i % 16) * 200 + (i / 16) * 40 + seed) & 0x0FFF)
-        .collect();
-    for element in [
-        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, [1])),
-        DataElement::new(
-            tags::PHOTOMETRIC_INTERPRETATION,
-            VR::CS,
-            PrimitiveValue::from("MONOCHROME2"),
-        ),
-        DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, [12])),
-        DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, [11])),
-        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, [0])),
-        DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())),
-    ] {
-        file.put(element);
-    }
-    file.write_to_file(path).unwrap();
-    path.to_path_buf()
-}
 
 /// `pacs-client --config CONFIG sync --out OUT --user dr.house --json`: the report.
 fn sync(config: &Path, out: &Path) -> serde_json::Value {
@@ -130,9 +108,9 @@ async fn sync_keeps_real_named_thumbnails_of_studies_held_elsewhere() {
     }));
     let (p1, p2) = (patient(1), patient(2));
     let files = vec![
-        renderable(&write_instance(dir.path(), &p1, 1, 1, "CT chest"), 0),
-        renderable(&write_instance(dir.path(), &p1, 1, 2, "CT chest"), 7),
-        renderable(&write_instance(dir.path(), &p2, 2, 1, "CT head"), 3),
+        write_image_instance(dir.path(), &p1, 1, 1, "CT chest"),
+        write_image_instance(dir.path(), &p1, 1, 2, "CT chest"),
+        write_image_instance(dir.path(), &p2, 2, 1, "CT head"),
     ];
     storescu(edge, files).await;
     assert_eq!(gw.wait_for(3, Duration::from_secs(30)).await, 3);
@@ -236,7 +214,7 @@ async fn sync_keeps_real_named_thumbnails_of_studies_held_elsewhere() {
             .unwrap()
     );
     index.close().await;
-    let added = renderable(&write_instance(dir.path(), &p2, 2, 5, "CT head"), 9);
+    let added = write_image_instance(dir.path(), &p2, 2, 5, "CT head");
     let mut obj = OpenFileOptions::new().open_file(&added).unwrap();
     obj.put(DataElement::new(
         tags::SERIES_INSTANCE_UID,

@@ -307,11 +307,82 @@ pub fn patient(n: u32) -> Patient {
 /// Original UID root of the generated instances.
 pub const UID_ROOT: &str = "1.2.826.0.1.3680043.99";
 
-/// Writes an identified CT instance `i` of patient `p`, study `study`.
+/// Writes an identified CT instance `i` of patient `p`, study `study`: 16 x 16 with
+/// Bits Allocated 16 and every pixel byte `i % 250`, but no Photometric
+/// Interpretation, Samples per Pixel or Bits Stored (so nothing can render it).
 pub fn write_instance(dir: &Path, p: &Patient, study: u32, i: u32, description: &str) -> PathBuf {
+    write_object(dir, study, i, identified_instance(p, study, i, description))
+}
+
+/// Size of the images [`write_image_instance`] writes: columns, rows.
+pub const IMAGE_SIZE: (u16, u16) = (256, 128);
+
+/// Stored value of column `x` of a [`write_image_instance`] image: a left-to-right
+/// ramp over the 12 bits stored, the same on every row.
+pub fn gradient_value(x: u16) -> u16 {
+    let (columns, _) = IMAGE_SIZE;
+    (u32::from(x) * 4095 / u32::from(columns - 1)) as u16
+}
+
+/// Like [`write_instance`], but a renderable image: a MONOCHROME2 image module of
+/// [`IMAGE_SIZE`], 16 bits allocated, 12 stored, unsigned, with a window covering the
+/// whole range, and a [`gradient_value`] ramp in Pixel Data (black on the left,
+/// white on the right once rendered).
+pub fn write_image_instance(
+    dir: &Path,
+    p: &Patient,
+    study: u32,
+    i: u32,
+    description: &str,
+) -> PathBuf {
+    let (columns, rows) = IMAGE_SIZE;
+    let mut obj = identified_instance(p, study, i, description);
+    let us = |v: u16| dicom_value!(U16, [v]);
+    let mut pixels = Vec::with_capacity(usize::from(columns) * usize::from(rows) * 2);
+    for _ in 0..rows {
+        for x in 0..columns {
+            pixels.extend_from_slice(&gradient_value(x).to_le_bytes());
+        }
+    }
+    for element in [
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, us(1)),
+        DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from("MONOCHROME2"),
+        ),
+        DataElement::new(tags::ROWS, VR::US, us(rows)),
+        DataElement::new(tags::COLUMNS, VR::US, us(columns)),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, us(16)),
+        DataElement::new(tags::BITS_STORED, VR::US, us(12)),
+        DataElement::new(tags::HIGH_BIT, VR::US, us(11)),
+        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, us(0)),
+        DataElement::new(tags::WINDOW_CENTER, VR::DS, PrimitiveValue::from("2048")),
+        DataElement::new(tags::WINDOW_WIDTH, VR::DS, PrimitiveValue::from("4096")),
+        DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(pixels)),
+    ] {
+        obj.put(element);
+    }
+    write_object(dir, study, i, obj)
+}
+
+/// Writes `obj` (instance `i` of study `study`) as a Part-10 file in `dir`.
+fn write_object(dir: &Path, study: u32, i: u32, obj: InMemDicomObject) -> PathBuf {
+    let sop = format!("{UID_ROOT}.3.{study}.{i}");
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+        .media_storage_sop_instance_uid(sop.as_str())
+        .transfer_syntax("1.2.840.10008.1.2.1");
+    let path = dir.join(format!("s{study}i{i}.dcm"));
+    obj.with_meta(meta).unwrap().write_to_file(&path).unwrap();
+    path
+}
+
+/// The data set [`write_instance`] writes.
+fn identified_instance(p: &Patient, study: u32, i: u32, description: &str) -> InMemDicomObject {
     let s = |v: &str| PrimitiveValue::from(v);
     let sop = format!("{UID_ROOT}.3.{study}.{i}");
-    let obj = InMemDicomObject::from_element_iter([
+    InMemDicomObject::from_element_iter([
         DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, s("ISO_IR 192")),
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, s("1.2.840.10008.5.1.4.1.1.2")),
         DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, s(&sop)),
@@ -344,14 +415,7 @@ pub fn write_instance(dir: &Path, p: &Patient, study: u32, i: u32, description: 
             VR::OW,
             PrimitiveValue::from(vec![(i % 250) as u8; 512]),
         ),
-    ]);
-    let meta = FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
-        .media_storage_sop_instance_uid(sop.as_str())
-        .transfer_syntax("1.2.840.10008.1.2.1");
-    let path = dir.join(format!("s{study}i{i}.dcm"));
-    obj.with_meta(meta).unwrap().write_to_file(&path).unwrap();
-    path
+    ])
 }
 
 /// The DCMTK tool `tool`, Debian's `/usr/bin` copy first (pynetdicom installs

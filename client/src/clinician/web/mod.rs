@@ -1,5 +1,6 @@
 //! The re-identifying DICOMweb proxy of `pacs-client serve` (`[web] listen`, plain
-//! HTTP on loopback by default): OHIF, Weasis and scripts on the facility network
+//! HTTP on loopback by default, or HTTPS with the edge certificate when `[web] tls`
+//! is on, `tls`): OHIF, Weasis and scripts on the facility network
 //! search (QIDO-RS, `qido`) and retrieve (WADO-RS, `wado`) under `/dicom-web`
 //! and see real names and original UIDs, the way the DIMSE viewer proxy answers
 //! viewers on the edge port. Every request carries HTTP Basic credentials of a
@@ -21,6 +22,7 @@ mod auth;
 mod json;
 mod passthrough;
 mod qido;
+mod tls;
 mod wado;
 
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub struct WebProxy {
     port: std::sync::OnceLock<u16>,
     /// HTTPS towards the gateway's DICOMweb (pixels passed through), made once.
     https: std::sync::OnceLock<reqwest::Client>,
+    /// The listener's own TLS (`[web] tls`), if on.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for WebProxy {
@@ -57,14 +61,26 @@ impl std::fmt::Debug for WebProxy {
 }
 
 impl WebProxy {
-    /// A proxy asking the gateway of `config`, re-identifying with `ring`.
-    pub fn new(config: Config, ring: KeyRing) -> WebProxy {
-        WebProxy {
+    /// A proxy asking the gateway of `config`, re-identifying with `ring`; with
+    /// `[web] tls`, the edge certificate and key are loaded here (an error names
+    /// what is missing or unreadable).
+    pub fn new(config: Config, ring: KeyRing) -> anyhow::Result<WebProxy> {
+        let tls = tls::server_config(&config)?;
+        Ok(WebProxy {
             config: Arc::new(config),
             ring: Arc::new(ring),
             logins: auth::Remembered::new(),
             port: std::sync::OnceLock::new(),
             https: std::sync::OnceLock::new(),
+            tls,
+        })
+    }
+
+    /// `https` when the listener serves TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        match self.tls {
+            Some(_) => "https",
+            None => "http",
         }
     }
 }
@@ -148,6 +164,10 @@ pub fn router(proxy: Arc<WebProxy>) -> Router {
             "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
             get(passthrough::frames),
         )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered",
+            get(passthrough::frame_rendered),
+        )
         .route("/studies/{study}/rendered", get(passthrough::pixels))
         .route("/studies/{study}/thumbnail", get(passthrough::pixels))
         .route(
@@ -178,15 +198,31 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {address} ([web] listen)"))
 }
 
-/// Serves the proxy on `listener` until `stop`.
+/// Serves the proxy on `listener` until `stop`: HTTPS when `[web] tls` is on.
 pub async fn serve(listener: TcpListener, proxy: Arc<WebProxy>, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         let _ = proxy.port.set(addr.port());
-        info!(%addr, "DICOMweb proxy listening");
+        info!(%addr, scheme = proxy.scheme(), "DICOMweb proxy listening");
     }
-    let served = axum::serve(listener, router(proxy))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    let shutdown = {
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    };
+    let served = match proxy.tls.clone() {
+        Some(config) => match tls::TlsListener::new(listener, config, stop) {
+            Ok(listener) => {
+                axum::serve(listener, router(proxy))
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        None => {
+            axum::serve(listener, router(proxy))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     if let Err(e) = served {
         warn!(error = %e, "DICOMweb proxy stopped");
     }

@@ -1,10 +1,11 @@
 //! Pixels passed through to the gateway's own DICOMweb: frames, and rendered images
-//! and thumbnails where the gateway serves them. These carry no identifiers (the
-//! intake cleans burned-in text before anything leaves the facility), so the proxy
-//! only maps the original UIDs of the path to the gateway's pseudonymous ones
-//! (`phi::pseudonym::uid`, as the viewer proxy does), forwards the caller's Basic
-//! credentials, `Accept` and query string to `[gateway] admin_url` over HTTPS (the
-//! gateway CA only), and streams the answer back with its status and type.
+//! (of an instance, one frame or a series) and thumbnails where the gateway serves
+//! them. These carry no identifiers (the intake cleans burned-in text before
+//! anything leaves the facility), so the proxy only maps the original UIDs of the
+//! path to the gateway's pseudonymous ones (`phi::pseudonym::uid`, as the viewer
+//! proxy does), forwards the caller's Basic credentials, `Accept` and query string
+//! to `[gateway] admin_url` over HTTPS (the gateway CA only), and streams the answer
+//! back with its status and type.
 
 use std::sync::Arc;
 
@@ -114,6 +115,28 @@ pub(super) async fn frames(
         ("instances", instance.as_str()),
     ];
     let path = gateway_path(&proxy.ring, &uids, &format!("frames/{frames}"));
+    forward(&proxy, &headers, path, query).await
+}
+
+/// `GET .../instances/{instance}/frames/{frame}/rendered`: one frame, rendered.
+pub(super) async fn frame_rendered(
+    State(proxy): Proxy,
+    _caller: Caller,
+    headers: HeaderMap,
+    Path((study, series, instance, frame)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, WebError> {
+    if frame.is_empty() || !frame.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(WebError::bad_request(
+            "one frame number (1-based) is rendered at a time",
+        ));
+    }
+    let uids = [
+        ("studies", study.as_str()),
+        ("series", series.as_str()),
+        ("instances", instance.as_str()),
+    ];
+    let path = gateway_path(&proxy.ring, &uids, &format!("frames/{frame}/rendered"));
     forward(&proxy, &headers, path, query).await
 }
 

@@ -189,9 +189,9 @@ fn identifier(level: Level, parents: &[(Tag, &str)], search: &Search) -> InMemDi
     object
 }
 
-/// `http://HOST:PORT/dicom-web`, from the request's `Host` (the listener's port when
-/// it names none).
-pub(super) fn root(headers: &HeaderMap, port: Option<u16>) -> String {
+/// `SCHEME://HOST:PORT/dicom-web` (`http` or `https`), from the request's `Host`
+/// (the listener's port when it names none).
+pub(super) fn root(scheme: &str, headers: &HeaderMap, port: Option<u16>) -> String {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -205,8 +205,8 @@ pub(super) fn root(headers: &HeaderMap, port: Option<u16>) -> String {
         .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && !host.ends_with(']');
     match (has_port, port) {
-        (false, Some(port)) => format!("http://{host}:{port}/dicom-web"),
-        _ => format!("http://{host}/dicom-web"),
+        (false, Some(port)) => format!("{scheme}://{host}:{port}/dicom-web"),
+        _ => format!("{scheme}://{host}/dicom-web"),
     }
 }
 
@@ -269,7 +269,7 @@ async fn answer(
         }
         false => search_rows(proxy, caller, &request).await?,
     };
-    let root = root(headers, proxy.port.get().copied());
+    let root = root(proxy.scheme(), headers, proxy.port.get().copied());
     let mut matches: Vec<InMemDicomObject> = rows
         .iter()
         .skip(search.offset)
@@ -404,12 +404,18 @@ mod tests {
     fn retrieve_urls_point_at_the_proxy() {
         let mut headers = HeaderMap::new();
         headers.insert(axum::http::header::HOST, "pc.local:8081".parse().unwrap());
-        assert_eq!(root(&headers, Some(9)), "http://pc.local:8081/dicom-web");
+        assert_eq!(
+            root("http", &headers, Some(9)),
+            "http://pc.local:8081/dicom-web"
+        );
         headers.insert(axum::http::header::HOST, "[::1]".parse().unwrap());
-        assert_eq!(root(&headers, Some(8081)), "http://[::1]:8081/dicom-web");
+        assert_eq!(
+            root("https", &headers, Some(8081)),
+            "https://[::1]:8081/dicom-web"
+        );
         headers.insert(axum::http::header::HOST, "evil/x?".parse().unwrap());
         assert_eq!(
-            root(&headers, Some(8081)),
+            root("http", &headers, Some(8081)),
             "http://127.0.0.1:8081/dicom-web"
         );
     }
