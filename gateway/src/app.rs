@@ -151,6 +151,8 @@ pub struct Application {
     metrics: Arc<Metrics>,
     sweep: SweepTimes,
     thumbnails: crate::render::Thumbnails,
+    /// The lifecycle job and how often it runs (`None`: `[lifecycle] enabled = false`).
+    lifecycle: Option<(crate::lifecycle::Lifecycle, Duration)>,
 }
 
 /// When the blob sweep runs and what it may delete.
@@ -264,6 +266,12 @@ impl Application {
         metrics.watch_queues(&ingest.writer, &audit);
         let metrics = Arc::new(metrics);
         let thumbnails = start_thumbnails(&config, &ingest, &metrics)?;
+        let lifecycle = crate::lifecycle::Lifecycle::new(
+            index.clone(),
+            ingest.blobs.clone(),
+            audit.clone(),
+            Arc::new(crate::lifecycle::SystemClock),
+        );
         let state = ApiState {
             index: index.clone(),
             auth: auth.clone(),
@@ -277,6 +285,7 @@ impl Application {
                 thumbnails.clone(),
                 config.thumbnails.size,
             )),
+            lifecycle: Some(lifecycle.clone()),
         };
         let metrics_http = bind(&config.metrics.listen, "metrics (HTTP)")
             .await?
@@ -315,6 +324,12 @@ impl Application {
             metrics_http,
             metrics,
             thumbnails,
+            lifecycle: config.lifecycle.enabled.then(|| {
+                (
+                    lifecycle,
+                    Duration::from_secs(config.lifecycle.interval_secs.max(1)),
+                )
+            }),
             sweep: SweepTimes {
                 interval: Duration::from_secs(config.ingest.sweep_interval_secs),
                 min_age: Duration::from_secs(config.ingest.orphan_min_age_secs),
@@ -473,6 +488,9 @@ impl Application {
             self.sweep,
             stop.clone(),
         ));
+        if let Some((job, every)) = self.lifecycle.clone() {
+            tasks.spawn(crate::lifecycle::run(job, every, stop.clone()));
+        }
         shutdown.await;
         info!("shutting down");
         stop.cancel();

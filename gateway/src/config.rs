@@ -38,6 +38,8 @@ pub struct Config {
     pub rendering: RenderingConfig,
     /// Background thumbnails.
     pub thumbnails: ThumbnailsConfig,
+    /// The lifecycle job (retention policies: notices, hiding, purging).
+    pub lifecycle: LifecycleConfig,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             rendering: RenderingConfig::default(),
             thumbnails: ThumbnailsConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }
@@ -617,5 +620,24 @@ mod tests {
             )
             .is_err()
         );
+    }
+}
+
+/// `[lifecycle]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Whether `serve` runs the lifecycle job (policies are kept either way).
+    pub enabled: bool,
+    /// Seconds between two runs.
+    pub interval_secs: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            enabled: true,
+            interval_secs: 3600,
+        }
     }
 }

@@ -30,6 +30,7 @@ pub mod domain;
 pub mod exit;
 pub mod http;
 pub mod ingest;
+pub mod lifecycle;
 pub mod metrics;
 pub mod pki;
 pub mod qr;

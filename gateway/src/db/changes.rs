@@ -48,6 +48,16 @@ pub enum ChangeKind {
     Updated,
     /// The study was deleted (soft) through the admin API.
     Deleted,
+    /// Its storage period ends soon: the facility is asked keep / export / delete.
+    Expiring,
+    /// An answer "keep" (or a new policy) moved the end of its storage period.
+    Kept,
+    /// No answer within the notice period: hidden (restorable until purged).
+    Hidden,
+    /// A hidden study was restored by the facility.
+    Restored,
+    /// Blobs and rows removed; a tombstone stays.
+    Purged,
 }
 
 impl ChangeKind {
@@ -58,6 +68,11 @@ impl ChangeKind {
             ChangeKind::SeriesAdded => "series-added",
             ChangeKind::Updated => "updated",
             ChangeKind::Deleted => "deleted",
+            ChangeKind::Expiring => "expiring",
+            ChangeKind::Kept => "kept",
+            ChangeKind::Hidden => "hidden",
+            ChangeKind::Restored => "restored",
+            ChangeKind::Purged => "purged",
         }
     }
 }
@@ -102,6 +117,8 @@ struct StudyChange {
 pub(crate) struct ChangeLog {
     studies: BTreeMap<(FacilityId, String), StudyChange>,
     deleted: Vec<(FacilityId, String, i64, i64)>,
+    /// Lifecycle events (kind, counts), in order.
+    lifecycle: Vec<(FacilityId, ChangeKind, String, i64, i64)>,
 }
 
 /// An event ready to be numbered.
@@ -171,6 +188,20 @@ impl ChangeLog {
             .push((facility, study.to_string(), instances, series));
     }
 
+    /// A lifecycle event of a study (expiring, kept, hidden, restored, purged) with
+    /// its counts.
+    pub(crate) fn lifecycle(
+        &mut self,
+        facility: FacilityId,
+        kind: ChangeKind,
+        study: &str,
+        instances: i64,
+        series: i64,
+    ) {
+        self.lifecycle
+            .push((facility, kind, study.to_string(), instances, series));
+    }
+
     /// The events, by facility, in the order they are numbered.
     fn events(&self) -> BTreeMap<FacilityId, Vec<Pending<'_>>> {
         let mut out: BTreeMap<FacilityId, Vec<Pending<'_>>> = BTreeMap::new();
@@ -203,6 +234,15 @@ impl ChangeLog {
         for (facility, study, instances, series) in &self.deleted {
             out.entry(*facility).or_default().push(Pending {
                 kind: ChangeKind::Deleted,
+                study_uid: study,
+                series_uid: None,
+                instances: *instances,
+                series: *series,
+            });
+        }
+        for (facility, kind, study, instances, series) in &self.lifecycle {
+            out.entry(*facility).or_default().push(Pending {
+                kind: *kind,
                 study_uid: study,
                 series_uid: None,
                 instances: *instances,

@@ -311,8 +311,8 @@ async fn add_to_series_and_study<'r>(
     let study = sqlx::query(
         "INSERT INTO studies (facility_id, study_uid, patient_id, study_date, study_time, accession_number, \
          study_description, updated_at, patient_name, name_blind_index, sealed_identity, sealed_sop_instance_uid, \
-         sealed_kind, num_instances, num_series) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, 1) \
+         sealed_kind, num_instances, num_series, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, 1, $8) \
          ON CONFLICT (facility_id, study_uid) DO UPDATE SET updated_at = excluded.updated_at, \
          num_instances = studies.num_instances + 1, \
          num_series = studies.num_series + $14, \

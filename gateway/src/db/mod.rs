@@ -14,6 +14,7 @@ pub mod certs;
 pub mod changes;
 pub mod destinations;
 pub mod instances;
+pub mod lifecycle;
 pub mod quota;
 pub mod read;
 pub mod render;

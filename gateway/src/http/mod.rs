@@ -18,6 +18,7 @@ pub mod changes;
 pub mod devices;
 pub mod error;
 pub mod facilities;
+pub mod lifecycle;
 pub mod limits;
 pub mod server;
 pub mod session;
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub metrics_access: MetricsAccess,
     /// DICOMweb (`None`: its routes answer 503, as in admin-only routers).
     pub dicomweb: Option<Arc<crate::web::WebState>>,
+    /// The lifecycle's answers (`None`: they answer 503, as in admin-only routers).
+    pub lifecycle: Option<crate::lifecycle::Lifecycle>,
 }
 
 /// Who may read `/metrics`: anyone (the separate metrics listener, meant for loopback
@@ -224,6 +227,42 @@ pub fn routes() -> Vec<Route> {
         ),
         route!(GET, "/api/v1/facilities/{facility}/audit", audit::list),
         route!(GET, "/api/v1/changes", changes::list),
+        route!(
+            GET,
+            "/api/v1/facilities/{facility}/retention",
+            lifecycle::policies
+        ),
+        route!(
+            PUT,
+            "/api/v1/facilities/{facility}/retention",
+            lifecycle::set_policy
+        ),
+        route!(
+            DELETE,
+            "/api/v1/facilities/{facility}/retention",
+            lifecycle::remove_policy
+        ),
+        route!(
+            GET,
+            "/api/v1/facilities/{facility}/studies/{study_uid}/labels",
+            lifecycle::labels
+        ),
+        route!(
+            PUT,
+            "/api/v1/facilities/{facility}/studies/{study_uid}/labels/{label}",
+            lifecycle::set_label
+        ),
+        route!(
+            DELETE,
+            "/api/v1/facilities/{facility}/studies/{study_uid}/labels/{label}",
+            lifecycle::remove_label
+        ),
+        route!(GET, "/api/v1/lifecycle", lifecycle::notices),
+        route!(
+            POST,
+            "/api/v1/studies/{study_uid}/lifecycle",
+            lifecycle::answer
+        ),
         route!(GET, "/dicom-web/studies", web::qido::studies),
         route!(POST, "/dicom-web/studies", web::stow::store),
         route!(GET, "/dicom-web/series", web::qido::all_series),

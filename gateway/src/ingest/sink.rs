@@ -230,6 +230,9 @@ impl IngestSink {
             Ok(record) => record,
             Err(outcome) => return outcome,
         };
+        if let Some(outcome) = purged(&self.ingest, &record).await {
+            return outcome;
+        }
         let key = key_of(&mut record);
         let meta = std::mem::take(&mut self.meta);
         let blob = match self.ingest.blobs.put(&key, vec![meta, data]).await {
@@ -251,10 +254,13 @@ impl IngestSink {
         drop(file);
         let mut blob = Blob::Temp(temp);
         let outcome = match scanned.and_then(|header| self.record(&header)) {
-            Ok(mut record) => {
-                let key = key_of(&mut record);
-                store(&self.ingest, record, key, &mut blob, &self.facility).await
-            }
+            Ok(mut record) => match purged(&self.ingest, &record).await {
+                Some(outcome) => outcome,
+                None => {
+                    let key = key_of(&mut record);
+                    store(&self.ingest, record, key, &mut blob, &self.facility).await
+                }
+            },
             Err(outcome) => outcome,
         };
         if let Blob::Temp(temp) = &blob {
@@ -383,6 +389,34 @@ impl Blob {
 
     fn ours(&self) -> bool {
         matches!(self, Blob::Committed { ours: true })
+    }
+}
+
+/// The refusal of an instance of a study the facility's retention policy purged
+/// (its tombstone is in the index), before anything is written: a late re-send is
+/// reported to the sender, 0x0124 with when and why, instead of silently starting the
+/// study again (the facility client keeps it as a dead letter with that reason). One
+/// primary-key lookup per instance, so that every gateway node sharing the index
+/// sees a purge at once.
+async fn purged(ingest: &Ingest, record: &InstanceRecord) -> Option<StoreOutcome> {
+    match ingest
+        .index
+        .tombstone(record.facility, record.study_uid.as_str())
+        .await
+    {
+        Ok(None) => None,
+        Ok(Some(t)) => {
+            info!(study_uid = %record.study_uid, sop_instance_uid = %record.sop_instance_uid, "instance of a purged study refused (tombstone)");
+            Some(refuse(
+                Status::NotAuthorized,
+                format!(
+                    "study purged on {} ({}); a facility administrator lifts the tombstone to store it again",
+                    crate::audit::rfc3339(t.purged_at),
+                    t.reason
+                ),
+            ))
+        }
+        Err(e) => Some(processing_failure("index unavailable", e)),
     }
 }
 

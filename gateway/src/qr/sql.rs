@@ -144,14 +144,14 @@ pub(crate) fn find(
     st.text = match level {
         Level::Patient => format!(
             "SELECT {select} FROM study_patients t JOIN studies ts ON ts.facility_id = t.facility_id \
-             AND ts.study_uid = t.study_uid WHERE t.facility_id = $1 AND ts.deleted_at IS NULL AND t.patient_id IN \
-             (SELECT p.patient_id FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL \
+             AND ts.study_uid = t.study_uid WHERE t.facility_id = $1 AND ts.deleted_at IS NULL AND ts.lifecycle <> 'hidden' AND t.patient_id IN \
+             (SELECT p.patient_id FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL AND s.lifecycle <> 'hidden' \
              AND p.patient_id IS NOT NULL{filter}) \
              GROUP BY t.patient_id ORDER BY {order} LIMIT {limit}",
             from_clause(Level::Study)
         ),
         _ => format!(
-            "SELECT {select} FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL{filter} \
+            "SELECT {select} FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL AND s.lifecycle <> 'hidden'{filter} \
              ORDER BY {order} LIMIT {limit}",
             from_clause(level)
         ),
@@ -165,7 +165,7 @@ pub(crate) fn retrieve(query: &Query, facility: FacilityId, backend: Backend) ->
     let filter = filter(&mut st, query.unique_key_conditions(), backend);
     st.text = format!(
         "SELECT i.study_uid, i.series_uid, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax, \
-         i.blob_key, i.size_bytes FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL{filter} ORDER BY {}",
+         i.blob_key, i.size_bytes FROM {} WHERE s.facility_id = $1 AND s.deleted_at IS NULL AND s.lifecycle <> 'hidden'{filter} ORDER BY {}",
         from_clause(Level::Image),
         order_clause(Level::Image)
     );

@@ -139,6 +139,7 @@ impl Api {
             audit: gateway::app::start_audit(&gw.setup.config, &index).expect("audit trail"),
             metrics_access: gateway::http::MetricsAccess::bearer(METRICS_TOKEN),
             dicomweb: None,
+            lifecycle: None,
         };
         let router = gateway::http::router(state.clone(), 64 * 1024);
         let pool = sqlx::AnyPool::connect(&gw.setup.config.database_url())
