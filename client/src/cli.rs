@@ -168,6 +168,53 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Studies whose storage period at the gateway ends soon, or that were hidden for
+    /// it, with real names, deadlines and the answers available.
+    Expiring {
+        /// Gateway user (as for `query`).
+        #[arg(long)]
+        user: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep studies at the gateway longer (answers an expiry notice).
+    Keep {
+        /// Gateway user (as for `query`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Original Study Instance UIDs.
+        #[arg(required = true)]
+        study_uids: Vec<String>,
+        /// Days to add (default: the policy's storage period).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=36_500))]
+        days: Option<i64>,
+    },
+    /// Delete studies at the gateway now (facility administrator): blobs and rows
+    /// removed, a tombstone kept.
+    Expire {
+        /// Gateway user (a facility administrator).
+        #[arg(long)]
+        user: Option<String>,
+        /// Original Study Instance UIDs.
+        #[arg(required = true)]
+        study_uids: Vec<String>,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Restore hidden studies (facility administrator), kept `--days` from now.
+    Restore {
+        /// Gateway user (a facility administrator).
+        #[arg(long)]
+        user: Option<String>,
+        /// Original Study Instance UIDs.
+        #[arg(required = true)]
+        study_uids: Vec<String>,
+        /// Days to keep (default: the policy's storage period).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=36_500))]
+        days: Option<i64>,
+    },
     /// Modalities allowed to store here (edits `[[edge.modalities]]` of the config file).
     #[command(subcommand)]
     Modality(ModalityCommand),
@@ -299,6 +346,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             include_local,
             json,
         } => sync(&config, user.as_deref(), out, include_local, json).await,
+        Command::Expiring { user, json } => expiring(&config, user.as_deref(), json).await,
+        Command::Keep {
+            user,
+            study_uids,
+            days,
+        } => {
+            use crate::clinician::lifecycle::Answer;
+            answer(&config, user.as_deref(), &study_uids, Answer::Keep(days)).await
+        }
+        Command::Expire {
+            user,
+            study_uids,
+            yes,
+        } => {
+            if !yes && (!std::io::stdin().is_terminal() || !confirm_delete(&study_uids)?) {
+                return Err(crate::exit::UsageError(
+                    "not deleted: confirm on a terminal or give --yes".into(),
+                )
+                .into());
+            }
+            use crate::clinician::lifecycle::Answer;
+            answer(&config, user.as_deref(), &study_uids, Answer::Expire).await
+        }
+        Command::Restore {
+            user,
+            study_uids,
+            days,
+        } => {
+            use crate::clinician::lifecycle::Answer;
+            answer(&config, user.as_deref(), &study_uids, Answer::Restore(days)).await
+        }
         Command::Modality(cmd) => local::modality(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Rule(cmd) => local::rule(cli.config.as_deref(), cmd).map(|_| 0),
         Command::Admin(cmd) => Ok(crate::admin::run(&config, cmd).await),
@@ -536,4 +614,88 @@ async fn sync(
         }
     }
     Ok(if report.failed.is_empty() { 0 } else { 1 })
+}
+
+async fn expiring(config: &Config, user: Option<&str>, json: bool) -> anyhow::Result<i32> {
+    let key = keyfile::load(&config.key_file())?;
+    let login = login(config, user)?;
+    let rows = crate::clinician::lifecycle::expiring(config, &key.ring(), &login).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no study of the facility is expiring or hidden");
+        return Ok(0);
+    }
+    let day = |t: &Option<String>| {
+        t.as_deref()
+            .map_or("-", |t| t.get(..10).unwrap_or(t))
+            .to_string()
+    };
+    println!(
+        "{:<9} {:<28} {:<14} {:<10} {:<24} {:<10} {:<10} {:<10} study uid (answers)",
+        "state", "patient", "patient id", "date", "description", "ends", "hidden", "purged",
+    );
+    for r in &rows {
+        println!(
+            "{:<9} {:<28} {:<14} {:<10} {:<24} {:<10} {:<10} {:<10} {} ({})",
+            r.state,
+            r.patient_name,
+            r.patient_id,
+            r.study_date,
+            r.study_description,
+            day(&r.ends_at),
+            day(&r.hide_at),
+            day(&r.purge_at),
+            if r.study_uid.is_empty() {
+                "(hidden)"
+            } else {
+                &r.study_uid
+            },
+            r.answers.join(", ")
+        );
+    }
+    Ok(0)
+}
+
+fn confirm_delete(uids: &[String]) -> anyhow::Result<bool> {
+    eprint!(
+        "delete {} stud{} at the gateway now (cannot be undone)? [y/N] ",
+        uids.len(),
+        if uids.len() == 1 { "y" } else { "ies" }
+    );
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+async fn answer(
+    config: &Config,
+    user: Option<&str>,
+    uids: &[String],
+    answer: crate::clinician::lifecycle::Answer,
+) -> anyhow::Result<i32> {
+    for uid in uids {
+        if !crate::uid::usable_uid(uid) {
+            return Err(
+                crate::exit::UsageError(format!("{uid:?} is not a Study Instance UID")).into(),
+            );
+        }
+    }
+    let key = keyfile::load(&config.key_file())?;
+    let login = login(config, user)?;
+    let results =
+        crate::clinician::lifecycle::answer(config, &key.ring(), &login, uids, answer).await?;
+    let mut failed = 0;
+    for (uid, result) in results {
+        match result {
+            Ok(state) => println!("{uid}: {state}"),
+            Err(why) => {
+                failed += 1;
+                println!("{uid}: not done: {why}");
+            }
+        }
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
 }

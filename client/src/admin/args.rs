@@ -51,6 +51,71 @@ pub enum AdminCommand {
     Audit(AuditArgs),
     /// Studies of the facility as the gateway stores them (pseudonymous values).
     Studies(Scoped<StudiesCommand>),
+    /// Retention policies: the storage period per modality and per label (your
+    /// facility's overrides; an operator's are the gateway's defaults).
+    Retention(Scoped<RetentionCommand>),
+}
+
+/// What a storage period counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CountedFromArg {
+    /// The study's first receipt at the gateway.
+    Receipt,
+    /// Its Study Date.
+    StudyDate,
+}
+
+/// What happens when the storage period ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RetentionActionArg {
+    /// Hidden when the notice period passes unanswered, purged after the grace period.
+    HidePurge,
+    /// The notice only.
+    Notify,
+}
+
+/// `admin retention ...`
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// The facility's policies.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the policy of a scope (all studies, a modality, a label, or both).
+    Set {
+        /// Only studies with this modality.
+        #[arg(long)]
+        modality: Option<String>,
+        /// Only studies with this label.
+        #[arg(long)]
+        label: Option<String>,
+        /// Storage period in days.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=36_500))]
+        days: i64,
+        /// Counted from receipt or from the study date.
+        #[arg(long, value_enum, default_value = "receipt")]
+        from: CountedFromArg,
+        /// Notice given this many days before the end.
+        #[arg(long, default_value_t = 14)]
+        notice_days: i64,
+        /// Hidden this many days before the purge.
+        #[arg(long, default_value_t = 30)]
+        grace_days: i64,
+        /// What happens at the end.
+        #[arg(long, value_enum, default_value = "hide-purge")]
+        action: RetentionActionArg,
+    },
+    /// Remove the policy of a scope.
+    Remove {
+        /// The policy's modality.
+        #[arg(long)]
+        modality: Option<String>,
+        /// The policy's label.
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 /// A command group with `--facility` (operators only; default: your own facility).
@@ -217,6 +282,17 @@ pub enum StudiesCommand {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Put a label on a study (labels select retention policies), or take it off.
+    /// A label is an opaque class name (`oncology`, `keep-10y`): never a person's name.
+    Label {
+        /// Original Study Instance UID (mapped to the gateway's with the facility key).
+        study_uid: String,
+        /// The label: letters, digits, '.', '_' or '-'.
+        label: String,
+        /// Take the label off instead.
+        #[arg(long)]
+        remove: bool,
     },
     /// Delete a study (soft delete at the gateway, audited); asks first on a terminal.
     Delete {

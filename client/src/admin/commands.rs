@@ -124,7 +124,12 @@ pub(super) async fn execute(config: &Config, command: AdminCommand) -> Result<()
             }
         }
         AdminCommand::Audit(args) => records::audit(&Session::open(config)?, args).await,
-        AdminCommand::Studies(scoped) => records::studies(&Session::open(config)?, scoped).await,
+        AdminCommand::Studies(scoped) => {
+            records::studies(config, &Session::open(config)?, scoped).await
+        }
+        AdminCommand::Retention(scoped) => {
+            records::retention(&Session::open(config)?, scoped).await
+        }
     }
 }
 

@@ -69,6 +69,7 @@ pub(super) async fn audit(session: &Session, args: AuditArgs) -> Result<(), Admi
 }
 
 pub(super) async fn studies(
+    config: &crate::config::Config,
     session: &Session,
     scoped: Scoped<StudiesCommand>,
 ) -> Result<(), AdminError> {
@@ -119,6 +120,30 @@ pub(super) async fn studies(
             if more.is_some() {
                 println!("(more studies: raise --limit or narrow the filters)");
             }
+        }
+        StudiesCommand::Label {
+            study_uid,
+            label,
+            remove,
+        } => {
+            if !crate::uid::valid_uid(&study_uid) {
+                return Err(AdminError::Usage(format!(
+                    "{study_uid:?} is not a Study Instance UID"
+                )));
+            }
+            let key = crate::keyfile::load(&config.key_file())
+                .map_err(|e| AdminError::Config(format!("{e:#}")))?;
+            let stored = phi::pseudonym::uid(&key.ring(), &study_uid);
+            let method = if remove { Method::DELETE } else { Method::PUT };
+            session
+                .call(
+                    method,
+                    &["facilities", f, "studies", &stored, "labels", &label],
+                    None,
+                )
+                .await?;
+            let done = if remove { "taken off" } else { "put on" };
+            println!("label {label} {done} study {study_uid} (stored as {stored})");
         }
         StudiesCommand::Delete { study_uid, yes } => {
             if !crate::uid::valid_uid(&study_uid) {
@@ -184,4 +209,99 @@ fn confirm(question: &str) -> Result<bool, AdminError> {
     let _ = std::io::stderr().flush();
     let answer = super::stdin_line()?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
+}
+
+/// One policy as the gateway answers.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct Policy {
+    set_by: String,
+    modality: Option<String>,
+    label: Option<String>,
+    period_days: i64,
+    counted_from: String,
+    notice_days: i64,
+    grace_days: i64,
+    action: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Policies {
+    policies: Vec<Policy>,
+}
+
+pub(super) async fn retention(
+    session: &Session,
+    scoped: Scoped<super::args::RetentionCommand>,
+) -> Result<(), AdminError> {
+    use super::args::{CountedFromArg, RetentionActionArg, RetentionCommand};
+    let facility = session.facility(scoped.facility);
+    let f = facility.as_str();
+    match scoped.command {
+        RetentionCommand::List { json } => {
+            let page: Policies = session.get(&["facilities", f, "retention"]).await?;
+            if json {
+                return print_json(&page.policies);
+            }
+            let any = |v: &Option<String>| v.clone().unwrap_or_else(|| "(any)".into());
+            let rows: Vec<Vec<String>> = page
+                .policies
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.set_by.clone(),
+                        any(&p.modality),
+                        any(&p.label),
+                        p.period_days.to_string(),
+                        p.counted_from.clone(),
+                        p.notice_days.to_string(),
+                        p.grace_days.to_string(),
+                        p.action.clone(),
+                    ]
+                })
+                .collect();
+            let headers = [
+                "set by", "modality", "label", "days", "from", "notice", "grace", "action",
+            ];
+            print!("{}", table(&headers, &rows));
+        }
+        RetentionCommand::Set {
+            modality,
+            label,
+            days,
+            from,
+            notice_days,
+            grace_days,
+            action,
+        } => {
+            let body = serde_json::json!({
+                "modality": modality,
+                "label": label,
+                "period_days": days,
+                "counted_from": match from {
+                    CountedFromArg::Receipt => "receipt",
+                    CountedFromArg::StudyDate => "study-date",
+                },
+                "notice_days": notice_days,
+                "grace_days": grace_days,
+                "action": match action {
+                    RetentionActionArg::HidePurge => "hide-purge",
+                    RetentionActionArg::Notify => "notify",
+                },
+            });
+            session
+                .call(Method::PUT, &["facilities", f, "retention"], Some(body))
+                .await?;
+            println!("retention policy set for facility {f}");
+        }
+        RetentionCommand::Remove { modality, label } => {
+            let mut request = session.request(Method::DELETE, &["facilities", f, "retention"]);
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(modality.map(|m| ("modality", m)));
+            query.extend(label.map(|l| ("label", l)));
+            request = request.query(&query);
+            session.api.send(request, true).await?;
+            println!("retention policy removed for facility {f}");
+        }
+    }
+    Ok(())
 }

@@ -4,10 +4,12 @@
 //! - the flows, which never import one another: the `query` command ([`query`]), the
 //!   `retrieve` command ([`retrieve`]), the DIMSE viewer proxy on the edge port
 //!   ([`viewer`]), the DICOMweb proxy on the web listener ([`web`]) and the
-//!   thumbnail sync into a folder of this PC ([`sync`]);
+//!   thumbnail sync into a folder of this PC ([`sync`]) and the expiry notices and
+//!   answers ([`lifecycle`]);
 //! - below them, what they share: `search` (a clinician's C-FIND in original values
 //!   answered from the gateway and the local-only studies, for both proxies),
 //!   [`fetch`] (locating and C-GETting at the gateway, in pseudonymous UIDs) and
+//!   [`gateway_api`] (the gateway's HTTPS API as a clinician's login uses it) and
 //!   [`translate`] (original values to pseudonyms and name tokens on the way out,
 //!   unsealing and re-identification on the way back).
 //!
@@ -15,6 +17,8 @@
 //! outbox's list of local-only studies, dicomfile); never on the intake side.
 
 pub mod fetch;
+pub mod gateway_api;
+pub mod lifecycle;
 pub mod query;
 pub mod retrieve;
 pub(crate) mod search;

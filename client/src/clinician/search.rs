@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dimse::Status;
@@ -239,6 +239,34 @@ pub(crate) async fn find_on(
         }
     }
     Ok(rows)
+}
+
+/// The gateway identifier asking for `keys` of `level` in the study stored as
+/// `study` (pseudonymous UID), with what re-identification needs.
+pub(crate) fn stored_study_identifier(
+    ring: &KeyRing,
+    level: Level,
+    keys: &[(Tag, VR)],
+    study: &str,
+) -> anyhow::Result<InMemDicomObject> {
+    let mut request = InMemDicomObject::new_empty();
+    request.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from(level.as_str()),
+    ));
+    for (tag, vr) in keys {
+        request.put(DataElement::new(*tag, *vr, PrimitiveValue::Empty));
+    }
+    let mut gateway = find::translate(&request, false, ring)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .gateway;
+    gateway.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(study),
+    ));
+    Ok(gateway)
 }
 
 /// Rows of `level` for the studies kept local-only (only those in `studies`

@@ -18,7 +18,6 @@
 //! `pacs-client sync --out DIR` runs once with a progress bar; `serve` runs it every
 //! `[sync] interval_secs` while `[sync] out` is set.
 
-mod feed;
 mod folder;
 mod state;
 
@@ -26,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dimse::scu::ScuAssociation;
@@ -36,14 +35,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use feed::FeedError;
-use feed::{GatewayApi, Thumbnail};
+pub use crate::clinician::gateway_api::FeedError;
+use crate::clinician::gateway_api::{self as feed, GatewayApi, Thumbnail};
 use folder::{Catalogue, PatientEntry, SeriesEntry, StudyInfo};
 pub use state::StateError;
 use state::{Kept, State, StudyEntry};
 
 use crate::clinician::search;
-use crate::clinician::translate::{Level, find, text};
+use crate::clinician::translate::{Level, text};
 use crate::config::Config;
 use crate::credentials::Login;
 use crate::outbox::Outbox;
@@ -374,7 +373,8 @@ impl Syncer {
             (tags::MODALITIES_IN_STUDY, VR::CS),
             (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS),
         ];
-        let asked = identifier(&self.ring, Level::Study, &study_keys, &item.study)?;
+        let asked =
+            search::stored_study_identifier(&self.ring, Level::Study, &study_keys, &item.study)?;
         let rows = self.find(&asked, Level::Study).await?;
         let Some(study) = rows.into_iter().next() else {
             // Gone since the event (or not visible to this user): nothing to show.
@@ -415,7 +415,8 @@ impl Syncer {
             (tags::SERIES_DESCRIPTION, VR::LO),
             (tags::NUMBER_OF_SERIES_RELATED_INSTANCES, VR::IS),
         ];
-        let asked = identifier(&self.ring, Level::Series, &series_keys, &item.study)?;
+        let asked =
+            search::stored_study_identifier(&self.ring, Level::Series, &series_keys, &item.study)?;
         let mut series = self.find(&asked, Level::Series).await?;
         series.sort_by_key(|s| {
             (
@@ -568,34 +569,6 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// The gateway identifier asking for `keys` of `level` in the study stored as
-/// `study` (pseudonymous UID), with what re-identification needs.
-fn identifier(
-    ring: &KeyRing,
-    level: Level,
-    keys: &[(Tag, VR)],
-    study: &str,
-) -> anyhow::Result<InMemDicomObject> {
-    let mut request = InMemDicomObject::new_empty();
-    request.put(DataElement::new(
-        tags::QUERY_RETRIEVE_LEVEL,
-        VR::CS,
-        PrimitiveValue::from(level.as_str()),
-    ));
-    for (tag, vr) in keys {
-        request.put(DataElement::new(*tag, *vr, PrimitiveValue::Empty));
-    }
-    let mut gateway = find::translate(&request, false, ring)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .gateway;
-    gateway.put(DataElement::new(
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(study),
-    ));
-    Ok(gateway)
-}
-
 /// `serve`'s sync: a run at start and every `interval` until `stop`.
 pub async fn run(mut syncer: Syncer, interval: Duration, stop: CancellationToken) {
     info!(folder = %syncer.options.out.display(), "thumbnail sync on");
@@ -647,7 +620,7 @@ mod tests {
     #[test]
     fn identifiers_carry_the_stored_study_and_the_sealed_item() {
         let ring = phi::keys::FacilityKey::from_bytes([3u8; 32]).ring();
-        let id = identifier(
+        let id = search::stored_study_identifier(
             &ring,
             Level::Series,
             &[(tags::SERIES_DESCRIPTION, VR::LO)],

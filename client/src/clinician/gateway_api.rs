@@ -1,8 +1,10 @@
-//! The gateway's side of a sync, over HTTPS (`[gateway] admin_url`, the gateway CA
-//! only): a bearer token from `POST /api/v1/login` with the sync user's password, the
-//! facility's changes feed (`GET /api/v1/changes`), and series thumbnails from the
-//! gateway's DICOMweb (`.../series/{uid}/thumbnail`, the server-made reduced image).
-//! Everything here is pseudonymous.
+//! The gateway's HTTPS API as a clinician's login uses it (`[gateway] admin_url`, the
+//! gateway CA only): a bearer token from `POST /api/v1/login`, the facility's changes
+//! feed (`GET /api/v1/changes`), series thumbnails from the gateway's DICOMweb
+//! (`.../series/{uid}/thumbnail`, the server-made reduced image), the expiry notices
+//! (`GET /api/v1/lifecycle`) and the facility's answers
+//! (`POST /api/v1/studies/{uid}/lifecycle`). Shared by thumbnail sync and the
+//! lifecycle commands. Everything here is pseudonymous.
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -46,7 +48,7 @@ pub enum FeedError {
 
 /// One event of the changes feed (pseudonymous).
 #[derive(Debug, Clone, Deserialize)]
-pub(super) struct Change {
+pub(crate) struct Change {
     /// Its place in the feed.
     pub seq: i64,
     /// `stored`, `series-added`, `updated`, `deleted`, ...
@@ -57,7 +59,7 @@ pub(super) struct Change {
 
 /// A page of the feed.
 #[derive(Debug, Deserialize)]
-pub(super) struct ChangesPage {
+pub(crate) struct ChangesPage {
     /// The events.
     pub changes: Vec<Change>,
     /// The seq to ask after next.
@@ -73,7 +75,7 @@ struct LoginAnswer {
 
 /// A thumbnail, or why the gateway made none.
 #[derive(Debug)]
-pub(super) enum Thumbnail {
+pub(crate) enum Thumbnail {
     /// The image and its file extension.
     Image(Vec<u8>, &'static str),
     /// Refused or not renderable: the status and the gateway's reason.
@@ -81,7 +83,7 @@ pub(super) enum Thumbnail {
 }
 
 /// A logged-in session with the gateway's API.
-pub(super) struct GatewayApi {
+pub(crate) struct GatewayApi {
     http: reqwest::Client,
     base: String,
     token: Zeroizing<String>,
@@ -112,7 +114,7 @@ async fn message(answer: reqwest::Response) -> String {
 
 impl GatewayApi {
     /// Logs in as `login`.
-    pub(super) async fn login(config: &Config, login: &Login) -> anyhow::Result<GatewayApi> {
+    pub(crate) async fn login(config: &Config, login: &Login) -> anyhow::Result<GatewayApi> {
         let http = crate::gateway::https(config)?;
         let base = config.gateway.admin_url().trim_end_matches('/').to_string();
         let url = format!("{base}/api/v1/login");
@@ -156,7 +158,7 @@ impl GatewayApi {
     }
 
     /// The page of the facility's feed after `after`.
-    pub(super) async fn changes(&self, after: i64) -> Result<ChangesPage, FeedError> {
+    pub(crate) async fn changes(&self, after: i64) -> Result<ChangesPage, FeedError> {
         let url = format!("{}/api/v1/changes?after={after}&limit={PAGE}", self.base);
         let answer = self
             .get(&url)
@@ -175,7 +177,7 @@ impl GatewayApi {
     }
 
     /// The gateway's thumbnail of one series (pseudonymous UIDs).
-    pub(super) async fn thumbnail(
+    pub(crate) async fn thumbnail(
         &self,
         study: &str,
         series: &str,
@@ -210,7 +212,7 @@ impl GatewayApi {
     }
 
     /// Ends the session (the token is revoked at the gateway).
-    pub(super) async fn logout(self) {
+    pub(crate) async fn logout(self) {
         let url = format!("{}/api/v1/logout", self.base);
         let _ = self
             .http
@@ -218,5 +220,92 @@ impl GatewayApi {
             .bearer_auth(self.token.as_str())
             .send()
             .await;
+    }
+}
+
+/// One expiring or hidden study, as the gateway lists it (pseudonymous).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub(crate) struct Notice {
+    /// Study Instance UID as stored.
+    pub study_uid: String,
+    /// `expiring` or `hidden`.
+    pub state: String,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// When its storage period ends.
+    pub ends_at: Option<String>,
+    /// When it will be hidden without an answer.
+    pub hide_at: Option<String>,
+    /// When it will be purged.
+    pub purge_at: Option<String>,
+    /// What may be answered.
+    #[serde(default)]
+    pub answers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NoticePage {
+    studies: Vec<Notice>,
+}
+
+#[derive(Deserialize)]
+struct AnswerReply {
+    state: String,
+}
+
+impl GatewayApi {
+    /// The facility's expiring and hidden studies.
+    pub(crate) async fn notices(&self) -> Result<Vec<Notice>, FeedError> {
+        let url = format!("{}/api/v1/lifecycle", self.base);
+        let answer = self
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        match answer.status().as_u16() {
+            200 => Ok(answer
+                .json::<NoticePage>()
+                .await
+                .map_err(|e| unreachable(&url, &e))?
+                .studies),
+            401 => Err(FeedError::SessionEnded),
+            status => Err(FeedError::Status {
+                what: "the expiry notices".into(),
+                status,
+                message: message(answer).await,
+            }),
+        }
+    }
+
+    /// Answers about one study (stored UID): `keep`, `exported`, `expire` or
+    /// `restore`; the study's state after it (`purged` after expire).
+    pub(crate) async fn answer(
+        &self,
+        study: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, FeedError> {
+        let url = format!("{}/api/v1/studies/{study}/lifecycle", self.base);
+        let answer = self
+            .http
+            .post(&url)
+            .bearer_auth(self.token.as_str())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        match answer.status().as_u16() {
+            200 => Ok(answer
+                .json::<AnswerReply>()
+                .await
+                .map_err(|e| unreachable(&url, &e))?
+                .state),
+            401 => Err(FeedError::SessionEnded),
+            status => Err(FeedError::Status {
+                what: "the answer".into(),
+                status,
+                message: message(answer).await,
+            }),
+        }
     }
 }
