@@ -7,6 +7,7 @@ mod device;
 mod docs;
 mod facility_admin;
 mod first_run;
+mod lifecycle;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,9 @@ pub enum Command {
     Audit(AuditCommand),
     /// Read a facility's changes feed (study-level events, oldest first).
     Changes(ChangesArgs),
+    /// Retention policies, the lifecycle job, expiring studies and tombstones.
+    #[command(subcommand)]
+    Lifecycle(lifecycle::LifecycleCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -182,6 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device(cmd) => device::run(config, cmd).await,
         Command::Audit(cmd) => audit::run(config, cmd).await,
         Command::Changes(args) => changes::run(config, args).await,
+        Command::Lifecycle(cmd) => lifecycle::run(config, cmd).await,
         Command::Completions { .. } | Command::Man(_) => Ok(()),
     }
 }
