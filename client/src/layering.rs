@@ -14,7 +14,7 @@ const TOP: [&str; 4] = ["app", "cli", "edge", "startup"];
 /// The sides.
 const SIDES: [&str; 3] = ["intake", "clinician", "admin"];
 /// The clinician side's flows.
-const FLOWS: [&str; 5] = ["query", "retrieve", "viewer", "web", "sync"];
+const FLOWS: [&str; 6] = ["query", "retrieve", "viewer", "web", "sync", "export"];
 
 /// Where a file sits, from its path under `src/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

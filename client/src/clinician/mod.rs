@@ -14,6 +14,7 @@
 //! Builds on the shared layer (config, credentials, the gateway connection, the
 //! outbox's list of local-only studies, dicomfile); never on the intake side.
 
+pub mod export;
 pub mod fetch;
 pub mod query;
 pub mod retrieve;
