@@ -1,7 +1,8 @@
 //! The layering described in the crate doc, checked on the source tree: the shared
 //! layer names nothing above it, the sides (`intake`, `clinician`, `admin`) name
 //! neither each other nor the top (`app`, `cli`, `edge`, `startup`), and inside the
-//! clinician side the flows (`query`, `retrieve`, `viewer`, `web`, `sync`) name neither each other
+//! clinician side the flows (`query`, `retrieve`, `viewer`, `web`, `sync`,
+//! `export`) name neither each other
 //! nor are named by what they share (`fetch`, `translate`).
 //!
 //! Reads every `crate::` path outside comment lines; `super::super` is refused so no

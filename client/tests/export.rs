@@ -422,6 +422,13 @@ async fn export_writes_a_checked_fileset_iso_and_pdfs() {
     let label_text = pdftotext(&cd.join("label.pdf"));
     assert!(label_text.contains("Müller1 Jürgen"), "{label_text}");
     assert!(label_text.contains(&p1.id), "{label_text}");
+    for pdf in ["index.pdf", "label.pdf"] {
+        let size = std::fs::metadata(cd.join(pdf)).unwrap().len();
+        assert!(
+            size < 1_000_000,
+            "{pdf} embeds a font subset, not the whole font: {size} bytes"
+        );
+    }
     assert_eq!(pdf_images(&cd.join("index.pdf")), 2, "one image per series");
     assert_eq!(pdf_images(&cd.join("label.pdf")), 2, "one image per series");
 
@@ -481,6 +488,16 @@ async fn export_writes_a_checked_fileset_iso_and_pdfs() {
         "{report}"
     );
     check_fileset(&again, &study1, dir.path());
+    // The ledger holds both exports of study 1.
+    let outbox = client::outbox::open(&config).await.unwrap();
+    let ledger = outbox.exports_of(&uid1).await.unwrap();
+    outbox.close().await;
+    let seen: Vec<(&str, i64)> = ledger
+        .iter()
+        .map(|r| (r.medium.as_str(), r.instances))
+        .collect();
+    assert_eq!(seen, vec![("cd", 2), ("dvd", 2)]);
+    assert_eq!(ledger[1].out_dir, again.display().to_string());
     assert!(again.join("medium.iso").is_file());
     // A non-empty folder is refused.
     let output = export(

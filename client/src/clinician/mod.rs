@@ -3,8 +3,9 @@
 //!
 //! - the flows, which never import one another: the `query` command ([`query`]), the
 //!   `retrieve` command ([`retrieve`]), the DIMSE viewer proxy on the edge port
-//!   ([`viewer`]), the DICOMweb proxy on the web listener ([`web`]) and the
-//!   thumbnail sync into a folder of this PC ([`sync`]);
+//!   ([`viewer`]), the DICOMweb proxy on the web listener ([`web`]), the
+//!   thumbnail sync into a folder of this PC ([`sync`]) and the `export` command
+//!   writing studies to returnable media ([`export`]);
 //! - below them, what they share: `search` (a clinician's C-FIND in original values
 //!   answered from the gateway and the local-only studies, for both proxies),
 //!   [`fetch`] (locating and C-GETting at the gateway, in pseudonymous UIDs) and

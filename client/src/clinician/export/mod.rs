@@ -571,14 +571,19 @@ pub async fn export(
         return Err(e);
     }
 
-    // 3. File-set and DICOMDIR.
+    // 3 to 5. File-set, DICOMDIR, PDFs, ISO; a half-written medium is removed.
+    let existed = out.exists();
     let result = write_medium(config, ring, login, request, &studies, &font, &bar).await;
     bar.finish_and_clear();
     let mut report = match result {
         Ok(report) => report,
         Err(e) => {
             outbox.close().await;
-            return Err(e);
+            clear_out(out, existed);
+            return Err(e.context(format!(
+                "the medium could not be written; {} was emptied again",
+                out.display()
+            )));
         }
     };
 
@@ -601,6 +606,24 @@ pub async fn export(
     recorded.context("the medium is written but the export ledger could not be updated")?;
     acknowledge_all(config, login, request.medium, &studies, &mut report).await;
     Ok(report)
+}
+
+/// Removes what a failed export wrote to `out` (checked empty or new before).
+fn clear_out(out: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(out);
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
 }
 
 /// Refuses studies already exported, unless `again`.
