@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use client::app::Client;
+use client::config::{Destination, Rule};
 use common::{
     GatewaySide, Patient, UID_ROOT, client_config, free_port, patient, storescu,
     write_image_instance,
@@ -288,6 +289,13 @@ async fn export_writes_a_checked_fileset_iso_and_pdfs() {
     let edge = free_port();
     let mut config = client_config(&dir.path().join("pc"), &gw, edge);
     config.gateway.admin_url = Some(format!("https://{}", gw.config.https.listen));
+    // Research studies stay on this PC (local-only): exported from the spool.
+    config.sharing.rules.push(Rule {
+        calling_ae: None,
+        modality: None,
+        study_description: Some("*research*".into()),
+        action: Destination::Local,
+    });
     client::keyfile::create(&config.key_file()).unwrap();
     let app = Client::build(&config).await.unwrap();
     let (stop, rx) = oneshot::channel::<()>();
@@ -312,7 +320,8 @@ async fn export_writes_a_checked_fileset_iso_and_pdfs() {
         write_image_instance(&modality, &yamada, 3, 1, "胸部CT"),
         write_image_instance(&modality, &yamada, 3, 2, "胸部CT"),
     ];
-    let all: Vec<PathBuf> = [&study1[..], &study2, &study3].concat();
+    let study4 = vec![write_image_instance(&modality, &p1, 4, 1, "MR research")];
+    let all: Vec<PathBuf> = [&study1[..], &study2, &study3, &study4].concat();
     storescu(edge, all.clone()).await;
     assert_eq!(gw.wait_for(5, Duration::from_secs(30)).await, 5);
     let _ = stop.send(());
@@ -499,6 +508,32 @@ async fn export_writes_a_checked_fileset_iso_and_pdfs() {
     assert_eq!(seen, vec![("cd", 2), ("dvd", 2)]);
     assert_eq!(ledger[1].out_dir, again.display().to_string());
     assert!(again.join("medium.iso").is_file());
+    // A local-only study comes from the spool; it has no gateway thumbnail.
+    let folder = dir.path().join("folder");
+    let report = ok(&export(
+        &toml,
+        &[
+            &uid(4),
+            "--medium",
+            "folder",
+            "--patient",
+            &p1.id,
+            "--out",
+            folder.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        report["studies"],
+        serde_json::json!([[uid(4), 1]]),
+        "{report}"
+    );
+    check_fileset(&folder, &study4, dir.path());
+    let said = pdftotext(&folder.join("index.pdf"));
+    assert!(
+        said.contains("MR research") && said.contains("local-only study"),
+        "{said}"
+    );
+    assert_eq!(pdf_images(&folder.join("index.pdf")), 0);
     // A non-empty folder is refused.
     let output = export(
         &toml,

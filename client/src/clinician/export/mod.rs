@@ -929,3 +929,51 @@ fn display_date(da: &str) -> String {
         da.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(name: &str, id: &str) -> Staged {
+        Staged {
+            patient: [name.into(), id.into(), String::new(), String::new()],
+            ..Staged::default()
+        }
+    }
+
+    #[test]
+    fn patient_by_id_or_name() {
+        let s = staged("Müller^Jürgen", "MRN-1");
+        assert!(same_patient("MRN-1", &s));
+        assert!(same_patient("müller^jürgen", &s));
+        assert!(same_patient("Müller Jürgen", &s));
+        assert!(same_patient("Mül*", &s));
+        assert!(!same_patient("MRN-2", &s));
+        assert!(!same_patient("Müller^Hans", &s));
+        assert!(!same_patient("", &s));
+        assert!(same_patient("山田^太郎", &staged("山田^太郎", "JP-1")));
+    }
+
+    #[test]
+    fn syntaxes_per_medium() {
+        let jpeg = "1.2.840.10008.1.2.4.50";
+        assert_eq!(Medium::Cd.syntax_for(jpeg), EXPLICIT_VR_LE);
+        assert_eq!(Medium::Dvd.syntax_for(jpeg), jpeg);
+        assert_eq!(Medium::Usb.syntax_for("1.2.840.10008.1.2"), EXPLICIT_VR_LE);
+        assert_eq!(
+            Medium::Folder.syntax_for("1.2.840.10008.1.2.1\0"),
+            EXPLICIT_VR_LE
+        );
+    }
+
+    #[test]
+    fn names_and_dates_for_people() {
+        assert_eq!(
+            display_name("Yamada^Tarou=山田^太郎"),
+            "Yamada Tarou = 山田 太郎"
+        );
+        assert_eq!(display_name("Doe^^^"), "Doe");
+        assert_eq!(display_date("20240315"), "2024-03-15");
+        assert_eq!(display_date("2024"), "2024");
+    }
+}
