@@ -412,6 +412,16 @@ async fn export_writes_a_checked_fileset_iso_and_pdfs() {
     ] {
         assert!(iso.contains(name), "the ISO lists {name}: {iso}");
     }
+    // Rock Ridge: readable by everyone who mounts it (not the data dir's 0600).
+    let rock = run(
+        "isoinfo",
+        &["-R", "-l", "-i", cd.join("medium.iso").to_str().unwrap()],
+    );
+    let dicomdir_line = rock
+        .lines()
+        .find(|l| l.trim_end().ends_with("DICOMDIR"))
+        .unwrap();
+    assert!(dicomdir_line.starts_with("-r--r--r--"), "{rock}");
     let index_text = pdftotext(&cd.join("index.pdf"));
     for expected in [
         "Müller1 Jürgen",

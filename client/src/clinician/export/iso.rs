@@ -1,4 +1,6 @@
-//! The ISO 9660 image of a CD or DVD medium (level 1 names, Joliet and Rock Ridge),
+//! The ISO 9660 image of a CD or DVD medium (level 1 names, Joliet, and Rock Ridge
+//! with owners reset and every file readable by all: `-r`, not the data dir's
+//! private modes),
 //! made by Debian's xorriso (as mkisofs), else genisoimage or mkisofs, holding the
 //! File-set (`DICOMDIR`, `DICOM/`) and the index print (`INDEX.PDF`).
 
@@ -34,7 +36,7 @@ pub(super) fn make_iso(out: &Path, iso: &Path, label: &str) -> anyhow::Result<()
         .args([
             "-quiet",
             "-J",
-            "-R",
+            "-r",
             "-iso-level",
             "1",
             "-N",
