@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on a fresh Debian machine, and only what
 # is missing: cmake (CharLS, the JPEG-LS codec, builds from source), DCMTK, tesseract-ocr
-# with fonts-dejavu-core, chromium, and pynetdicom, Pillow and dicomweb-client into
+# with fonts-dejavu-core, chromium, the media export tools (xorriso, genisoimage,
+# poppler-utils, fonts-noto-cjk, dicom3tools where Debian has it), and pynetdicom, Pillow and dicomweb-client into
 # target/python.
 # Called by scripts/test.sh, and by .ci/run before clippy builds anything.
 set -euo pipefail
@@ -26,6 +27,19 @@ fi
 if ! command -v chromium >/dev/null; then
   echo "installing chromium (headless browser test) ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# Export to returnable media (client/tests/export.rs, `pacs-client export`): xorriso makes
+# the ISO 9660 + Joliet image, genisoimage's isoinfo lists it, fonts-noto-cjk is the
+# CJK-capable font embedded in the index and label PDFs, poppler-utils (pdftotext,
+# pdfimages) reads them back, dicom3tools' dciodvfy checks the DICOMDIR.
+if ! command -v xorriso >/dev/null || ! command -v isoinfo >/dev/null || ! command -v pdftotext >/dev/null ||
+  [ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then
+  echo "installing xorriso, genisoimage, poppler-utils and fonts-noto-cjk (media export) ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xorriso genisoimage poppler-utils fonts-noto-cjk >/dev/null
+fi
+if ! command -v dciodvfy >/dev/null && apt-cache show dicom3tools >/dev/null 2>&1; then
+  echo "installing dicom3tools (dciodvfy) ..."
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null || true
 fi
 # pynetdicom goes into target/python, not site-wide: its storescu/findscu/getscu/... scripts
 # would otherwise shadow DCMTK's on PATH. gateway/tests/pynetdicom.rs looks there.

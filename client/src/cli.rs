@@ -150,6 +150,33 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write studies, re-identified, to a returnable medium: a DICOM File-set with
+    /// DICOMDIR, an ISO 9660 image for CD/DVD, and an index print and label sheet as
+    /// PDF (README "Export to returnable media").
+    Export {
+        /// Gateway user (as for `query`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Study Instance UIDs, original or as stored at the gateway.
+        #[arg(required = true)]
+        study_uids: Vec<String>,
+        /// The medium: cd and dvd also get DIR/medium.iso.
+        #[arg(long, value_enum)]
+        medium: crate::clinician::export::Medium,
+        /// Output folder (empty or new).
+        #[arg(long)]
+        out: PathBuf,
+        /// A patient medium: every study must be this patient's (Patient ID, or a
+        /// name, DICOM wildcards allowed).
+        #[arg(long)]
+        patient: Option<String>,
+        /// Export studies that the export ledger says went to a medium before.
+        #[arg(long)]
+        again: bool,
+        /// One JSON object (what was written) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Keep a folder holding the gateway's thumbnails of every study of the facility
     /// this PC does not hold itself, named by real patient name, study date and
     /// description (resumes from the changes feed; deleted studies disappear).
@@ -340,6 +367,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             study_uids,
             out,
         } => retrieve(&config, user.as_deref(), &study_uids, &out).await,
+        Command::Export {
+            user,
+            study_uids,
+            medium,
+            out,
+            patient,
+            again,
+            json,
+        } => {
+            let request = crate::clinician::export::Request {
+                studies: study_uids,
+                medium,
+                out,
+                patient,
+                again,
+                os_user: held::os_user(),
+                progress: !json && std::io::stderr().is_terminal(),
+            };
+            export(&config, user.as_deref(), &request, json).await
+        }
         Command::Sync {
             user,
             out,
@@ -698,4 +745,38 @@ async fn answer(
         }
     }
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+async fn export(
+    config: &Config,
+    user: Option<&str>,
+    request: &crate::clinician::export::Request,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let key = keyfile::load(&config.key_file())?;
+    let login = login(config, user)?;
+    let report = crate::clinician::export::export(config, &key.ring(), &login, request).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let instances: usize = report.studies.iter().map(|(_, n)| n).sum();
+        println!(
+            "exported {} study(ies), {instances} instance(s) to {} ({})",
+            report.studies.len(),
+            request.out.display(),
+            request.medium.as_str()
+        );
+        if let Some(iso) = &report.iso {
+            println!("  image: {}", iso.display());
+        }
+        println!(
+            "  index: {}  label: {}",
+            report.index_pdf.display(),
+            report.label_pdf.display()
+        );
+        for warning in &report.warnings {
+            println!("  warning: {warning}");
+        }
+    }
+    Ok(0)
 }

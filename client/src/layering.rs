@@ -1,7 +1,8 @@
 //! The layering described in the crate doc, checked on the source tree: the shared
 //! layer names nothing above it, the sides (`intake`, `clinician`, `admin`) name
 //! neither each other nor the top (`app`, `cli`, `edge`, `startup`), and inside the
-//! clinician side the flows (`query`, `retrieve`, `viewer`, `web`, `sync`, `lifecycle`) name neither each other
+//! clinician side the flows (`query`, `retrieve`, `viewer`, `web`, `sync`,
+//! `lifecycle`, `export`) name neither each other
 //! nor are named by what they share (`fetch`, `translate`).
 //!
 //! Reads every `crate::` path outside comment lines; `super::super` is refused so no
@@ -14,7 +15,15 @@ const TOP: [&str; 4] = ["app", "cli", "edge", "startup"];
 /// The sides.
 const SIDES: [&str; 3] = ["intake", "clinician", "admin"];
 /// The clinician side's flows.
-const FLOWS: [&str; 6] = ["query", "retrieve", "viewer", "web", "sync", "lifecycle"];
+const FLOWS: [&str; 7] = [
+    "query",
+    "retrieve",
+    "viewer",
+    "web",
+    "sync",
+    "lifecycle",
+    "export",
+];
 
 /// Where a file sits, from its path under `src/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,11 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+mod exports;
 mod held;
 mod locations;
+
+pub use exports::ExportRow;
 
 pub use held::{HeldRow, PixelAuditRow};
 pub use locations::StudyLocation;

@@ -3,9 +3,10 @@
 //!
 //! - the flows, which never import one another: the `query` command ([`query`]), the
 //!   `retrieve` command ([`retrieve`]), the DIMSE viewer proxy on the edge port
-//!   ([`viewer`]), the DICOMweb proxy on the web listener ([`web`]) and the
-//!   thumbnail sync into a folder of this PC ([`sync`]) and the expiry notices and
-//!   answers ([`lifecycle`]);
+//!   ([`viewer`]), the DICOMweb proxy on the web listener ([`web`]), the
+//!   thumbnail sync into a folder of this PC ([`sync`]), the expiry notices and
+//!   answers ([`lifecycle`]) and the `export` command writing studies to
+//!   returnable media ([`export`]);
 //! - below them, what they share: `search` (a clinician's C-FIND in original values
 //!   answered from the gateway and the local-only studies, for both proxies),
 //!   [`fetch`] (locating and C-GETting at the gateway, in pseudonymous UIDs) and
@@ -16,6 +17,7 @@
 //! Builds on the shared layer (config, credentials, the gateway connection, the
 //! outbox's list of local-only studies, dicomfile); never on the intake side.
 
+pub mod export;
 pub mod fetch;
 pub mod gateway_api;
 pub mod lifecycle;
