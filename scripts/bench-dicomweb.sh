@@ -7,7 +7,8 @@
 # plugin on the same data (--orthanc N instances, default 20000; 0 skips), interleaved
 # rounds, medians. The gateway runs as the release `pacs-gateway serve` over HTTPS.
 # Usage: scripts/bench-dicomweb.sh [INSTANCES] [--orthanc N] [--wado N] [--rounds N]
-#        [--picks N] [--clients N] [--no-postgres]
+#        [--picks N] [--clients N] [--no-postgres] [--no-sqlite]
+# (--orthanc 0 --no-sqlite: only the PostgreSQL QIDO-RS part at scale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v Orthanc >/dev/null || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
