@@ -7,10 +7,14 @@
 # plugin on the same data (--orthanc N instances, default 20000; 0 skips), interleaved
 # rounds, medians. The gateway runs as the release `pacs-gateway serve` over HTTPS.
 # Usage: scripts/bench-dicomweb.sh [INSTANCES] [--orthanc N] [--wado N] [--rounds N]
-#        [--picks N] [--clients N] [--no-postgres]
+#        [--picks N] [--clients N] [--no-postgres] [--no-sqlite]
+# (--orthanc 0 --no-sqlite: only the PostgreSQL QIDO-RS part at scale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v Orthanc >/dev/null || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+# "--orthanc 0" skips the comparison: nothing to install then.
+case " $* " in *" --orthanc 0 "*) wants_orthanc=0 ;; *) wants_orthanc=1 ;; esac
+if [ "$wants_orthanc" = 1 ] &&
+  { ! command -v Orthanc >/dev/null || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; }; then
   echo "installing Orthanc and its DICOMweb plugin for the comparison ..."
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null &&
     { service orthanc stop >/dev/null 2>&1 || true; }; } ||

@@ -22,7 +22,8 @@ const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// Writes `count` de-identified 512x512 16-bit CT instances (10 per series, 100 per
-/// study) into `dir`; returns the total size in bytes.
+/// study; renderable: the whole Image Pixel module) into `dir`; returns the total
+/// size in bytes.
 pub fn generate(dir: &Path, count: usize) -> Result<u64> {
     std::fs::create_dir_all(dir)?;
     let pixels: Vec<u8> = (0..512 * 512 * 2).map(|i: usize| (i % 251) as u8).collect();
@@ -59,6 +60,17 @@ pub fn generate(dir: &Path, count: usize) -> Result<u64> {
             DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, [512])),
             DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, [512])),
             DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, [16])),
+            // The rest of the Image Pixel module, so that the gateway can render them
+            // (background thumbnails, `/rendered`).
+            DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, [1])),
+            DataElement::new(
+                tags::PHOTOMETRIC_INTERPRETATION,
+                VR::CS,
+                PrimitiveValue::from("MONOCHROME2"),
+            ),
+            DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, [16])),
+            DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, [15])),
+            DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, [0])),
             DataElement::new(
                 tags::PIXEL_DATA,
                 VR::OW,

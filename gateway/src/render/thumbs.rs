@@ -19,6 +19,7 @@ use crate::domain::Uid;
 use crate::metrics::thumbnails::ThumbnailMetrics;
 
 use super::output::Format;
+use super::queue::LowPriority;
 
 /// Series of a study tried, in order, for the study's thumbnail.
 const STUDY_SERIES_TRIED: usize = 8;
@@ -131,6 +132,17 @@ impl Thumbnails {
         sop: &Uid,
         spec: ThumbnailSpec,
     ) -> Result<Thumbnail, ThumbnailError> {
+        self.instance_on(facility, sop, spec, Runner::Pool).await
+    }
+
+    /// [`Thumbnails::instance`], its CPU-bound work run by `runner`.
+    async fn instance_on(
+        &self,
+        facility: &Facility,
+        sop: &Uid,
+        spec: ThumbnailSpec,
+        runner: Runner<'_>,
+    ) -> Result<Thumbnail, ThumbnailError> {
         let stored = self.stored(facility, sop).await?;
         let study = Uid::parse(&stored.study_uid)
             .map_err(|e| ThumbnailError::Storage(format!("indexed study UID: {e}")))?;
@@ -140,35 +152,36 @@ impl Thumbnails {
         let blobs = self.inner.blobs.clone();
         let instance = blobs.path_of(&BlobKey::from_index(stored.blob_key));
         let metrics = self.inner.metrics.clone();
-        let result = blocking(move || {
-            match std::fs::read(blobs.path_of(&key)) {
-                Ok(bytes) => {
-                    return Ok(Thumbnail {
-                        bytes,
-                        mime: spec.format.mime(),
-                        cached: true,
-                    });
+        let result = runner
+            .run(move || {
+                match std::fs::read(blobs.path_of(&key)) {
+                    Ok(bytes) => {
+                        return Ok(Thumbnail {
+                            bytes,
+                            mime: spec.format.mime(),
+                            cached: true,
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(ThumbnailError::Storage(e.to_string())),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ThumbnailError::Storage(e.to_string())),
-            }
-            let options = RenderOptions {
-                frame: None,
-                format: spec.format,
-                viewport: Viewport::square(spec.size),
-                window: None,
-            };
-            let rendered = super::render_instance(&read_blob(&instance)?, &options, &risk)?;
-            blobs
-                .put_cache_blocking(&key, &rendered.bytes)
-                .map_err(|e| ThumbnailError::Storage(e.to_string()))?;
-            Ok(Thumbnail {
-                bytes: rendered.bytes,
-                mime: rendered.mime,
-                cached: false,
+                let options = RenderOptions {
+                    frame: None,
+                    format: spec.format,
+                    viewport: Viewport::square(spec.size),
+                    window: None,
+                };
+                let rendered = super::render_instance(&read_blob(&instance)?, &options, &risk)?;
+                blobs
+                    .put_cache_blocking(&key, &rendered.bytes)
+                    .map_err(|e| ThumbnailError::Storage(e.to_string()))?;
+                Ok(Thumbnail {
+                    bytes: rendered.bytes,
+                    mime: rendered.mime,
+                    cached: false,
+                })
             })
-        })
-        .await;
+            .await;
         match &result {
             Ok(t) if t.cached => metrics.cache_hits.inc(),
             Ok(_) => metrics.made.inc(),
@@ -185,11 +198,34 @@ impl Thumbnails {
         series: &Uid,
         spec: ThumbnailSpec,
     ) -> Result<Thumbnail, ThumbnailError> {
+        self.series_on(facility, series, spec, Runner::Pool).await
+    }
+
+    /// [`Thumbnails::series`], rendering on `background` (the background
+    /// thumbnailer's low-priority thread).
+    pub(crate) async fn series_in_background(
+        &self,
+        facility: &Facility,
+        series: &Uid,
+        spec: ThumbnailSpec,
+        background: &LowPriority,
+    ) -> Result<Thumbnail, ThumbnailError> {
+        self.series_on(facility, series, spec, Runner::Low(background))
+            .await
+    }
+
+    async fn series_on(
+        &self,
+        facility: &Facility,
+        series: &Uid,
+        spec: ThumbnailSpec,
+        runner: Runner<'_>,
+    ) -> Result<Thumbnail, ThumbnailError> {
         let sop = self
             .representative(facility, series)
             .await?
             .ok_or_else(|| ThumbnailError::NotFound(format!("series {series}")))?;
-        self.instance(facility, &sop, spec).await
+        self.instance_on(facility, &sop, spec, runner).await
     }
 
     /// The thumbnail of study `study`: that of the first of its series (by Series
@@ -303,6 +339,31 @@ fn read_blob(path: &std::path::Path) -> Result<Vec<u8>, ThumbnailError> {
         .into());
     }
     std::fs::read(path).map_err(storage)
+}
+
+/// Where a thumbnail's CPU-bound work (read, decode, render, encode) runs.
+#[derive(Debug, Clone, Copy)]
+enum Runner<'a> {
+    /// Tokio's blocking pool: on-demand thumbnails, which a user waits for.
+    Pool,
+    /// The background thumbnailer's low-priority thread.
+    Low(&'a LowPriority),
+}
+
+impl Runner<'_> {
+    async fn run<T: Send + 'static>(
+        self,
+        job: impl FnOnce() -> Result<T, ThumbnailError> + Send + 'static,
+    ) -> Result<T, ThumbnailError> {
+        match self {
+            Runner::Pool => blocking(job).await,
+            Runner::Low(thread) => thread.run(job).await.unwrap_or_else(|| {
+                Err(ThumbnailError::Storage(
+                    "background rendering thread failed".into(),
+                ))
+            }),
+        }
+    }
 }
 
 /// Runs CPU-bound work on the blocking pool.

@@ -32,6 +32,12 @@ pub struct Gateway {
 impl Gateway {
     /// Creates a data dir in `work`, enrolls the facility and starts `bin serve`.
     pub fn start(bin: &Path, work: &Path) -> Result<Gateway> {
+        Gateway::start_with(bin, work, "")
+    }
+
+    /// [`Gateway::start`] with `extra` (whole TOML tables, e.g. `[thumbnails]
+    /// enabled = false`) appended to the configuration.
+    pub fn start_with(bin: &Path, work: &Path, extra: &str) -> Result<Gateway> {
         let dir = tempfile::tempdir_in(work)?;
         let data = dir.path().join("data");
         let (tls_port, plain_port, metrics_port) = (free_port()?, free_port()?, free_port()?);
@@ -41,7 +47,7 @@ impl Gateway {
             format!(
                 "data_dir = {data:?}\n[dicom]\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
                  plain_listen = \"127.0.0.1:{plain_port}\"\n[dicom.plain_ae]\n{BENCH_AE} = \"bench\"\n\
-                 [https]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+                 [https]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{extra}"
             ),
         )?;
         let run = |args: &[&str]| -> Result<()> {
@@ -108,6 +114,11 @@ impl Gateway {
     /// Instances stored so far (`pacs_gateway_instances_received_total`: counted when
     /// the C-STORE succeeds, i.e. once blob and index row are durable).
     pub fn stored(&self) -> Result<u64> {
+        self.counter("pacs_gateway_instances_received_total")
+    }
+
+    /// The value of the counter `name` (full name, with `_total`) in `/metrics`.
+    pub fn counter(&self, name: &str) -> Result<u64> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         stream
@@ -115,12 +126,12 @@ impl Gateway {
         let mut text = String::new();
         stream.read_to_string(&mut text)?;
         text.lines()
-            .find_map(|l| l.strip_prefix("pacs_gateway_instances_received_total "))
-            .context("no pacs_gateway_instances_received_total in /metrics")?
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .with_context(|| format!("no {name} in /metrics"))?
             .trim()
             .parse::<f64>()
             .map(|n| n as u64)
-            .context("pacs_gateway_instances_received_total value")
+            .with_context(|| format!("{name} value"))
     }
 }
 

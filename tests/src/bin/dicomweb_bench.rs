@@ -18,7 +18,9 @@
 //! a timing: this is a benchmark, not a test.
 //!
 //! Usage: `dicomweb-bench [INSTANCES] [--orthanc N] [--wado N] [--rounds N]
-//! [--picks N] [--clients N] [--no-postgres]`; run it with `scripts/bench-dicomweb.sh`.
+//! [--picks N] [--clients N] [--no-postgres] [--no-sqlite]`; run it with
+//! `scripts/bench-dicomweb.sh`. `--no-sqlite` leaves SQLite out of part 1 (with
+//! `--orthanc 0`, only the PostgreSQL QIDO-RS part runs).
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +56,7 @@ struct Args {
     picks: usize,
     clients: usize,
     postgres: bool,
+    sqlite: bool,
     bin: PathBuf,
 }
 
@@ -66,6 +69,7 @@ fn args() -> Result<Args> {
         picks: 200,
         clients: 4,
         postgres: true,
+        sqlite: true,
         bin: PathBuf::from(
             std::env::var("PACS_GATEWAY_BIN")
                 .unwrap_or_else(|_| "target/release/pacs-gateway".into()),
@@ -81,9 +85,10 @@ fn args() -> Result<Args> {
             "--picks" => out.picks = value("--picks")?.parse()?,
             "--clients" => out.clients = value("--clients")?.parse()?,
             "--no-postgres" => out.postgres = false,
+            "--no-sqlite" => out.sqlite = false,
             n if !n.starts_with('-') => out.instances = n.parse().context("INSTANCES")?,
             other => bail!(
-                "unknown argument {other}; usage: dicomweb-bench [INSTANCES] [--orthanc N] [--wado N] [--rounds N] [--picks N] [--clients N] [--no-postgres]"
+                "unknown argument {other}; usage: dicomweb-bench [INSTANCES] [--orthanc N] [--wado N] [--rounds N] [--picks N] [--clients N] [--no-postgres] [--no-sqlite]"
             ),
         }
     }
@@ -132,10 +137,13 @@ async fn scale(args: &Args, work: &Path) -> Result<Vec<Goal>> {
     println!();
     let data = generate_reporting(Spec::new(args.instances));
     let sqlite = format!("sqlite://{}?mode=rwc", work.join("index.db").display());
-    let mut backends = vec![(
-        "SQLite",
-        serve_loaded("SQLite", &sqlite, &data, args, work).await?,
-    )];
+    let mut backends = Vec::new();
+    if args.sqlite {
+        backends.push((
+            "SQLite",
+            serve_loaded("SQLite", &sqlite, &data, args, work).await?,
+        ));
+    }
     if args.postgres {
         match fresh_postgres(PG_DATABASE).await {
             Ok(url) => backends.push((
@@ -144,6 +152,10 @@ async fn scale(args: &Args, work: &Path) -> Result<Vec<Goal>> {
             )),
             Err(e) => println!("\nPostgreSQL skipped: {e:#}"),
         }
+    }
+    if backends.is_empty() {
+        println!("\nQIDO-RS at scale skipped: neither SQLite nor PostgreSQL");
+        return Ok(Vec::new());
     }
     let peers = backends
         .iter()

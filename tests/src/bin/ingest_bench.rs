@@ -9,7 +9,13 @@
 //! gateway/peer ratios; and the figures of the ingest goals, each against a peer
 //! measured in the same run. Timing never fails the run: this is not a test.
 //!
-//! Run with `scripts/bench-ingest.sh [COUNT] [ROUNDS]` (release build).
+//! With `--thumbnails` as third argument it runs only the thumbnailing comparison
+//! instead: the gateway over DICOM TLS with 4 associations and `[thumbnails] enabled =
+//! false`, `true` (default `delay_ms` 2000) and `true` with `delay_ms = 0` (the worst
+//! case: every series rendered while the send goes on), interleaved in ROUNDS rounds,
+//! and the ratio of the medians (goal: with thumbnails >= 0.95x of without).
+//!
+//! Run with `scripts/bench-ingest.sh [COUNT] [ROUNDS] [--thumbnails]` (release build).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,8 +36,13 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let count: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1000);
     let rounds: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let thumbnails = match args.next().as_deref() {
+        None => false,
+        Some("--thumbnails") => true,
+        Some(other) => bail!("unknown argument {other}"),
+    };
     if count == 0 || rounds == 0 {
-        bail!("usage: ingest-bench [COUNT >= 1] [ROUNDS >= 1]");
+        bail!("usage: ingest-bench [COUNT >= 1] [ROUNDS >= 1] [--thumbnails]");
     }
     let bin = |var: &str, default: &str| {
         PathBuf::from(std::env::var(var).unwrap_or_else(|_| default.into()))
@@ -69,6 +80,9 @@ fn main() -> Result<()> {
             "{} not found (cargo build --release -p client): client path skipped",
             env.client_bin.display()
         );
+    }
+    if thumbnails {
+        return thumbnail_comparison(&env, &files, rounds);
     }
     let (server, facility) = env.pki()?;
 
@@ -167,6 +181,99 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The thumbnailing configurations compared, as `[thumbnails]` tables.
+const THUMBNAIL_CONFIGS: [(&str, &str); 3] = [
+    ("thumbnails off", "[thumbnails]\nenabled = false\n"),
+    ("thumbnails on", "[thumbnails]\nenabled = true\n"),
+    (
+        "thumbnails on, delay 0",
+        "[thumbnails]\nenabled = true\ndelay_ms = 0\n",
+    ),
+];
+
+/// Instances per series of [`generate`]'s data.
+const PER_SERIES: usize = 10;
+
+/// One send with one of [`THUMBNAIL_CONFIGS`].
+struct ThumbSample {
+    secs: f64,
+    cpu_ms: f64,
+    /// Thumbnails made (rendered) when the send was done.
+    made_during: u64,
+    /// Seconds after the send until every series had its thumbnail (None: not
+    /// within 60 s).
+    all_after: Option<f64>,
+}
+
+/// `--thumbnails`: ingest throughput (gateway TLS, 4 associations) with background
+/// thumbnails off and on, interleaved rounds, medians and ratios.
+fn thumbnail_comparison(env: &Env, files: &Path, rounds: usize) -> Result<()> {
+    const ASSOCS: usize = 4;
+    let series = env.count.div_ceil(PER_SERIES) as u64;
+    println!(
+        "thumbnailing comparison: gateway TLS, {ASSOCS} associations, {} instances in {series} series",
+        env.count
+    );
+    let mut samples: Vec<Vec<ThumbSample>> = THUMBNAIL_CONFIGS.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..THUMBNAIL_CONFIGS.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (label, extra) = THUMBNAIL_CONFIGS[i];
+            syncfs(env.work.path());
+            let sample = env.thumbnail_run(files, ASSOCS, extra, series)?;
+            println!(
+                "round {}/{rounds}: {label:<24} {:>7.0} inst/s  CPU {:.2} ms/inst  thumbnails made during the send {:>4}, all {series} {}",
+                round + 1,
+                env.count as f64 / sample.secs,
+                sample.cpu_ms,
+                sample.made_during,
+                match (i, sample.all_after) {
+                    (0, _) => "-".to_string(),
+                    (_, None) => "not within 60 s".into(),
+                    (_, Some(s)) => format!("done {s:.1} s after it"),
+                },
+            );
+            samples[i].push(sample);
+        }
+    }
+    let m = |v: Vec<f64>| median(&v).unwrap_or(f64::NAN);
+    let rate = |i: usize| {
+        m(samples[i]
+            .iter()
+            .map(|s| env.count as f64 / s.secs)
+            .collect())
+    };
+    println!(
+        "\n{:<24} {:>5} {:>8} {:>13} {:>12} {:>16}",
+        "configuration", "runs", "inst/s", "CPU ms/inst", "vs off", "made in send"
+    );
+    let off = rate(0);
+    for (i, (label, _)) in THUMBNAIL_CONFIGS.iter().enumerate() {
+        println!(
+            "{label:<24} {:>5} {:>8.0} {:>13.2} {:>11.3}x {:>16}",
+            samples[i].len(),
+            rate(i),
+            m(samples[i].iter().map(|s| s.cpu_ms).collect()),
+            rate(i) / off,
+            m(samples[i].iter().map(|s| s.made_during as f64).collect()),
+        );
+    }
+    println!(
+        "goal: ingest with thumbnails on >= 0.95x of off: {:.3}x ({}); with delay_ms = 0: {:.3}x",
+        rate(1) / off,
+        if rate(1) / off >= 0.95 {
+            "met"
+        } else {
+            "NOT met"
+        },
+        rate(2) / off
+    );
+    Ok(())
+}
+
 /// What every run needs.
 struct Env {
     count: usize,
@@ -249,6 +356,55 @@ impl Env {
             cpu_ms: Some(self.cpu_ms(before, after)),
             rss: Some(peak_rss(gateway.pid())?),
             ..Sample::default()
+        })
+    }
+
+    /// One send to a fresh gateway configured with `extra`; then waits (up to 60 s)
+    /// until `series` thumbnails are made, refused or failed.
+    fn thumbnail_run(
+        &self,
+        files: &Path,
+        assocs: usize,
+        extra: &str,
+        series: u64,
+    ) -> Result<ThumbSample> {
+        let gateway = Gateway::start_with(&self.gateway_bin, self.work.path(), extra)?;
+        let before = cpu_ticks_tree(gateway.pid())?.total();
+        let secs = gateway.send(files, assocs, true)?.as_secs_f64();
+        let after = cpu_ticks_tree(gateway.pid())?.total();
+        let stored = gateway.stored()?;
+        if stored != self.count as u64 {
+            bail!("the gateway stored {stored} of {} instances", self.count);
+        }
+        let made = || gateway.counter("pacs_gateway_thumbnails_made_total");
+        let made_during = made()?;
+        let failed = || gateway.counter("pacs_gateway_thumbnails_failed_total");
+        let end = Instant::now();
+        let mut all_after = None;
+        if !extra.contains("enabled = false") {
+            while end.elapsed() < Duration::from_secs(60) {
+                let done = made()?
+                    + gateway.counter("pacs_gateway_thumbnails_refused_total")?
+                    + failed()?
+                    + gateway.counter("pacs_gateway_thumbnail_queue_dropped_total")?;
+                if done >= series {
+                    all_after = Some(end.elapsed().as_secs_f64());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if failed()? > 0 {
+            bail!(
+                "the gateway could not make {} thumbnails (see its log)",
+                failed()?
+            );
+        }
+        Ok(ThumbSample {
+            secs,
+            cpu_ms: self.cpu_ms(before, after),
+            made_during,
+            all_after,
         })
     }
 
