@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need on a fresh Debian
-# machine (DCMTK, pynetdicom, tesseract-ocr, fonts-dejavu-core, Pillow). Set PACS_TEST_DATABASE_URL=postgres://... to run the index tests
+# machine (scripts/install-deps.sh: DCMTK, tesseract-ocr, chromium, the media tools,
+# pynetdicom, Pillow, dicomweb-client). Set PACS_TEST_DATABASE_URL=postgres://... to run the index tests
 # against PostgreSQL as well as SQLite; without it those variants say SKIPPED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
