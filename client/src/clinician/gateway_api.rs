@@ -157,23 +157,29 @@ impl GatewayApi {
         self.http.get(url).bearer_auth(self.token.as_str())
     }
 
-    /// The page of the facility's feed after `after`.
-    pub(crate) async fn changes(&self, after: i64) -> Result<ChangesPage, FeedError> {
-        let url = format!("{}/api/v1/changes?after={after}&limit={PAGE}", self.base);
-        let answer = self
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, &e))?;
+    /// Sends `request` (to `url`) and decodes a 200's JSON body; 401 ends the session,
+    /// any other status is `what` refused with the gateway's message.
+    async fn json<T: serde::de::DeserializeOwned>(
+        request: reqwest::RequestBuilder,
+        url: &str,
+        what: &str,
+    ) -> Result<T, FeedError> {
+        let answer = request.send().await.map_err(|e| unreachable(url, &e))?;
         match answer.status().as_u16() {
-            200 => answer.json().await.map_err(|e| unreachable(&url, &e)),
+            200 => answer.json().await.map_err(|e| unreachable(url, &e)),
             401 => Err(FeedError::SessionEnded),
             status => Err(FeedError::Status {
-                what: "the changes feed".into(),
+                what: what.into(),
                 status,
                 message: message(answer).await,
             }),
         }
+    }
+
+    /// The page of the facility's feed after `after`.
+    pub(crate) async fn changes(&self, after: i64) -> Result<ChangesPage, FeedError> {
+        let url = format!("{}/api/v1/changes?after={after}&limit={PAGE}", self.base);
+        Self::json(self.get(&url), &url, "the changes feed").await
     }
 
     /// The gateway's thumbnail of one series (pseudonymous UIDs).
@@ -258,24 +264,8 @@ impl GatewayApi {
     /// The facility's expiring and hidden studies.
     pub(crate) async fn notices(&self) -> Result<Vec<Notice>, FeedError> {
         let url = format!("{}/api/v1/lifecycle", self.base);
-        let answer = self
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, &e))?;
-        match answer.status().as_u16() {
-            200 => Ok(answer
-                .json::<NoticePage>()
-                .await
-                .map_err(|e| unreachable(&url, &e))?
-                .studies),
-            401 => Err(FeedError::SessionEnded),
-            status => Err(FeedError::Status {
-                what: "the expiry notices".into(),
-                status,
-                message: message(answer).await,
-            }),
-        }
+        let page: NoticePage = Self::json(self.get(&url), &url, "the expiry notices").await?;
+        Ok(page.studies)
     }
 
     /// Answers about one study (stored UID): `keep`, `exported`, `expire` or
@@ -286,26 +276,12 @@ impl GatewayApi {
         body: &serde_json::Value,
     ) -> Result<String, FeedError> {
         let url = format!("{}/api/v1/studies/{study}/lifecycle", self.base);
-        let answer = self
+        let request = self
             .http
             .post(&url)
             .bearer_auth(self.token.as_str())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, &e))?;
-        match answer.status().as_u16() {
-            200 => Ok(answer
-                .json::<AnswerReply>()
-                .await
-                .map_err(|e| unreachable(&url, &e))?
-                .state),
-            401 => Err(FeedError::SessionEnded),
-            status => Err(FeedError::Status {
-                what: "the answer".into(),
-                status,
-                message: message(answer).await,
-            }),
-        }
+            .json(body);
+        let reply: AnswerReply = Self::json(request, &url, "the answer").await?;
+        Ok(reply.state)
     }
 }
