@@ -482,25 +482,6 @@ impl Index {
         Ok(true)
     }
 
-    /// Moves the end of an active study's storage period (a "keep" before notice).
-    pub async fn keep_active(
-        &self,
-        facility: FacilityId,
-        study: &str,
-        keep_until: i64,
-    ) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE studies SET keep_until = $1 WHERE facility_id = $2 AND study_uid = $3 \
-             AND lifecycle = 'active' AND deleted_at IS NULL",
-        )
-        .bind(keep_until)
-        .bind(facility.0)
-        .bind(study)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     /// Records that the facility exported a study to a returnable medium.
     pub async fn mark_exported(
         &self,
